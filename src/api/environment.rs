@@ -1,0 +1,160 @@
+//! `DigitalChannelsEnvironment`: one per GWS + Digital Channels deployment. Owns the steps
+//! shared by all tenants: the OAuth client, its verification and the `nex_gapis` row.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN};
+use super::conditions::{Condition, conditions_schema};
+
+/// Desired state of a Genesys environment enabled for Digital Channels.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "digitalchannels.dev",
+    version = "v1alpha1",
+    kind = "DigitalChannelsEnvironment",
+    namespaced,
+    shortname = "dce",
+    status = "EnvironmentStatus",
+    doc = "A GWS + Digital Channels (Nexus) deployment: the nexus_client OAuth client, its verification and the nex_gapis row.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalChannelsEnvironmentSpec {
+    /// GWS Auth base URL; the operator calls `{authUrl}/auth/v3/...`.
+    #[schemars(pattern(URL_PATTERN))]
+    pub auth_url: String,
+    /// Environment API base URL (`/environment/v3`); defaults to `authUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(URL_PATTERN))]
+    pub environment_url: Option<String>,
+    /// GWS entry point: written to `nex_gapis.url` and sent to Nexus as `backendurl`.
+    #[schemars(pattern(URL_PATTERN))]
+    pub gws_url: String,
+    /// Digital Channels (Nexus) URL: `/nexus/v3` calls, the client's redirect URI and the `chatservice-uri` value.
+    #[schemars(pattern(URL_PATTERN))]
+    pub nexus_url: String,
+    /// Secret with the GWS Auth admin ("ops") user and its plaintext password.
+    pub ops_credentials_secret: CredentialsSecretRef,
+    /// The OAuth client Nexus uses to talk to GWS.
+    #[serde(default)]
+    pub client: ClientSpec,
+    /// The Nexus PostgreSQL database that holds `nex_gapis`.
+    pub database: DatabaseSpec,
+    /// Extra trust for the Genesys services' TLS certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+    /// Nexus Deployment to restart (as `kubectl rollout restart`) when the `nex_gapis` row is inserted or its secret changes, because Nexus reads the table only at start-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexus_deployment: Option<DeploymentRef>,
+    /// Retain (default) leaves the OAuth client and the nex_gapis row when the resource is deleted; Delete removes them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// When true the operator makes no external calls for this environment.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// The `nexus_client` OAuth client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSpec {
+    /// OAuth client id.
+    #[serde(default = "default_client_id")]
+    #[schemars(length(min = 1, max = 128))]
+    pub id: String,
+    /// Where the client secret lives. Default: Secret `<metadata.name>-nexus-client`, key `client-secret`. Generated (32 random bytes) when absent, never regenerated once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretKeyRef>,
+    /// Access token lifetime in seconds.
+    #[serde(default = "default_access_timeout")]
+    #[schemars(range(min = 60))]
+    pub access_token_expiration_timeout: i64,
+    /// Refresh token lifetime in seconds.
+    #[serde(default = "default_refresh_timeout")]
+    #[schemars(range(min = 60))]
+    pub refresh_token_expiration_timeout: i64,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        Self {
+            id: default_client_id(),
+            secret: None,
+            access_token_expiration_timeout: default_access_timeout(),
+            refresh_token_expiration_timeout: default_refresh_timeout(),
+        }
+    }
+}
+
+fn default_client_id() -> String {
+    "nexus_client".to_string()
+}
+fn default_access_timeout() -> i64 {
+    43200
+}
+fn default_refresh_timeout() -> i64 {
+    2_592_000
+}
+
+/// The Nexus database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// Secret key holding `postgres://user:pass@host:5432/nexus?sslmode=...`.
+    pub url_secret: SecretKeyRef,
+}
+
+/// TLS settings for the Genesys services.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Secret key holding a PEM CA bundle trusted in addition to the system roots.
+    pub ca_secret: SecretKeyRef,
+}
+
+/// A Deployment, by name and namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRef {
+    /// Deployment name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Deployment namespace; defaults to the environment's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Observed state of the environment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// The `metadata.generation` last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Secret that holds the client secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_name: Option<String>,
+    /// Ready, ClientRegistered, ClientVerified, GapiRegistered, NexusRestarted, Suspended.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+impl DigitalChannelsEnvironmentSpec {
+    /// The Environment API base URL: `environmentUrl`, or `authUrl` when unset.
+    pub fn environment_url(&self) -> &str {
+        self.environment_url.as_deref().unwrap_or(&self.auth_url)
+    }
+
+    /// Where the client secret lives, with the contract's default.
+    pub fn client_secret_ref(&self, resource_name: &str) -> SecretKeyRef {
+        self.client.secret.clone().unwrap_or_else(|| SecretKeyRef {
+            name: format!("{resource_name}-nexus-client"),
+            key: "client-secret".to_string(),
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! `DigitalChannelsTenant`: one per contact center. Owns the per-tenant steps.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN, UUID_PATTERN};
+use super::conditions::{Condition, conditions_schema};
+
+/// Desired state of a contact center enabled for Digital Channels.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "digitalchannels.dev",
+    version = "v1alpha1",
+    kind = "DigitalChannelsTenant",
+    namespaced,
+    shortname = "dct",
+    status = "TenantStatus",
+    doc = "A contact center enabled for Digital Channels: chatservice-uri, the Nexus tenant and its API key.",
+    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
+    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
+    printcolumn(name = "Contact Center", type_ = "string", json_path = ".status.contactCenterId"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!(has(self.contactCenterId) && has(self.contactCenterDomain))").message("set contactCenterId or contactCenterDomain, not both"))]
+#[serde(rename_all = "camelCase")]
+pub struct DigitalChannelsTenantSpec {
+    /// The DigitalChannelsEnvironment this tenant belongs to, in the same namespace.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("environmentRef is immutable"))]
+    pub environment_ref: EnvironmentRef,
+    /// Contact center id (UUID). Discovered when absent: by `contactCenterDomain`, or the only contact center.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(UUID_PATTERN))]
+    pub contact_center_id: Option<String>,
+    /// Picks the contact center whose domains contain this value (e.g. `t100`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub contact_center_domain: Option<String>,
+    /// Nexus tenant name. Immutable: Nexus has no rename.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("tenantName is immutable"))]
+    pub tenant_name: String,
+    /// Sent to Nexus as `genesystemenantid`.
+    #[serde(default = "default_genesys_tenant_id")]
+    #[schemars(range(min = 0))]
+    pub genesys_tenant_id: i64,
+    /// Nexus tenant type.
+    #[serde(default = "default_tenant_type", rename = "type")]
+    #[schemars(length(min = 1))]
+    pub type_: String,
+    /// Secret with the tenant Person used for the password grant.
+    pub credentials_secret: CredentialsSecretRef,
+    /// When present, the PlatformUCS service is registered in Nexus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ucs: Option<UcsSpec>,
+    /// Name of the output Secret (keys xapikey, contactCenterId, tenantName, nexusUrl). Default `<metadata.name>-digital-channels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub output_secret_name: Option<String>,
+    /// Retain (default) leaves the Nexus tenant when the resource is deleted; Delete removes it and its PlatformUCS service.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// When true the operator makes no external calls for this tenant.
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+fn default_genesys_tenant_id() -> i64 {
+    1
+}
+
+fn default_tenant_type() -> String {
+    "PureEngage".to_string()
+}
+
+/// A DigitalChannelsEnvironment in the same namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+pub struct EnvironmentRef {
+    /// Name of the DigitalChannelsEnvironment.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The Universal Contact Service connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UcsSpec {
+    /// UCS entry point URL.
+    #[schemars(pattern(URL_PATTERN))]
+    pub url: String,
+    /// Secret key with the `x-api-key` for the PlatformUCS call. Default: the tenant's GWS access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret: Option<SecretKeyRef>,
+}
+
+/// Observed state of the tenant.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// The `metadata.generation` last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The resolved contact center id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_center_id: Option<String>,
+    /// The Secret holding the API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_secret_name: Option<String>,
+    /// Nexus's operationId from the tenant provisioning answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation_id: Option<String>,
+    /// Ready, ContactCenterResolved, ChatServiceRegistered, UcsRegistered, TenantProvisioned, DesignerEnvConfigured, Suspended.
+    #[serde(default)]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+impl DigitalChannelsTenantSpec {
+    /// The output Secret name, with the contract's default.
+    pub fn output_secret_name(&self, resource_name: &str) -> String {
+        self.output_secret_name
+            .clone()
+            .unwrap_or_else(|| format!("{resource_name}-digital-channels"))
+    }
+}

@@ -1,0 +1,127 @@
+//! The subcommands: `crds`, `simulate`, `provision`, `demo` (and `run`, the controllers).
+
+pub mod demo;
+pub mod file_store;
+pub mod manifests;
+pub mod provision;
+pub mod simulate;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+use crate::upstream::http::{HttpConfig, RetryPolicy};
+
+#[derive(Parser, Debug)]
+#[command(name = "dc-operator", version, about = "Enables Genesys Multicloud CX tenants for Digital Channels (Nexus)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print both CustomResourceDefinitions as YAML (what crds/ holds).
+    Crds,
+    /// Serve the GWS Auth, Environment and Digital Channels APIs, backed by PostgreSQL.
+    Simulate(SimulateArgs),
+    /// Run the runbook once from manifest files, without a cluster.
+    Provision(ProvisionArgs),
+    /// Start the simulator in-process and provision a sample environment and tenant.
+    Demo(DemoArgs),
+}
+
+/// Settings for the outbound HTTP clients.
+#[derive(Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Timeout of one request to a Genesys service.
+    #[arg(long, env = "DC_REQUEST_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// A PEM bundle trusted in addition to the system roots for every Genesys service.
+    #[arg(long, env = "DC_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl HttpArgs {
+    pub fn http_config(&self, retry: RetryPolicy) -> Result<HttpConfig, String> {
+        let ca_bundle_pem = match &self.extra_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| format!("--extra-ca-file {}: {e}", path.display()))?),
+            None => None,
+        };
+        Ok(HttpConfig {
+            timeout: self.request_timeout,
+            ca_bundle_pem,
+            retry,
+            ..HttpConfig::default()
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Address to serve on.
+    #[arg(long, env = "DC_SIMULATE_ADDR", default_value = "127.0.0.1:8181")]
+    pub addr: std::net::SocketAddr,
+    /// PostgreSQL database for nex_gapis and nex_apikeys; default: database dcsim on a local server (see README).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Delay added to every request.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub latency: Duration,
+    /// Emulate Nexus's cache: nex_gapis changes are seen only after POST /_sim/nexus/restart.
+    #[arg(long)]
+    pub gapis_cache: bool,
+    /// Log format.
+    #[arg(long, env = "DC_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ProvisionArgs {
+    /// Manifest files: one DigitalChannelsEnvironment, any number of DigitalChannelsTenants, and their Secrets.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where output Secrets (and a generated client secret) are written, mode 0600.
+    #[arg(long, default_value = "./dc-output")]
+    pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo's output Secrets go; default: a temporary directory removed at exit.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+}
+
+/// Parses `500ms`, `15s`, `10m`, `1h` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 10m or 1h"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration("5 weeks").is_err());
+    }
+}

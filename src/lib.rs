@@ -1,0 +1,17 @@
+//! digital-channels-operator: enables Genesys Multicloud CX tenants for Digital Channels (Nexus).
+//!
+//! The folders show the architecture:
+//! - [`api`]: the CRD types (`DigitalChannelsEnvironment`, `DigitalChannelsTenant`).
+//! - [`upstream`]: one client per external system, behind traits, plus the shared HTTP layer.
+//! - [`runbook`]: the runbook steps, shared by `provision`, `demo` and the controllers.
+//! - [`simulator`]: the Genesys APIs served over HTTP, for `demo`, `simulate` and the tests.
+//! - [`cli`]: the subcommands.
+
+pub mod api;
+pub mod secret;
+pub mod simulator;
+pub mod telemetry;
+pub mod upstream;
+pub mod runbook;
+pub mod local_postgres;
+pub mod cli;

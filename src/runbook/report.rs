@@ -1,0 +1,251 @@
+//! What a step did, in words a person and a condition can use.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::upstream::{ErrorKind, UpstreamError};
+
+/// The runbook steps, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    // Environment.
+    Credentials,
+    ClientSecret,
+    ClientRegistered,
+    ClientVerified,
+    GapiRegistered,
+    // Tenant.
+    Environment,
+    ContactCenterResolved,
+    ChatServiceRegistered,
+    TenantToken,
+    UcsRegistered,
+    TenantProvisioned,
+    OutputSecret,
+    DesignerEnvConfigured,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Credentials => "Credentials",
+            Step::ClientSecret => "ClientSecret",
+            Step::ClientRegistered => "ClientRegistered",
+            Step::ClientVerified => "ClientVerified",
+            Step::GapiRegistered => "GapiRegistered",
+            Step::Environment => "Environment",
+            Step::ContactCenterResolved => "ContactCenterResolved",
+            Step::ChatServiceRegistered => "ChatServiceRegistered",
+            Step::TenantToken => "TenantToken",
+            Step::UcsRegistered => "UcsRegistered",
+            Step::TenantProvisioned => "TenantProvisioned",
+            Step::OutputSecret => "OutputSecret",
+            Step::DesignerEnvConfigured => "DesignerEnvConfigured",
+        }
+    }
+
+    /// What the step does, for the console.
+    pub fn description(self) -> &'static str {
+        match self {
+            Step::Credentials => "read the credentials from their Secrets",
+            Step::ClientSecret => "resolve or generate the client secret",
+            Step::ClientRegistered => "register the OAuth client in GWS Auth",
+            Step::ClientVerified => "verify the client with a client_credentials token",
+            Step::GapiRegistered => "register GWS in the nex_gapis table",
+            Step::Environment => "read the environment",
+            Step::ContactCenterResolved => "resolve the contact center",
+            Step::ChatServiceRegistered => "register the chatservice-uri setting",
+            Step::TenantToken => "get the tenant token (password grant)",
+            Step::UcsRegistered => "register the PlatformUCS service",
+            Step::TenantProvisioned => "provision the tenant in Nexus",
+            Step::OutputSecret => "write the output Secret",
+            Step::DesignerEnvConfigured => "DesignerEnv transaction (manual)",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a step that holds did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    AlreadyRight,
+    /// The object existed but its record was lost; it was found again.
+    Recovered,
+    /// A fresh value was fetched (a token); nothing external changed.
+    Obtained,
+    /// A cached value was reused (a token).
+    Reused,
+    /// The step does not apply (e.g. no UCS configured).
+    Skipped,
+    /// A person must act; the report's detail says what.
+    ManualStepRequired,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::AlreadyRight => "already right",
+            Outcome::Recovered => "recovered",
+            Outcome::Obtained => "obtained",
+            Outcome::Reused => "reused",
+            Outcome::Skipped => "skipped",
+            Outcome::ManualStepRequired => "manual step required",
+        }
+    }
+
+    /// True when the step wrote something external.
+    pub fn changed(&self) -> bool {
+        matches!(self, Outcome::Created | Outcome::Updated)
+    }
+}
+
+/// Why a step failed: the condition reasons of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    InvalidSpec,
+    SecretNotFound,
+    SecretKeyMissing,
+    Unauthorized,
+    UpstreamUnavailable,
+    UpstreamRejected,
+    InvalidAnswer,
+    Conflict,
+    ContactCenterNotFound,
+    AmbiguousContactCenter,
+    WaitingForEnvironment,
+    TenantUpdateUnsupported,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::UpstreamUnavailable => "UpstreamUnavailable",
+            Reason::UpstreamRejected => "UpstreamRejected",
+            Reason::InvalidAnswer => "InvalidAnswer",
+            Reason::Conflict => "Conflict",
+            Reason::ContactCenterNotFound => "ContactCenterNotFound",
+            Reason::AmbiguousContactCenter => "AmbiguousContactCenter",
+            Reason::WaitingForEnvironment => "WaitingForEnvironment",
+            Reason::TenantUpdateUnsupported => "TenantUpdateUnsupported",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed step: the reason, a message a person can act on, and whether a retry can help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepError {
+    pub reason: Reason,
+    pub message: String,
+    pub transient: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl StepError {
+    pub fn permanent(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            transient: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            transient: true,
+            ..Self::permanent(reason, message)
+        }
+    }
+
+    /// Maps an upstream failure, with what to do about it.
+    pub fn from_upstream(error: &UpstreamError, hint: &str) -> Self {
+        let reason = match error.kind {
+            ErrorKind::Transient => Reason::UpstreamUnavailable,
+            ErrorKind::Unauthorized => Reason::Unauthorized,
+            ErrorKind::Conflict => Reason::Conflict,
+            ErrorKind::NotFound | ErrorKind::Rejected => Reason::UpstreamRejected,
+            ErrorKind::InvalidAnswer => Reason::InvalidAnswer,
+        };
+        let mut message = error.to_string();
+        if !hint.is_empty() {
+            message.push_str(". ");
+            message.push_str(hint);
+        }
+        Self {
+            reason,
+            message,
+            transient: error.is_transient(),
+            retry_after: error.retry_after,
+        }
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+/// One step's result.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub step: Step,
+    pub result: Result<Outcome, StepError>,
+    /// Extra words for the console (never a secret).
+    pub detail: String,
+    pub duration: Duration,
+}
+
+/// The steps of one run, in order.
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub steps: Vec<StepReport>,
+}
+
+impl RunReport {
+    pub fn push(&mut self, step: Step, started: std::time::Instant, result: Result<Outcome, StepError>, detail: impl Into<String>) {
+        self.steps.push(StepReport {
+            step,
+            result,
+            detail: detail.into(),
+            duration: started.elapsed(),
+        });
+    }
+
+    /// The first failed step, if any.
+    pub fn failure(&self) -> Option<(&StepReport, &StepError)> {
+        self.steps.iter().find_map(|s| s.result.as_ref().err().map(|e| (s, e)))
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.failure().is_none()
+    }
+
+    pub fn outcome_of(&self, step: Step) -> Option<&Result<Outcome, StepError>> {
+        self.steps.iter().find(|s| s.step == step).map(|s| &s.result)
+    }
+
+    /// True when any step wrote something external.
+    pub fn changed_anything(&self) -> bool {
+        self.steps.iter().any(|s| matches!(&s.result, Ok(o) if o.changed()))
+    }
+}

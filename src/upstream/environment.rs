@@ -1,0 +1,163 @@
+//! The GWS Environment API: contact centers and their settings.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+
+use super::error::{Result, System};
+use super::gws_auth::urlencode;
+use super::http::{Call, HttpClient};
+use crate::api::common::trim_url;
+use crate::secret::Credentials;
+
+/// A contact center (a tenant, in private edition).
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactCenter {
+    pub id: String,
+    #[serde(default)]
+    pub environment_id: Option<String>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+}
+
+/// A contact center setting.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+pub struct Setting {
+    pub name: String,
+    #[serde(default = "root_location")]
+    pub location: String,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    /// GWS sends a boolean or the string "true"/"false".
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub shared: bool,
+}
+
+fn root_location() -> String {
+    "/".to_string()
+}
+
+fn bool_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flexible {
+        Bool(bool),
+        Text(String),
+        Null,
+    }
+    Ok(match Flexible::deserialize(deserializer)? {
+        Flexible::Bool(b) => b,
+        Flexible::Text(t) => t.eq_ignore_ascii_case("true"),
+        Flexible::Null => false,
+    })
+}
+
+/// The Environment API operations the runbook uses.
+#[async_trait]
+pub trait EnvironmentApi: Send + Sync {
+    async fn list_contact_centers(&self, ops: &Credentials) -> Result<Vec<ContactCenter>>;
+    async fn list_settings(&self, ops: &Credentials, contact_center_id: &str) -> Result<Vec<Setting>>;
+    /// Creates or overwrites (by name) a setting.
+    async fn upsert_setting(&self, ops: &Credentials, contact_center_id: &str, setting: &Setting) -> Result<()>;
+}
+
+/// The reqwest implementation.
+pub struct EnvironmentClient {
+    http: HttpClient,
+    base: String,
+}
+
+impl EnvironmentClient {
+    pub fn new(http: HttpClient, environment_url: &str) -> Self {
+        Self {
+            http,
+            base: format!("{}/environment/v3", trim_url(environment_url)),
+        }
+    }
+
+    fn settings_url(&self, contact_center_id: &str) -> String {
+        format!("{}/contact-centers/{}/settings", self.base, urlencode(contact_center_id))
+    }
+}
+
+#[derive(Deserialize)]
+struct ContactCentersAnswer {
+    data: ContactCentersData,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ContactCentersData {
+    #[serde(default)]
+    contact_centers: Vec<ContactCenter>,
+}
+
+#[derive(Deserialize)]
+struct SettingsAnswer {
+    #[serde(default)]
+    data: SettingsData,
+}
+
+#[derive(Deserialize, Default)]
+struct SettingsData {
+    #[serde(default)]
+    settings: Vec<Setting>,
+}
+
+#[async_trait]
+impl EnvironmentApi for EnvironmentClient {
+    async fn list_contact_centers(&self, ops: &Credentials) -> Result<Vec<ContactCenter>> {
+        let call = Call {
+            system: System::Environment,
+            operation: "list_contact_centers",
+            method: Method::GET,
+            url: format!("{}/contact-centers", self.base),
+            build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+        };
+        Ok(self.http.send_json::<ContactCentersAnswer>(&call).await?.data.contact_centers)
+    }
+
+    async fn list_settings(&self, ops: &Credentials, contact_center_id: &str) -> Result<Vec<Setting>> {
+        let call = Call {
+            system: System::Environment,
+            operation: "list_settings",
+            method: Method::GET,
+            url: self.settings_url(contact_center_id),
+            build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+        };
+        Ok(self.http.send_json::<SettingsAnswer>(&call).await?.data.settings)
+    }
+
+    async fn upsert_setting(&self, ops: &Credentials, contact_center_id: &str, setting: &Setting) -> Result<()> {
+        let body = json!({"data": {
+            "name": setting.name,
+            "location": setting.location,
+            "value": setting.value,
+            "shared": setting.shared,
+        }});
+        let call = Call {
+            system: System::Environment,
+            operation: "upsert_setting",
+            method: Method::POST,
+            url: self.settings_url(contact_center_id),
+            build: Box::new(move |r| r.basic_auth(&ops.username, Some(ops.password.expose())).json(&body)),
+        };
+        self.http.send(&call).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_reads_as_bool_or_string() {
+        let s: Setting = serde_json::from_str(r#"{"name":"a","location":"/","value":"x","shared":"true"}"#).unwrap();
+        assert!(s.shared);
+        let s: Setting = serde_json::from_str(r#"{"name":"a","value":"x","shared":false}"#).unwrap();
+        assert!(!s.shared);
+        assert_eq!(s.location, "/");
+    }
+}

@@ -1,0 +1,306 @@
+//! GWS Auth: the ops API for OAuth clients and the token endpoint.
+
+use async_trait::async_trait;
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::error::{ErrorKind, Result, System, UpstreamError};
+use super::http::{Call, HttpClient};
+use crate::api::common::trim_url;
+use crate::secret::{Credentials, SecretString};
+
+/// An OAuth client as GWS Auth shows it (never with its secret).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthClient {
+    #[serde(rename = "client_id", alias = "clientId", default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub client_type: Option<String>,
+    #[serde(default)]
+    pub internal_client: Option<bool>,
+    #[serde(default)]
+    pub authorized_grant_types: Vec<String>,
+    #[serde(default, rename = "redirectURIs")]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub authorities: Vec<String>,
+    #[serde(default)]
+    pub scope: Vec<String>,
+    #[serde(default)]
+    pub access_token_expiration_timeout: Option<i64>,
+    #[serde(default)]
+    pub refresh_token_expiration_timeout: Option<i64>,
+}
+
+/// The client we want: what the runbook's table asks for.
+#[derive(Clone, Debug)]
+pub struct ClientRegistration {
+    pub client_id: String,
+    pub secret: SecretString,
+    pub redirect_uri: String,
+    pub access_token_expiration_timeout: i64,
+    pub refresh_token_expiration_timeout: i64,
+}
+
+/// The grant types the runbook's table lists.
+pub const REQUIRED_GRANT_TYPES: [&str; 4] = ["refresh_token", "password", "client_credentials", "authorization_code"];
+
+impl ClientRegistration {
+    /// The body of a create, secret included.
+    fn create_body(&self) -> Value {
+        json!({"data": {
+            "clientType": "CONFIDENTIAL",
+            "internalClient": true,
+            "name": self.client_id,
+            "description": self.client_id,
+            "client_id": self.client_id,
+            "client_secret": self.secret.expose(),
+            "authorities": ["ROLE_INTERNAL_CLIENT"],
+            "scope": ["*"],
+            "authorizedGrantTypes": REQUIRED_GRANT_TYPES,
+            "redirectURIs": [self.redirect_uri],
+            "accessTokenExpirationTimeout": self.access_token_expiration_timeout,
+            "refreshTokenExpirationTimeout": self.refresh_token_expiration_timeout,
+        }})
+    }
+
+    /// What differs between the client as it is and as we want it, by field name; empty
+    /// when it is right. Grant types compare as "contains": the server may add its own.
+    pub fn differences(&self, actual: &OAuthClient) -> Vec<&'static str> {
+        let mut diffs = Vec::new();
+        if !REQUIRED_GRANT_TYPES
+            .iter()
+            .all(|g| actual.authorized_grant_types.iter().any(|a| a == g))
+        {
+            diffs.push("authorizedGrantTypes");
+        }
+        if !actual.redirect_uris.iter().any(|u| trim_url(u) == trim_url(&self.redirect_uri)) {
+            diffs.push("redirectURIs");
+        }
+        if !actual.scope.is_empty() && !actual.scope.iter().any(|s| s == "*") {
+            diffs.push("scope");
+        }
+        if !actual.authorities.is_empty() && !actual.authorities.iter().any(|a| a == "ROLE_INTERNAL_CLIENT") {
+            diffs.push("authorities");
+        }
+        if actual
+            .access_token_expiration_timeout
+            .is_some_and(|t| t != self.access_token_expiration_timeout)
+        {
+            diffs.push("accessTokenExpirationTimeout");
+        }
+        if actual
+            .refresh_token_expiration_timeout
+            .is_some_and(|t| t != self.refresh_token_expiration_timeout)
+        {
+            diffs.push("refreshTokenExpirationTimeout");
+        }
+        diffs
+    }
+
+    /// The body of an update that brings `actual` to what we want, keeping grant types the
+    /// server added. With `with_secret`, the secret is set too.
+    pub fn update_body(&self, actual: &OAuthClient, with_secret: bool) -> Value {
+        let mut grants = actual.authorized_grant_types.clone();
+        for g in REQUIRED_GRANT_TYPES {
+            if !grants.iter().any(|a| a == g) {
+                grants.push(g.to_string());
+            }
+        }
+        let mut redirects = actual.redirect_uris.clone();
+        if !redirects.iter().any(|u| trim_url(u) == trim_url(&self.redirect_uri)) {
+            redirects.push(self.redirect_uri.clone());
+        }
+        let mut data = json!({
+            "authorizedGrantTypes": grants,
+            "redirectURIs": redirects,
+            "scope": ["*"],
+            "authorities": ["ROLE_INTERNAL_CLIENT"],
+            "accessTokenExpirationTimeout": self.access_token_expiration_timeout,
+            "refreshTokenExpirationTimeout": self.refresh_token_expiration_timeout,
+        });
+        if with_secret {
+            data["client_secret"] = Value::String(self.secret.expose().to_string());
+        }
+        json!({ "data": data })
+    }
+}
+
+/// An OAuth grant.
+#[derive(Clone, Debug)]
+pub enum Grant {
+    ClientCredentials,
+    /// `username` is already `<ccId>\<user>`.
+    Password { username: String, password: SecretString },
+    RefreshToken(SecretString),
+}
+
+impl Grant {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password { .. } => "password",
+            Grant::RefreshToken(_) => "refresh_token",
+        }
+    }
+}
+
+/// An access token and how long it lives.
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    /// Remaining lifetime in seconds, as the server said.
+    pub expires_in: u64,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+/// The GWS Auth operations the runbook uses.
+#[async_trait]
+pub trait GwsAuthApi: Send + Sync {
+    async fn list_clients(&self, ops: &Credentials) -> Result<Vec<OAuthClient>>;
+    async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>>;
+    async fn create_client(&self, ops: &Credentials, client: &ClientRegistration) -> Result<OAuthClient>;
+    /// Sends an update body (see [`ClientRegistration::update_body`]).
+    async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()>;
+    /// Deletes the client; `false` when it was already gone.
+    async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool>;
+    async fn token(&self, client_id: &str, client_secret: &SecretString, grant: &Grant) -> Result<Token>;
+}
+
+/// The reqwest implementation.
+pub struct GwsAuthClient {
+    http: HttpClient,
+    base: String,
+}
+
+impl GwsAuthClient {
+    pub fn new(http: HttpClient, auth_url: &str) -> Self {
+        Self {
+            http,
+            base: format!("{}/auth/v3", trim_url(auth_url)),
+        }
+    }
+
+    fn call<'a>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        build: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync + 'a,
+    ) -> Call<'a> {
+        Call {
+            system: System::GwsAuth,
+            operation,
+            method,
+            url: format!("{}{path}", self.base),
+            build: Box::new(build),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Data<T> {
+    data: T,
+}
+
+fn client_path(client_id: &str) -> String {
+    format!("/ops/clients/{}", urlencode(client_id))
+}
+
+pub(crate) fn urlencode(segment: &str) -> String {
+    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+#[async_trait]
+impl GwsAuthApi for GwsAuthClient {
+    async fn list_clients(&self, ops: &Credentials) -> Result<Vec<OAuthClient>> {
+        let call = self.call("list_clients", Method::GET, "/ops/clients", |r| {
+            r.basic_auth(&ops.username, Some(ops.password.expose()))
+        });
+        Ok(self.http.send_json::<Data<Vec<OAuthClient>>>(&call).await?.data)
+    }
+
+    async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>> {
+        let call = self.call("get_client", Method::GET, &client_path(client_id), |r| {
+            r.basic_auth(&ops.username, Some(ops.password.expose()))
+        });
+        Ok(self.http.send_optional::<Data<OAuthClient>>(&call).await?.map(|d| d.data))
+    }
+
+    async fn create_client(&self, ops: &Credentials, client: &ClientRegistration) -> Result<OAuthClient> {
+        let body = client.create_body();
+        let call = self.call("create_client", Method::POST, "/ops/clients", move |r| {
+            r.basic_auth(&ops.username, Some(ops.password.expose())).json(&body)
+        });
+        Ok(self.http.send_json::<Data<OAuthClient>>(&call).await?.data)
+    }
+
+    async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()> {
+        let call = self.call("update_client", Method::PUT, &client_path(client_id), move |r| {
+            r.basic_auth(&ops.username, Some(ops.password.expose())).json(body)
+        });
+        self.http.send(&call).await.map(drop)
+    }
+
+    async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool> {
+        let call = self.call("delete_client", Method::DELETE, &client_path(client_id), |r| {
+            r.basic_auth(&ops.username, Some(ops.password.expose()))
+        });
+        match self.http.send(&call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn token(&self, client_id: &str, client_secret: &SecretString, grant: &Grant) -> Result<Token> {
+        let mut form: Vec<(&str, String)> = vec![
+            ("grant_type", grant.name().to_string()),
+            ("client_id", client_id.to_string()),
+            ("scope", "*".to_string()),
+        ];
+        match grant {
+            Grant::ClientCredentials => {}
+            Grant::Password { username, password } => {
+                form.push(("username", username.clone()));
+                form.push(("password", password.expose().to_string()));
+            }
+            Grant::RefreshToken(token) => form.push(("refresh_token", token.expose().to_string())),
+        }
+        let operation = match grant {
+            Grant::ClientCredentials => "token_client_credentials",
+            Grant::Password { .. } => "token_password",
+            Grant::RefreshToken(_) => "token_refresh",
+        };
+        let call = self.call(operation, Method::POST, "/oauth/token", move |r| {
+            r.basic_auth(client_id, Some(client_secret.expose())).form(&form)
+        });
+        let answer: TokenAnswer = self.http.send_json(&call).await?;
+        if answer.access_token.is_empty() {
+            return Err(UpstreamError::new(
+                System::GwsAuth,
+                operation,
+                ErrorKind::InvalidAnswer,
+                "the token answer holds no access_token",
+            ));
+        }
+        Ok(Token {
+            access_token: SecretString::new(answer.access_token),
+            refresh_token: answer.refresh_token.map(SecretString::new),
+            expires_in: answer.expires_in.unwrap_or(0),
+        })
+    }
+}

@@ -1,0 +1,317 @@
+//! The HTTP layer shared by the Genesys clients: timeouts, a custom CA bundle, JSON
+//! envelopes, error classification, retries with jittered exponential backoff, and metrics.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::{ErrorKind, Result, System, UpstreamError};
+use crate::telemetry::metrics;
+
+/// Installs ring as the process's TLS crypto provider: reqwest is built without one, and
+/// kube and sqlx use ring too. Calling it again does nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// How many times a transient failure is tried, and how long to wait in between.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Longest `Retry-After` honoured inside one call; a longer one ends the call and is
+    /// passed up so the caller can requeue.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 4,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: for callers that do their own (the controllers requeue with backoff).
+    pub fn none() -> Self {
+        Self {
+            attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The wait before attempt `attempt + 1`: exponential, capped, with full jitter
+    /// in the upper half so that many clients do not retry in step.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.initial_backoff.saturating_mul(2u32.saturating_pow(attempt));
+        let capped = exp.min(self.max_backoff);
+        let jitter: f64 = rand::random_range(0.5..=1.0);
+        capped.mul_f64(jitter)
+    }
+}
+
+/// Settings every HTTP client shares.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PEM bundle trusted in addition to the system roots.
+    pub ca_bundle_pem: Option<Vec<u8>>,
+    pub retry: RetryPolicy,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            ca_bundle_pem: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A reqwest client plus the policy around it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+}
+
+/// A request to send: rebuilt for every attempt because a `RequestBuilder` is consumed.
+pub struct Call<'a> {
+    pub system: System,
+    pub operation: &'static str,
+    pub method: Method,
+    pub url: String,
+    pub build: Box<dyn Fn(RequestBuilder) -> RequestBuilder + Send + Sync + 'a>,
+}
+
+impl HttpClient {
+    pub fn new(config: &HttpConfig) -> std::result::Result<Self, String> {
+        install_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout)
+            .user_agent(concat!("dc-operator/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.ca_bundle_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("the CA bundle is not valid PEM: {e}"))?;
+            if certs.is_empty() {
+                return Err("the CA bundle holds no certificate".to_string());
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            client,
+            retry: config.retry.clone(),
+        })
+    }
+
+    /// Sends the call, retrying transient failures, and returns the successful answer.
+    pub async fn send(&self, call: &Call<'_>) -> Result<Response> {
+        let mut attempt = 0;
+        loop {
+            let started = Instant::now();
+            let request = (call.build)(self.client.request(call.method.clone(), &call.url));
+            let outcome = match request.send().await {
+                Ok(response) if response.status().is_success() => Ok(response),
+                Ok(response) => Err(error_from_response(call, response).await),
+                Err(e) => Err(error_from_transport(call, &e)),
+            };
+            let code = match &outcome {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(e) => e.metric_code(),
+            };
+            metrics().record_external(
+                call.system.as_str(),
+                call.operation,
+                &code,
+                started.elapsed().as_secs_f64(),
+            );
+            match outcome {
+                Ok(response) => return Ok(response),
+                Err(error) if error.is_transient() && attempt + 1 < self.retry.attempts => {
+                    let wait = match error.retry_after {
+                        Some(after) if after > self.retry.max_retry_after => return Err(error),
+                        Some(after) => after,
+                        None => self.retry.backoff(attempt),
+                    };
+                    tracing::debug!(
+                        system = %call.system,
+                        operation = call.operation,
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        "transient failure, retrying: {}",
+                        error.detail
+                    );
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Sends the call and decodes the JSON answer.
+    pub async fn send_json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T> {
+        let response = self.send(call).await?;
+        decode_json(call, response).await
+    }
+
+    /// Sends the call; a 404 is `None` rather than an error.
+    pub async fn send_optional<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<Option<T>> {
+        match self.send(call).await {
+            Ok(response) => decode_json(call, response).await.map(Some),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+async fn decode_json<T: DeserializeOwned>(call: &Call<'_>, response: Response) -> Result<T> {
+    let bytes = response.bytes().await.map_err(|e| error_from_transport(call, &e))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        UpstreamError::new(call.system, call.operation, ErrorKind::InvalidAnswer, format!("answer is not JSON: {e}"))
+    })?;
+    // GWS and Nexus signal failure in the envelope too: status.code != 0.
+    if let Some(code) = value.pointer("/status/code").and_then(Value::as_i64)
+        && code != 0
+    {
+        return Err(UpstreamError::new(
+            call.system,
+            call.operation,
+            ErrorKind::Rejected,
+            format!("status code {code}: {}", envelope_message(&value).unwrap_or_default()),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        UpstreamError::new(
+            call.system,
+            call.operation,
+            ErrorKind::InvalidAnswer,
+            format!("unexpected answer shape: {e}"),
+        )
+    })
+}
+
+async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| envelope_message(&v))
+        .unwrap_or_else(|| reason_phrase(status));
+    let mut error = UpstreamError::new(
+        call.system,
+        call.operation,
+        UpstreamError::kind_for_status(status.as_u16()),
+        format!("HTTP {}: {message}", status.as_u16()),
+    )
+    .with_status(status.as_u16());
+    error.retry_after = retry_after;
+    error
+}
+
+fn error_from_transport(call: &Call<'_>, error: &reqwest::Error) -> UpstreamError {
+    let what = if error.is_timeout() {
+        "timed out".to_string()
+    } else if error.is_connect() {
+        format!("cannot connect to {}", host_of(&call.url))
+    } else {
+        format!("request failed: {}", without_url(error))
+    };
+    UpstreamError::new(call.system, call.operation, ErrorKind::Transient, what)
+}
+
+/// The human message of a GWS/Nexus envelope or an RFC 6749 error body.
+fn envelope_message(value: &Value) -> Option<String> {
+    let text = |p: &str| value.pointer(p).and_then(Value::as_str).map(str::to_string);
+    text("/status/message")
+        .or_else(|| text("/errors/0/status/message"))
+        .or_else(|| match (text("/error"), text("/error_description")) {
+            (Some(e), Some(d)) => Some(format!("{e}: {d}")),
+            (Some(e), None) => Some(e),
+            (None, d) => d,
+        })
+        .or_else(|| text("/message"))
+}
+
+fn reason_phrase(status: StatusCode) -> String {
+    status.canonical_reason().unwrap_or("no message").to_string()
+}
+
+/// Scheme, host and port only: a URL could carry credentials in its user-info part.
+fn host_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+        Err(_) => "the configured URL".to_string(),
+    }
+}
+
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), &host_of(url.as_str()));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let policy = RetryPolicy {
+            attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(5),
+        };
+        for attempt in 0..10 {
+            let wait = policy.backoff(attempt);
+            let ceiling = Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(1));
+            assert!(wait <= ceiling, "attempt {attempt}: {wait:?} > {ceiling:?}");
+            assert!(wait >= ceiling / 2, "attempt {attempt}: {wait:?} < half of {ceiling:?}");
+        }
+    }
+
+    #[test]
+    fn envelope_and_oauth_messages_are_read() {
+        let gws = serde_json::json!({"status": {"code": 3, "message": "Client already exists"}});
+        assert_eq!(envelope_message(&gws).as_deref(), Some("Client already exists"));
+        let oauth = serde_json::json!({"error": "invalid_grant", "error_description": "Bad credentials"});
+        assert_eq!(envelope_message(&oauth).as_deref(), Some("invalid_grant: Bad credentials"));
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        assert_eq!(UpstreamError::kind_for_status(503), ErrorKind::Transient);
+        assert_eq!(UpstreamError::kind_for_status(429), ErrorKind::Transient);
+        assert_eq!(UpstreamError::kind_for_status(401), ErrorKind::Unauthorized);
+        assert_eq!(UpstreamError::kind_for_status(403), ErrorKind::Unauthorized);
+        assert_eq!(UpstreamError::kind_for_status(400), ErrorKind::Rejected);
+        assert_eq!(UpstreamError::kind_for_status(409), ErrorKind::Conflict);
+    }
+
+    #[test]
+    fn host_of_drops_user_info_and_path() {
+        assert_eq!(host_of("https://user:pw@auth.example.com:8443/auth/v3?x=1"), "https://auth.example.com:8443");
+    }
+}

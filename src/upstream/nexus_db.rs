@@ -1,0 +1,186 @@
+//! The Nexus PostgreSQL database: the `nex_gapis` row and API keys in `nex_apikeys`.
+//!
+//! Both tables belong to Nexus, which creates them; the operator never creates or
+//! migrates them. `nex_gapis` has no known unique key, so a row is found by
+//! `url` + `clientid` before anything is inserted.
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use super::error::{ErrorKind, Result, System, UpstreamError};
+use crate::secret::SecretString;
+use crate::telemetry::metrics;
+
+/// One `nex_gapis` row, as far as the operator cares.
+#[derive(Clone, Debug)]
+pub struct GapiRow {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// The Nexus database operations.
+#[async_trait]
+pub trait NexusDb: Send + Sync {
+    /// Every row for this GWS URL and client id (normally zero or one).
+    async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>>;
+    async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()>;
+    /// Sets the secret on every row for this URL and client id; returns the rows changed.
+    async fn update_gapi_secret(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<u64>;
+    /// Returns the rows deleted.
+    async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64>;
+    /// The API key (the row id) of the `nex_apikeys` row with this name.
+    async fn find_api_key(&self, name: &str) -> Result<Option<SecretString>>;
+}
+
+/// The sqlx implementation. Connections are opened lazily and kept in a small pool.
+pub struct PgNexusDb {
+    pool: PgPool,
+}
+
+impl PgNexusDb {
+    /// Builds the pool without connecting. The URL never appears in an error.
+    pub fn connect_lazy(database_url: &SecretString) -> Result<Self> {
+        let options = PgConnectOptions::from_str(database_url.expose()).map_err(|_| {
+            UpstreamError::new(
+                System::NexusDb,
+                "connect",
+                ErrorKind::Rejected,
+                "the database URL is not a valid postgres:// URL",
+            )
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+/// Classifies a database error: connection trouble is transient, refused credentials
+/// and a missing table are not.
+fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
+    let (kind, detail) = match &error {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let kind = match code.as_str() {
+                "28P01" | "28000" | "42501" => ErrorKind::Unauthorized,
+                "42P01" => ErrorKind::Rejected,
+                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => ErrorKind::Transient,
+                _ => ErrorKind::Rejected,
+            };
+            let hint = if code == "42P01" {
+                " (Nexus creates this table at its first start: is this the Nexus database, and has Nexus started?)"
+            } else {
+                ""
+            };
+            (kind, format!("{} [SQLSTATE {code}]{hint}", db.message()))
+        }
+        sqlx::Error::PoolTimedOut => (ErrorKind::Transient, "no connection within 10s".to_string()),
+        sqlx::Error::Io(e) => (ErrorKind::Transient, format!("cannot reach the database: {e}")),
+        sqlx::Error::Tls(_) => (ErrorKind::Transient, "TLS handshake with the database failed".to_string()),
+        sqlx::Error::Protocol(p) => (ErrorKind::Transient, format!("protocol error: {p}")),
+        sqlx::Error::Configuration(_) => (ErrorKind::Rejected, "invalid database configuration".to_string()),
+        other => (ErrorKind::Rejected, format!("{other}")),
+    };
+    UpstreamError::new(System::NexusDb, operation, kind, detail)
+}
+
+/// Times a query and records it under `external_requests_total`.
+async fn timed<T>(
+    operation: &'static str,
+    query: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let result = query.await.map_err(|e| db_error(operation, e));
+    let code = match &result {
+        Ok(_) => "ok".to_string(),
+        Err(e) if e.is_transient() => "unreachable".to_string(),
+        Err(_) => "error".to_string(),
+    };
+    metrics().record_external(System::NexusDb.as_str(), operation, &code, started.elapsed().as_secs_f64());
+    result
+}
+
+#[async_trait]
+impl NexusDb for PgNexusDb {
+    async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
+        let rows: Vec<(String, String, Option<String>)> = timed(
+            "find_gapis",
+            sqlx::query_as("SELECT url, clientid, clientsecret FROM nex_gapis WHERE url = $1 AND clientid = $2")
+                .bind(url)
+                .bind(client_id)
+                .fetch_all(&self.pool),
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(url, client_id, secret)| GapiRow {
+                url,
+                client_id,
+                client_secret: SecretString::new(secret.unwrap_or_default()),
+            })
+            .collect())
+    }
+
+    async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()> {
+        timed(
+            "insert_gapi",
+            sqlx::query(
+                "INSERT INTO nex_gapis (url, clientid, apikey, clientsecret, created) VALUES ($1, $2, 'NA', $3, now())",
+            )
+            .bind(url)
+            .bind(client_id)
+            .bind(secret.expose())
+            .execute(&self.pool),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn update_gapi_secret(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<u64> {
+        let done = timed(
+            "update_gapi_secret",
+            sqlx::query("UPDATE nex_gapis SET clientsecret = $3 WHERE url = $1 AND clientid = $2")
+                .bind(url)
+                .bind(client_id)
+                .bind(secret.expose())
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64> {
+        let done = timed(
+            "delete_gapis",
+            sqlx::query("DELETE FROM nex_gapis WHERE url = $1 AND clientid = $2")
+                .bind(url)
+                .bind(client_id)
+                .execute(&self.pool),
+        )
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn find_api_key(&self, name: &str) -> Result<Option<SecretString>> {
+        let row: Option<(String,)> = timed(
+            "find_api_key",
+            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1 LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.pool),
+        )
+        .await?;
+        Ok(row.map(|(id,)| SecretString::new(id)))
+    }
+}
