@@ -8,10 +8,11 @@
 //! - [`cli`]: the subcommands.
 
 pub mod api;
+pub mod cli;
+pub mod controller;
+pub mod local_postgres;
+pub mod runbook;
 pub mod secret;
 pub mod simulator;
 pub mod telemetry;
 pub mod upstream;
-pub mod runbook;
-pub mod local_postgres;
-pub mod cli;

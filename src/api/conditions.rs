@@ -38,7 +38,12 @@ pub struct Condition {
 pub const MAX_MESSAGE_BYTES: usize = 1024;
 
 impl Condition {
-    pub fn new(type_: &str, status: ConditionStatus, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_: type_.to_string(),
             status,
@@ -94,7 +99,10 @@ pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Conditio
 pub fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = generator.subschema_for::<Vec<Condition>>();
     schema.insert("x-kubernetes-list-type".into(), "map".into());
-    schema.insert("x-kubernetes-list-map-keys".into(), serde_json::json!(["type"]));
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
     schema
 }
 
@@ -106,7 +114,12 @@ mod tests {
     fn transition_time_moves_only_on_status_flip() {
         let first = merge_conditions(
             &[],
-            vec![Condition::new("Ready", ConditionStatus::False, "Pending", "")],
+            vec![Condition::new(
+                "Ready",
+                ConditionStatus::False,
+                "Pending",
+                "",
+            )],
             Some(1),
             "t1",
         );
@@ -114,7 +127,12 @@ mod tests {
 
         let same = merge_conditions(
             &first,
-            vec![Condition::new("Ready", ConditionStatus::False, "Other", "changed message")],
+            vec![Condition::new(
+                "Ready",
+                ConditionStatus::False,
+                "Other",
+                "changed message",
+            )],
             Some(2),
             "t2",
         );
@@ -123,7 +141,12 @@ mod tests {
 
         let flipped = merge_conditions(
             &same,
-            vec![Condition::new("Ready", ConditionStatus::True, "Provisioned", "")],
+            vec![Condition::new(
+                "Ready",
+                ConditionStatus::True,
+                "Provisioned",
+                "",
+            )],
             Some(2),
             "t3",
         );

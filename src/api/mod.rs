@@ -8,7 +8,9 @@ pub mod validation;
 
 pub use common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef};
 pub use conditions::{Condition, ConditionStatus};
-pub use environment::{DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, EnvironmentStatus};
+pub use environment::{
+    DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, EnvironmentStatus,
+};
 pub use tenant::{DigitalChannelsTenant, DigitalChannelsTenantSpec, TenantStatus};
 
 /// API group of both kinds.
@@ -34,24 +36,30 @@ pub fn managed_labels() -> std::collections::BTreeMap<String, String> {
 /// Both CRDs as one multi-document YAML, exactly what `dc-operator crds` prints and `crds/` holds.
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt;
-    [DigitalChannelsEnvironment::crd(), DigitalChannelsTenant::crd()]
-        .iter()
-        .map(|crd| serde_yaml_ng::to_string(crd).expect("a CRD always serializes"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    [
+        DigitalChannelsEnvironment::crd(),
+        DigitalChannelsTenant::crd(),
+    ]
+    .iter()
+    .map(|crd| serde_yaml_ng::to_string(crd).expect("a CRD always serializes"))
+    .collect::<Vec<_>>()
+    .join("---\n")
 }
 
 /// Each CRD with the file name it has under `crds/`.
 pub fn crd_files() -> Vec<(String, String)> {
     use kube::CustomResourceExt;
-    [DigitalChannelsEnvironment::crd(), DigitalChannelsTenant::crd()]
-        .iter()
-        .map(|crd| {
-            let name = crd.spec.names.plural.clone();
-            (
-                format!("{name}.yaml"),
-                serde_yaml_ng::to_string(crd).expect("a CRD always serializes"),
-            )
-        })
-        .collect()
+    [
+        DigitalChannelsEnvironment::crd(),
+        DigitalChannelsTenant::crd(),
+    ]
+    .iter()
+    .map(|crd| {
+        let name = crd.spec.names.plural.clone();
+        (
+            format!("{name}.yaml"),
+            serde_yaml_ng::to_string(crd).expect("a CRD always serializes"),
+        )
+    })
+    .collect()
 }

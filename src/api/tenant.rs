@@ -3,7 +3,9 @@
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN, UUID_PATTERN};
+use super::common::{
+    CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN, UUID_PATTERN,
+};
 use super::conditions::{Condition, conditions_schema};
 
 /// Desired state of a contact center enabled for Digital Channels.
@@ -16,10 +18,26 @@ use super::conditions::{Condition, conditions_schema};
     shortname = "dct",
     status = "TenantStatus",
     doc = "A contact center enabled for Digital Channels: chatservice-uri, the Nexus tenant and its API key.",
-    printcolumn(name = "Ready", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].status"#),
-    printcolumn(name = "Reason", type_ = "string", json_path = r#".status.conditions[?(@.type=="Ready")].reason"#),
-    printcolumn(name = "Contact Center", type_ = "string", json_path = ".status.contactCenterId"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Contact Center",
+        type_ = "string",
+        json_path = ".status.contactCenterId"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(validation = Rule::new("!(has(self.contactCenterId) && has(self.contactCenterDomain))").message("set contactCenterId or contactCenterDomain, not both"))]
 #[serde(rename_all = "camelCase")]

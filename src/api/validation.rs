@@ -6,7 +6,9 @@ use super::{DigitalChannelsEnvironmentSpec, DigitalChannelsTenantSpec};
 fn check_url(field: &str, value: &str, problems: &mut Vec<String>) {
     match url::Url::parse(value) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
-        _ => problems.push(format!("{field} must be an http:// or https:// URL, got {value:?}")),
+        _ => problems.push(format!(
+            "{field} must be an http:// or https:// URL, got {value:?}"
+        )),
     }
 }
 

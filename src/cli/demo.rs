@@ -68,7 +68,11 @@ pub async fn demo(args: DemoArgs) -> Result<bool, String> {
         out,
         "PostgreSQL: {} ({}); database {database} is dropped at exit.",
         server.display_address(),
-        if server.is_throwaway() { "throwaway server started for the demo" } else { "existing server" }
+        if server.is_throwaway() {
+            "throwaway server started for the demo"
+        } else {
+            "existing server"
+        }
     );
     let result = run(&args, &database_url, &mut out).await;
     if let Err(e) = server.drop_database(&database).await {
@@ -84,13 +88,24 @@ async fn run(args: &DemoArgs, database_url: &str, out: &mut dyn Write) -> Result
         .connect(database_url)
         .await
         .map_err(|e| format!("cannot connect to the demo database: {e}"))?;
-    let simulator = Simulator::start(SimulatorConfig::default(), pool.clone(), ([127, 0, 0, 1], 0).into())
-        .await
-        .map_err(|e| format!("cannot start the simulator: {e}"))?;
-    let _ = writeln!(out, "Simulator (GWS Auth, Environment, Nexus): {}\n", simulator.base_url());
+    let simulator = Simulator::start(
+        SimulatorConfig::default(),
+        pool.clone(),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let _ = writeln!(
+        out,
+        "Simulator (GWS Auth, Environment, Nexus): {}\n",
+        simulator.base_url()
+    );
 
     let mut bundle = Bundle::default();
-    bundle.add_yaml(&sample_manifests(&simulator.base_url(), database_url), "demo manifests")?;
+    bundle.add_yaml(
+        &sample_manifests(&simulator.base_url(), database_url),
+        "demo manifests",
+    )?;
     let temp;
     let output_dir = match &args.output_dir {
         Some(dir) => dir.clone(),
@@ -104,7 +119,10 @@ async fn run(args: &DemoArgs, database_url: &str, out: &mut dyn Write) -> Result
     let _ = writeln!(out, "== First run ==");
     let first = provision(&runbook, &bundle, &output_dir, out).await?;
     print_summary(&first, out);
-    let _ = writeln!(out, "\n== Second run: every step should be already right ==");
+    let _ = writeln!(
+        out,
+        "\n== Second run: every step should be already right =="
+    );
     let second = provision(&runbook, &bundle, &output_dir, out).await?;
     print_summary(&second, out);
 

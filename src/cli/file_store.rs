@@ -22,12 +22,17 @@ pub struct FileStore {
 
 impl FileStore {
     /// Secrets from the manifests, overlaid with what earlier runs wrote to `output_dir`.
-    pub fn new(given: &[SecretManifest], output_dir: &Path, namespace: Option<String>) -> Result<Self, String> {
+    pub fn new(
+        given: &[SecretManifest],
+        output_dir: &Path,
+        namespace: Option<String>,
+    ) -> Result<Self, String> {
         let mut secrets: BTreeMap<String, SecretManifest> =
             given.iter().map(|s| (s.name.clone(), s.clone())).collect();
         if output_dir.is_dir() {
             let mut written = Bundle::default();
-            let entries = std::fs::read_dir(output_dir).map_err(|e| format!("{}: {e}", output_dir.display()))?;
+            let entries = std::fs::read_dir(output_dir)
+                .map_err(|e| format!("{}: {e}", output_dir.display()))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "yaml") {
@@ -52,10 +57,18 @@ impl FileStore {
     fn write_file(&self, manifest: &SecretManifest) -> Result<(), SecretError> {
         let unavailable = |e: std::io::Error| SecretError::Unavailable {
             name: manifest.name.clone(),
-            message: format!("cannot write {}: {e}", self.path_of(&manifest.name).display()),
+            message: format!(
+                "cannot write {}: {e}",
+                self.path_of(&manifest.name).display()
+            ),
         };
         std::fs::create_dir_all(&self.output_dir).map_err(unavailable)?;
-        let text = secret_manifest(&manifest.name, self.namespace.as_deref(), &manifest.data, &manifest.annotations);
+        let text = secret_manifest(
+            &manifest.name,
+            self.namespace.as_deref(),
+            &manifest.data,
+            &manifest.annotations,
+        );
         let path = self.path_of(&manifest.name);
         let tmp = path.with_extension("yaml.tmp");
         let mut file = std::fs::OpenOptions::new()
@@ -75,20 +88,33 @@ impl FileStore {
 impl SecretStore for FileStore {
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secrets = self.secrets.lock().expect("store lock");
-        let secret = secrets.get(name).ok_or_else(|| SecretError::NotFound { name: name.to_string() })?;
-        secret.data.get(key).cloned().ok_or_else(|| SecretError::KeyMissing {
+        let secret = secrets.get(name).ok_or_else(|| SecretError::NotFound {
             name: name.to_string(),
-            key: key.to_string(),
-        })
+        })?;
+        secret
+            .data
+            .get(key)
+            .cloned()
+            .ok_or_else(|| SecretError::KeyMissing {
+                name: name.to_string(),
+                key: key.to_string(),
+            })
     }
 
-    async fn create_generated(&self, name: &str, key: &str, value: &SecretString) -> Result<SecretString, SecretError> {
+    async fn create_generated(
+        &self,
+        name: &str,
+        key: &str,
+        value: &SecretString,
+    ) -> Result<SecretString, SecretError> {
         let manifest = {
             let mut secrets = self.secrets.lock().expect("store lock");
-            let entry = secrets.entry(name.to_string()).or_insert_with(|| SecretManifest {
-                name: name.to_string(),
-                ..SecretManifest::default()
-            });
+            let entry = secrets
+                .entry(name.to_string())
+                .or_insert_with(|| SecretManifest {
+                    name: name.to_string(),
+                    ..SecretManifest::default()
+                });
             if let Some(existing) = entry.data.get(key) {
                 return Ok(existing.clone());
             }
@@ -107,7 +133,11 @@ impl SecretStore for FileStore {
         }))
     }
 
-    async fn write_output(&self, name: &str, record: &OutputRecord) -> Result<WriteOutcome, SecretError> {
+    async fn write_output(
+        &self,
+        name: &str,
+        record: &OutputRecord,
+    ) -> Result<WriteOutcome, SecretError> {
         let manifest = SecretManifest {
             name: name.to_string(),
             data: record.data.clone(),
@@ -116,7 +146,9 @@ impl SecretStore for FileStore {
         let outcome = {
             let secrets = self.secrets.lock().expect("store lock");
             match secrets.get(name) {
-                Some(old) if old.data == manifest.data && old.annotations == manifest.annotations => {
+                Some(old)
+                    if old.data == manifest.data && old.annotations == manifest.annotations =>
+                {
                     return Ok(WriteOutcome::Unchanged);
                 }
                 Some(_) => WriteOutcome::Updated,
@@ -124,7 +156,10 @@ impl SecretStore for FileStore {
             }
         };
         self.write_file(&manifest)?;
-        self.secrets.lock().expect("store lock").insert(name.to_string(), manifest);
+        self.secrets
+            .lock()
+            .expect("store lock")
+            .insert(name.to_string(), manifest);
         Ok(outcome)
     }
 }

@@ -51,7 +51,11 @@ impl Bundle {
             if value.is_null() {
                 continue;
             }
-            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+            let kind = value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+                .to_string();
             let what = format!("{origin}: document {} ({kind})", index + 1);
             match kind.as_str() {
                 "DigitalChannelsEnvironment" => self
@@ -62,14 +66,16 @@ impl Bundle {
                     .push(serde_yaml_ng::from_value(value).map_err(|e| format!("{what}: {e}"))?),
                 "Secret" => {
                     // Decoding errors would quote the value: report the key only.
-                    let raw: RawSecret = serde_yaml_ng::from_value(value)
-                        .map_err(|_| format!("{what}: not a valid Secret (metadata.name, data, stringData)"))?;
+                    let raw: RawSecret = serde_yaml_ng::from_value(value).map_err(|_| {
+                        format!("{what}: not a valid Secret (metadata.name, data, stringData)")
+                    })?;
                     let mut data = BTreeMap::new();
                     for (key, encoded) in raw.data {
                         let bytes = base64::engine::general_purpose::STANDARD
                             .decode(encoded.trim())
                             .map_err(|_| format!("{what}: data.{key} is not base64"))?;
-                        let text = String::from_utf8(bytes).map_err(|_| format!("{what}: data.{key} is not UTF-8"))?;
+                        let text = String::from_utf8(bytes)
+                            .map_err(|_| format!("{what}: data.{key} is not UTF-8"))?;
                         data.insert(key, SecretString::new(text));
                     }
                     for (key, text) in raw.string_data {
@@ -82,7 +88,12 @@ impl Bundle {
                     });
                 }
                 "" => return Err(format!("{what}: has no kind")),
-                other => return Err(format!("{origin}: document {}: kind {other} is not used by provision", index + 1)),
+                other => {
+                    return Err(format!(
+                        "{origin}: document {}: kind {other} is not used by provision",
+                        index + 1
+                    ));
+                }
             }
         }
         Ok(())
@@ -110,7 +121,12 @@ pub fn secret_manifest(
     }
     let encoded: BTreeMap<&String, String> = data
         .iter()
-        .map(|(k, v)| (k, base64::engine::general_purpose::STANDARD.encode(v.expose())))
+        .map(|(k, v)| {
+            (
+                k,
+                base64::engine::general_purpose::STANDARD.encode(v.expose()),
+            )
+        })
         .collect();
     let manifest = serde_json::json!({
         "apiVersion": "v1",
@@ -137,7 +153,10 @@ mod tests {
         assert_eq!(b.secrets[0].data["a"].expose(), "hello");
         assert_eq!(b.secrets[0].data["b"].expose(), "world");
         let err = b
-            .add_yaml("kind: Secret\nmetadata: {name: s}\ndata: {a: 'not base64 super-secret!'}\n", "y.yaml")
+            .add_yaml(
+                "kind: Secret\nmetadata: {name: s}\ndata: {a: 'not base64 super-secret!'}\n",
+                "y.yaml",
+            )
             .unwrap_err();
         assert!(!err.contains("super-secret"), "{err}");
     }
@@ -145,6 +164,9 @@ mod tests {
     #[test]
     fn unknown_kinds_are_refused() {
         let mut b = Bundle::default();
-        assert!(b.add_yaml("kind: ConfigMap\nmetadata: {name: x}\n", "z.yaml").is_err());
+        assert!(
+            b.add_yaml("kind: ConfigMap\nmetadata: {name: x}\n", "z.yaml")
+                .is_err()
+        );
     }
 }

@@ -15,7 +15,11 @@ use crate::telemetry::LogFormat;
 use crate::upstream::http::{HttpConfig, RetryPolicy};
 
 #[derive(Parser, Debug)]
-#[command(name = "dc-operator", version, about = "Enables Genesys Multicloud CX tenants for Digital Channels (Nexus)")]
+#[command(
+    name = "dc-operator",
+    version,
+    about = "Enables Genesys Multicloud CX tenants for Digital Channels (Nexus)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -24,13 +28,45 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Print both CustomResourceDefinitions as YAML (what crds/ holds).
-    Crds,
+    Crds(CrdsArgs),
     /// Serve the GWS Auth, Environment and Digital Channels APIs, backed by PostgreSQL.
     Simulate(SimulateArgs),
     /// Run the runbook once from manifest files, without a cluster.
     Provision(ProvisionArgs),
     /// Start the simulator in-process and provision a sample environment and tenant.
     Demo(DemoArgs),
+    /// Run the controllers against the cluster of the in-cluster config or KUBECONFIG.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Namespace to watch; repeat or separate with commas for several. Default: all namespaces.
+    #[arg(long = "namespace", env = "DC_NAMESPACE", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "DC_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Take a Lease before reconciling, so that only one replica acts at a time.
+    #[arg(long, env = "DC_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease; default: the pod's namespace (POD_NAMESPACE), else "default".
+    #[arg(long, env = "DC_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Resources reconciled at once, per kind.
+    #[arg(long, env = "DC_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// How often a Ready resource is checked for drift (jittered by 10 %).
+    #[arg(long, env = "DC_RESYNC_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub resync_interval: Duration,
+    /// Longest wait between retries of a failing resource.
+    #[arg(long, env = "DC_MAX_BACKOFF", default_value = "5m", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Log format.
+    #[arg(long, env = "DC_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Settings for the outbound HTTP clients.
@@ -47,7 +83,10 @@ pub struct HttpArgs {
 impl HttpArgs {
     pub fn http_config(&self, retry: RetryPolicy) -> Result<HttpConfig, String> {
         let ca_bundle_pem = match &self.extra_ca_file {
-            Some(path) => Some(std::fs::read(path).map_err(|e| format!("--extra-ca-file {}: {e}", path.display()))?),
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("--extra-ca-file {}: {e}", path.display()))?,
+            ),
             None => None,
         };
         Ok(HttpConfig {
@@ -57,6 +96,13 @@ impl HttpArgs {
             ..HttpConfig::default()
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CrdsArgs {
+    /// Write one file per CRD into this directory instead of printing.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -100,15 +146,23 @@ pub struct DemoArgs {
 /// Parses `500ms`, `15s`, `10m`, `1h` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 10m or 1h"))?;
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 10m or 1h"))?;
     let seconds = match unit {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        _ => return Err(format!("{text:?}: unknown unit {unit:?}; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+            ));
+        }
     };
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use super::file_store::FileStore;
 use super::manifests::Bundle;
 use crate::api::validation::{environment_problems, tenant_problems};
+use crate::runbook::Runbook;
 use crate::runbook::environment::run_environment;
 use crate::runbook::report::{Outcome, RunReport};
 use crate::runbook::tenant::run_tenant;
-use crate::runbook::Runbook;
 
 /// What a provision run ended with.
 #[derive(Debug, Default)]
@@ -40,13 +40,22 @@ pub async fn provision(
     let env = match bundle.environments.as_slice() {
         [one] => one,
         [] => return Err("the files hold no DigitalChannelsEnvironment".to_string()),
-        several => return Err(format!("the files hold {} DigitalChannelsEnvironments; provision takes one", several.len())),
+        several => {
+            return Err(format!(
+                "the files hold {} DigitalChannelsEnvironments; provision takes one",
+                several.len()
+            ));
+        }
     };
     let env_name = env.metadata.name.clone().unwrap_or_default();
     let mut problems = environment_problems(&env.spec);
     for t in &bundle.tenants {
         let name = t.metadata.name.clone().unwrap_or_default();
-        problems.extend(tenant_problems(&t.spec).into_iter().map(|p| format!("tenant {name}: {p}")));
+        problems.extend(
+            tenant_problems(&t.spec)
+                .into_iter()
+                .map(|p| format!("tenant {name}: {p}")),
+        );
         if t.spec.environment_ref.name != env_name {
             problems.push(format!(
                 "tenant {name}: spec.environmentRef.name is {} but the environment is {env_name}",
@@ -106,12 +115,18 @@ pub fn print_report(report: &RunReport, out: &mut dyn Write) {
     for s in &report.steps {
         let millis = s.duration.as_secs_f64() * 1000.0;
         let (mark, outcome, detail) = match &s.result {
-            Ok(Outcome::ManualStepRequired) => ("!", "manual step required".to_string(), s.detail.clone()),
+            Ok(Outcome::ManualStepRequired) => {
+                ("!", "manual step required".to_string(), s.detail.clone())
+            }
             Ok(o) => ("✓", o.as_str().to_string(), s.detail.clone()),
             Err(e) => (
                 "✗",
                 format!("failed ({})", e.reason),
-                format!("{}{}", e.message, if e.transient { " [transient]" } else { "" }),
+                format!(
+                    "{}{}",
+                    e.message,
+                    if e.transient { " [transient]" } else { "" }
+                ),
             ),
         };
         let _ = writeln!(
@@ -141,6 +156,14 @@ pub fn print_summary(summary: &ProvisionSummary, out: &mut dyn Write) {
             }
         }
     }
-    let verdict = if summary.all_hold { "every step holds" } else { "some steps failed" };
-    let _ = writeln!(out, "Result: {verdict}; {} change(s) made.", summary.changes);
+    let verdict = if summary.all_hold {
+        "every step holds"
+    } else {
+        "some steps failed"
+    };
+    let _ = writeln!(
+        out,
+        "Result: {verdict}; {} change(s) made.",
+        summary.changes
+    );
 }

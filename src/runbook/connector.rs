@@ -9,15 +9,19 @@ use crate::secret::SecretString;
 use crate::upstream::error::Result;
 use crate::upstream::http::HttpConfig;
 use crate::upstream::{
-    EnvironmentApi, EnvironmentClient, ErrorKind, GwsAuthApi, GwsAuthClient, HttpClient, NexusApi, NexusClient,
-    NexusDb, PgNexusDb, System, UpstreamError,
+    EnvironmentApi, EnvironmentClient, ErrorKind, GwsAuthApi, GwsAuthClient, HttpClient, NexusApi,
+    NexusClient, NexusDb, PgNexusDb, System, UpstreamError,
 };
 
 /// Hands out a client per external system. Tests swap in fakes or point at the simulator.
 pub trait Connector: Send + Sync {
     /// `ca_pem` is an extra CA bundle from the environment's `tls.caSecret`.
     fn gws_auth(&self, auth_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn GwsAuthApi>>;
-    fn environment(&self, environment_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn EnvironmentApi>>;
+    fn environment(
+        &self,
+        environment_url: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Arc<dyn EnvironmentApi>>;
     fn nexus(&self, nexus_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn NexusApi>>;
     fn nexus_db(&self, database_url: &SecretString) -> Result<Arc<dyn NexusDb>>;
 }
@@ -52,8 +56,9 @@ impl RealConnector {
             bundle.extend_from_slice(pem);
             config.ca_bundle_pem = Some(bundle);
         }
-        let client = HttpClient::new(&config)
-            .map_err(|message| UpstreamError::new(system, "configure", ErrorKind::Rejected, message))?;
+        let client = HttpClient::new(&config).map_err(|message| {
+            UpstreamError::new(system, "configure", ErrorKind::Rejected, message)
+        })?;
         cache.insert(key, client.clone());
         Ok(client)
     }
@@ -61,10 +66,17 @@ impl RealConnector {
 
 impl Connector for RealConnector {
     fn gws_auth(&self, auth_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn GwsAuthApi>> {
-        Ok(Arc::new(GwsAuthClient::new(self.http(System::GwsAuth, ca_pem)?, auth_url)))
+        Ok(Arc::new(GwsAuthClient::new(
+            self.http(System::GwsAuth, ca_pem)?,
+            auth_url,
+        )))
     }
 
-    fn environment(&self, environment_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn EnvironmentApi>> {
+    fn environment(
+        &self,
+        environment_url: &str,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Arc<dyn EnvironmentApi>> {
         Ok(Arc::new(EnvironmentClient::new(
             self.http(System::Environment, ca_pem)?,
             environment_url,
@@ -72,7 +84,10 @@ impl Connector for RealConnector {
     }
 
     fn nexus(&self, nexus_url: &str, ca_pem: Option<&[u8]>) -> Result<Arc<dyn NexusApi>> {
-        Ok(Arc::new(NexusClient::new(self.http(System::Nexus, ca_pem)?, nexus_url)))
+        Ok(Arc::new(NexusClient::new(
+            self.http(System::Nexus, ca_pem)?,
+            nexus_url,
+        )))
     }
 
     fn nexus_db(&self, database_url: &SecretString) -> Result<Arc<dyn NexusDb>> {

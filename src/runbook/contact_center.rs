@@ -14,12 +14,18 @@ pub fn choose<'a>(
     let describe = |c: &ContactCenter| format!("{} (domains: {})", c.id, c.domains.join(", "));
     let candidates = || centers.iter().map(describe).collect::<Vec<_>>().join("; ");
     if let Some(id) = id {
-        return centers.iter().find(|c| c.id.eq_ignore_ascii_case(id)).ok_or_else(|| {
-            StepError::permanent(
-                Reason::ContactCenterNotFound,
-                format!("contact center {id} does not exist in GWS; known: {}", or_none(candidates())),
-            )
-        });
+        return centers
+            .iter()
+            .find(|c| c.id.eq_ignore_ascii_case(id))
+            .ok_or_else(|| {
+                StepError::permanent(
+                    Reason::ContactCenterNotFound,
+                    format!(
+                        "contact center {id} does not exist in GWS; known: {}",
+                        or_none(candidates())
+                    ),
+                )
+            });
     }
     let matching: Vec<&ContactCenter> = match domain {
         Some(d) => centers
@@ -32,7 +38,10 @@ pub fn choose<'a>(
         ([one], _) => Ok(one),
         ([], Some(d)) => Err(StepError::permanent(
             Reason::ContactCenterNotFound,
-            format!("no contact center has domain {d}; known: {}", or_none(candidates())),
+            format!(
+                "no contact center has domain {d}; known: {}",
+                or_none(candidates())
+            ),
         )),
         ([], None) => Err(StepError::permanent(
             Reason::ContactCenterNotFound,
@@ -43,7 +52,11 @@ pub fn choose<'a>(
             format!(
                 "{} contact centers have domain {d}: {}; set spec.contactCenterId",
                 several.len(),
-                several.iter().map(|c| describe(c)).collect::<Vec<_>>().join("; ")
+                several
+                    .iter()
+                    .map(|c| describe(c))
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         )),
         (several, None) => Err(StepError::permanent(
@@ -58,7 +71,11 @@ pub fn choose<'a>(
 }
 
 fn or_none(list: String) -> String {
-    if list.is_empty() { "none".to_string() } else { list }
+    if list.is_empty() {
+        "none".to_string()
+    } else {
+        list
+    }
 }
 
 #[cfg(test)]
@@ -85,18 +102,65 @@ mod tests {
             expect: Result<&'a str, Reason>,
         }
         let cases = [
-            Case { centers: &two, id: Some("b"), domain: None, expect: Ok("b") },
-            Case { centers: &two, id: Some("B"), domain: None, expect: Ok("b") },
-            Case { centers: &two, id: Some("zzz"), domain: None, expect: Err(Reason::ContactCenterNotFound) },
-            Case { centers: &two, id: None, domain: Some("t100"), expect: Ok("a") },
-            Case { centers: &two, id: None, domain: Some("t999"), expect: Err(Reason::ContactCenterNotFound) },
-            Case { centers: &two, id: None, domain: None, expect: Err(Reason::AmbiguousContactCenter) },
-            Case { centers: &dup, id: None, domain: Some("x"), expect: Err(Reason::AmbiguousContactCenter) },
-            Case { centers: &one, id: None, domain: None, expect: Ok("only") },
-            Case { centers: &[], id: None, domain: None, expect: Err(Reason::ContactCenterNotFound) },
+            Case {
+                centers: &two,
+                id: Some("b"),
+                domain: None,
+                expect: Ok("b"),
+            },
+            Case {
+                centers: &two,
+                id: Some("B"),
+                domain: None,
+                expect: Ok("b"),
+            },
+            Case {
+                centers: &two,
+                id: Some("zzz"),
+                domain: None,
+                expect: Err(Reason::ContactCenterNotFound),
+            },
+            Case {
+                centers: &two,
+                id: None,
+                domain: Some("t100"),
+                expect: Ok("a"),
+            },
+            Case {
+                centers: &two,
+                id: None,
+                domain: Some("t999"),
+                expect: Err(Reason::ContactCenterNotFound),
+            },
+            Case {
+                centers: &two,
+                id: None,
+                domain: None,
+                expect: Err(Reason::AmbiguousContactCenter),
+            },
+            Case {
+                centers: &dup,
+                id: None,
+                domain: Some("x"),
+                expect: Err(Reason::AmbiguousContactCenter),
+            },
+            Case {
+                centers: &one,
+                id: None,
+                domain: None,
+                expect: Ok("only"),
+            },
+            Case {
+                centers: &[],
+                id: None,
+                domain: None,
+                expect: Err(Reason::ContactCenterNotFound),
+            },
         ];
         for (i, case) in cases.iter().enumerate() {
-            let got = choose(case.centers, case.id, case.domain).map(|c| c.id.as_str()).map_err(|e| e.reason);
+            let got = choose(case.centers, case.id, case.domain)
+                .map(|c| c.id.as_str())
+                .map_err(|e| e.reason);
             assert_eq!(got, case.expect, "case {i}");
         }
     }
@@ -105,6 +169,10 @@ mod tests {
     fn errors_name_the_candidates() {
         let two = vec![cc("a", &["t100"]), cc("b", &["t200"])];
         let err = choose(&two, None, None).unwrap_err();
-        assert!(err.message.contains("a (domains: t100)") && err.message.contains("b (domains: t200)"), "{}", err.message);
+        assert!(
+            err.message.contains("a (domains: t100)") && err.message.contains("b (domains: t200)"),
+            "{}",
+            err.message
+        );
     }
 }

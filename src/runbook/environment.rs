@@ -61,7 +61,10 @@ pub async fn resolve_environment(
             .await
             .map_err(|e| e.to_step_error("GWS ops credentials"))?;
         let database_url = store
-            .read(&spec.database.url_secret.name, &spec.database.url_secret.key)
+            .read(
+                &spec.database.url_secret.name,
+                &spec.database.url_secret.key,
+            )
             .await
             .map_err(|e| e.to_step_error("Nexus database URL"))?;
         let ca_pem = match &spec.tls {
@@ -96,7 +99,10 @@ pub async fn resolve_environment(
         Ok(secret) if !secret.is_empty() => Ok((secret, Outcome::AlreadyRight)),
         Ok(_) => Err(StepError::permanent(
             Reason::SecretKeyMissing,
-            format!("Secret {} key {} is empty; delete the key to have a secret generated", secret_ref.name, secret_ref.key),
+            format!(
+                "Secret {} key {} is empty; delete the key to have a secret generated",
+                secret_ref.name, secret_ref.key
+            ),
         )),
         Err(SecretError::NotFound { .. }) if generate => store
             .create_generated(&secret_ref.name, &secret_ref.key, &SecretString::generate())
@@ -107,7 +113,12 @@ pub async fn resolve_environment(
     };
     let client_secret = match resolved {
         Ok((secret, outcome)) => {
-            report.push(Step::ClientSecret, started, Ok(outcome), format!("Secret {}", secret_ref.name));
+            report.push(
+                Step::ClientSecret,
+                started,
+                Ok(outcome),
+                format!("Secret {}", secret_ref.name),
+            );
             secret
         }
         Err(e) => {
@@ -143,7 +154,11 @@ impl EnvironmentRun {
 }
 
 /// Runs the environment's steps: each looks, then writes only what differs.
-pub async fn run_environment(runbook: &Runbook, env: &DigitalChannelsEnvironment, store: &dyn SecretStore) -> EnvironmentRun {
+pub async fn run_environment(
+    runbook: &Runbook,
+    env: &DigitalChannelsEnvironment,
+    store: &dyn SecretStore,
+) -> EnvironmentRun {
     let mut run = EnvironmentRun::default();
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
         return run;
@@ -152,10 +167,18 @@ pub async fn run_environment(runbook: &Runbook, env: &DigitalChannelsEnvironment
         "Check the ops user in Secret {}",
         resolved.spec.ops_credentials_secret.name
     );
-    let auth = match runbook.connector.gws_auth(&resolved.spec.auth_url, resolved.ca()) {
+    let auth = match runbook
+        .connector
+        .gws_auth(&resolved.spec.auth_url, resolved.ca())
+    {
         Ok(auth) => auth,
         Err(e) => {
-            run.report.push(Step::ClientRegistered, Instant::now(), Err(StepError::from_upstream(&e, "")), "");
+            run.report.push(
+                Step::ClientRegistered,
+                Instant::now(),
+                Err(StepError::from_upstream(&e, "")),
+                "",
+            );
             return run;
         }
     };
@@ -165,9 +188,13 @@ pub async fn run_environment(runbook: &Runbook, env: &DigitalChannelsEnvironment
     let failed = registered.is_err();
     let (result, detail) = match registered {
         Ok((outcome, detail)) => (Ok(outcome), detail),
-        Err(e) => (Err(StepError::from_upstream(&e, hint_for(&e, &ops_hint))), String::new()),
+        Err(e) => (
+            Err(StepError::from_upstream(&e, hint_for(&e, &ops_hint))),
+            String::new(),
+        ),
     };
-    run.report.push(Step::ClientRegistered, started, result, detail);
+    run.report
+        .push(Step::ClientRegistered, started, result, detail);
     if failed {
         return run;
     }
@@ -188,7 +215,11 @@ pub async fn run_environment(runbook: &Runbook, env: &DigitalChannelsEnvironment
 }
 
 fn hint_for<'a>(error: &crate::upstream::UpstreamError, hint: &'a str) -> &'a str {
-    if error.kind == ErrorKind::Unauthorized { hint } else { "" }
+    if error.kind == ErrorKind::Unauthorized {
+        hint
+    } else {
+        ""
+    }
 }
 
 /// GET the client; create it when absent, update the fields that differ when present.
@@ -202,27 +233,46 @@ async fn register_client(
         None => match auth.create_client(&env.ops, &wanted).await {
             Ok(_) => return Ok((Outcome::Created, format!("client {}", wanted.client_id))),
             // Created by someone else between our GET and POST: compare it like any other.
-            Err(e) if e.kind == ErrorKind::Conflict => auth.get_client(&env.ops, &wanted.client_id).await?.ok_or(e)?,
+            Err(e) if e.kind == ErrorKind::Conflict => auth
+                .get_client(&env.ops, &wanted.client_id)
+                .await?
+                .ok_or(e)?,
             Err(e) => return Err(e),
         },
     };
     let differences = wanted.differences(&existing);
     if differences.is_empty() {
-        return Ok((Outcome::AlreadyRight, format!("client {}", wanted.client_id)));
+        return Ok((
+            Outcome::AlreadyRight,
+            format!("client {}", wanted.client_id),
+        ));
     }
-    auth.update_client(&env.ops, &wanted.client_id, &wanted.update_body(&existing, false))
-        .await?;
-    Ok((Outcome::Updated, format!("fixed {}", differences.join(", "))))
+    auth.update_client(
+        &env.ops,
+        &wanted.client_id,
+        &wanted.update_body(&existing, false),
+    )
+    .await?;
+    Ok((
+        Outcome::Updated,
+        format!("fixed {}", differences.join(", ")),
+    ))
 }
 
 /// A client_credentials token proves the secret; GET never shows it. When GWS refuses
 /// our secret (it was rotated in the Secret, or the client was created by hand), the
 /// client's secret is set to ours and verified again.
-async fn verify_client(runbook: &Runbook, auth: &dyn GwsAuthApi, env: &ResolvedEnvironment) -> Result<Outcome, StepError> {
+async fn verify_client(
+    runbook: &Runbook,
+    auth: &dyn GwsAuthApi,
+    env: &ResolvedEnvironment,
+) -> Result<Outcome, StepError> {
     let client_id = &env.spec.client.id;
-    let first = auth.token(client_id, &env.client_secret, &Grant::ClientCredentials).await;
+    let first = auth
+        .token(client_id, &env.client_secret, &Grant::ClientCredentials)
+        .await;
     match first {
-        Ok(_) => Ok(Outcome::AlreadyRight),
+        Ok(_) => Ok(Outcome::Verified),
         Err(e) if e.kind == ErrorKind::Unauthorized => {
             runbook.tokens.invalidate(&env.spec.auth_url, client_id);
             let wanted = env.registration();
@@ -250,25 +300,39 @@ async fn verify_client(runbook: &Runbook, auth: &dyn GwsAuthApi, env: &ResolvedE
 
 /// Insert the `nex_gapis` row once; update its secret when it differs.
 async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<Outcome, StepError> {
-    let db_hint = format!("Check the database URL in Secret {}", env.spec.database.url_secret.name);
-    let to_step = |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &db_hint));
-    let db = runbook.connector.nexus_db(&env.database_url).map_err(to_step)?;
+    let db_hint = format!(
+        "Check the database URL in Secret {}",
+        env.spec.database.url_secret.name
+    );
+    let to_step =
+        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &db_hint));
+    let db = runbook
+        .connector
+        .nexus_db(&env.database_url)
+        .map_err(to_step)?;
     let (url, client_id) = (env.spec.gws_url.as_str(), env.spec.client.id.as_str());
     let rows = db.find_gapis(url, client_id).await.map_err(to_step)?;
     if rows.is_empty() {
-        db.insert_gapi(url, client_id, &env.client_secret).await.map_err(to_step)?;
+        db.insert_gapi(url, client_id, &env.client_secret)
+            .await
+            .map_err(to_step)?;
         return Ok(Outcome::Created);
     }
     if rows.iter().all(|r| r.client_secret == env.client_secret) {
         return Ok(Outcome::AlreadyRight);
     }
-    db.update_gapi_secret(url, client_id, &env.client_secret).await.map_err(to_step)?;
+    db.update_gapi_secret(url, client_id, &env.client_secret)
+        .await
+        .map_err(to_step)?;
     Ok(Outcome::Updated)
 }
 
 /// Environment cleanup for `deletionPolicy: Delete`: the OAuth client and the
 /// `nex_gapis` row. "Already gone" counts as done.
-pub async fn delete_environment(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<(), StepError> {
+pub async fn delete_environment(
+    runbook: &Runbook,
+    env: &ResolvedEnvironment,
+) -> Result<(), StepError> {
     let auth = runbook
         .connector
         .gws_auth(&env.spec.auth_url, env.ca())
@@ -276,7 +340,9 @@ pub async fn delete_environment(runbook: &Runbook, env: &ResolvedEnvironment) ->
     auth.delete_client(&env.ops, &env.spec.client.id)
         .await
         .map_err(|e| StepError::from_upstream(&e, ""))?;
-    runbook.tokens.invalidate(&env.spec.auth_url, &env.spec.client.id);
+    runbook
+        .tokens
+        .invalidate(&env.spec.auth_url, &env.spec.client.id);
     let db = runbook
         .connector
         .nexus_db(&env.database_url)

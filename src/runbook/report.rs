@@ -78,6 +78,8 @@ pub enum Outcome {
     AlreadyRight,
     /// The object existed but its record was lost; it was found again.
     Recovered,
+    /// The check passed (a token for the client, a contact center found).
+    Verified,
     /// A fresh value was fetched (a token); nothing external changed.
     Obtained,
     /// A cached value was reused (a token).
@@ -95,6 +97,7 @@ impl Outcome {
             Outcome::Updated => "updated",
             Outcome::AlreadyRight => "already right",
             Outcome::Recovered => "recovered",
+            Outcome::Verified => "verified",
             Outcome::Obtained => "obtained",
             Outcome::Reused => "reused",
             Outcome::Skipped => "skipped",
@@ -222,7 +225,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub fn push(&mut self, step: Step, started: std::time::Instant, result: Result<Outcome, StepError>, detail: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        step: Step,
+        started: std::time::Instant,
+        result: Result<Outcome, StepError>,
+        detail: impl Into<String>,
+    ) {
         self.steps.push(StepReport {
             step,
             result,
@@ -233,7 +242,9 @@ impl RunReport {
 
     /// The first failed step, if any.
     pub fn failure(&self) -> Option<(&StepReport, &StepError)> {
-        self.steps.iter().find_map(|s| s.result.as_ref().err().map(|e| (s, e)))
+        self.steps
+            .iter()
+            .find_map(|s| s.result.as_ref().err().map(|e| (s, e)))
     }
 
     pub fn succeeded(&self) -> bool {
@@ -241,11 +252,16 @@ impl RunReport {
     }
 
     pub fn outcome_of(&self, step: Step) -> Option<&Result<Outcome, StepError>> {
-        self.steps.iter().find(|s| s.step == step).map(|s| &s.result)
+        self.steps
+            .iter()
+            .find(|s| s.step == step)
+            .map(|s| &s.result)
     }
 
     /// True when any step wrote something external.
     pub fn changed_anything(&self) -> bool {
-        self.steps.iter().any(|s| matches!(&s.result, Ok(o) if o.changed()))
+        self.steps
+            .iter()
+            .any(|s| matches!(&s.result, Ok(o) if o.changed()))
     }
 }

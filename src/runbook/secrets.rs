@@ -29,9 +29,13 @@ impl SecretError {
             ),
             SecretError::KeyMissing { name, key } => StepError::permanent(
                 Reason::SecretKeyMissing,
-                format!("Secret {name} ({purpose}) has no key {key}; add it or fix the key name in the spec"),
+                format!(
+                    "Secret {name} ({purpose}) has no key {key}; add it or fix the key name in the spec"
+                ),
             ),
-            SecretError::Unavailable { .. } => StepError::transient(Reason::UpstreamUnavailable, self.to_string()),
+            SecretError::Unavailable { .. } => {
+                StepError::transient(Reason::UpstreamUnavailable, self.to_string())
+            }
         }
     }
 }
@@ -66,13 +70,22 @@ pub trait SecretStore: Send + Sync {
 
     /// Creates a Secret holding one generated key. Must not overwrite an existing key: when
     /// someone else created it meanwhile, returns the value that is there.
-    async fn create_generated(&self, name: &str, key: &str, value: &SecretString) -> Result<SecretString, SecretError>;
+    async fn create_generated(
+        &self,
+        name: &str,
+        key: &str,
+        value: &SecretString,
+    ) -> Result<SecretString, SecretError>;
 
     /// The output Secret as it is now, if it exists.
     async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError>;
 
     /// Writes the output Secret when it differs from `record`.
-    async fn write_output(&self, name: &str, record: &OutputRecord) -> Result<WriteOutcome, SecretError>;
+    async fn write_output(
+        &self,
+        name: &str,
+        record: &OutputRecord,
+    ) -> Result<WriteOutcome, SecretError>;
 
     /// A username and password from one Secret.
     async fn read_credentials(

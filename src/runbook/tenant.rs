@@ -71,7 +71,11 @@ fn fingerprint(api_key: &SecretString, credentials: &Credentials) -> String {
 
 fn upstream(hint: &str) -> impl Fn(UpstreamError) -> StepError + '_ {
     move |e| {
-        let hint = if e.kind == ErrorKind::Unauthorized { hint } else { "" };
+        let hint = if e.kind == ErrorKind::Unauthorized {
+            hint
+        } else {
+            ""
+        };
         StepError::from_upstream(&e, hint)
     }
 }
@@ -89,7 +93,10 @@ pub async fn run_tenant(
         output_secret_name: spec.output_secret_name(&name),
         ..TenantRun::default()
     };
-    let ops_hint = format!("Check the ops user in Secret {}", env.spec.ops_credentials_secret.name);
+    let ops_hint = format!(
+        "Check the ops user in Secret {}",
+        env.spec.ops_credentials_secret.name
+    );
 
     // Credentials.
     let started = Instant::now();
@@ -103,7 +110,12 @@ pub async fn run_tenant(
             .await
             .map_err(|e| e.to_step_error("tenant user"))?;
         let ucs_key = match spec.ucs.as_ref().and_then(|u| u.api_key_secret.as_ref()) {
-            Some(r) => Some(store.read(&r.name, &r.key).await.map_err(|e| e.to_step_error("UCS API key"))?),
+            Some(r) => Some(
+                store
+                    .read(&r.name, &r.key)
+                    .await
+                    .map_err(|e| e.to_step_error("UCS API key"))?,
+            ),
             None => None,
         };
         let previous = store
@@ -116,7 +128,8 @@ pub async fn run_tenant(
     .await;
     let (user, ucs_key, previous) = match secrets {
         Ok(found) => {
-            run.report.push(Step::Credentials, started, Ok(Outcome::AlreadyRight), "");
+            run.report
+                .push(Step::Credentials, started, Ok(Outcome::AlreadyRight), "");
             found
         }
         Err(e) => {
@@ -128,7 +141,9 @@ pub async fn run_tenant(
     let clients = (|| {
         Ok::<_, UpstreamError>((
             runbook.connector.gws_auth(&env.spec.auth_url, env.ca())?,
-            runbook.connector.environment(env.spec.environment_url(), env.ca())?,
+            runbook
+                .connector
+                .environment(env.spec.environment_url(), env.ca())?,
             runbook.connector.nexus(&env.spec.nexus_url, env.ca())?,
             runbook.connector.nexus_db(&env.database_url)?,
         ))
@@ -136,25 +151,43 @@ pub async fn run_tenant(
     let (auth, environment, nexus, db) = match clients {
         Ok(c) => c,
         Err(e) => {
-            run.report.push(Step::ContactCenterResolved, Instant::now(), Err(StepError::from_upstream(&e, "")), "");
+            run.report.push(
+                Step::ContactCenterResolved,
+                Instant::now(),
+                Err(StepError::from_upstream(&e, "")),
+                "",
+            );
             return run;
         }
     };
 
     // Contact center.
     let started = Instant::now();
-    let centers = environment.list_contact_centers(&env.ops).await.map_err(upstream(&ops_hint));
+    let centers = environment
+        .list_contact_centers(&env.ops)
+        .await
+        .map_err(upstream(&ops_hint));
     let chosen = centers.and_then(|centers| {
-        contact_center::choose(&centers, spec.contact_center_id.as_deref(), spec.contact_center_domain.as_deref())
-            .map(|c| c.id.clone())
+        contact_center::choose(
+            &centers,
+            spec.contact_center_id.as_deref(),
+            spec.contact_center_domain.as_deref(),
+        )
+        .map(|c| c.id.clone())
     });
     let cc_id = match chosen {
         Ok(id) => {
-            run.report.push(Step::ContactCenterResolved, started, Ok(Outcome::AlreadyRight), id.clone());
+            run.report.push(
+                Step::ContactCenterResolved,
+                started,
+                Ok(Outcome::Verified),
+                id.clone(),
+            );
             id
         }
         Err(e) => {
-            run.report.push(Step::ContactCenterResolved, started, Err(e), "");
+            run.report
+                .push(Step::ContactCenterResolved, started, Err(e), "");
             return run;
         }
     };
@@ -166,7 +199,8 @@ pub async fn run_tenant(
         .await
         .map_err(upstream(&ops_hint));
     let failed = result.is_err();
-    run.report.push(Step::ChatServiceRegistered, started, result, "");
+    run.report
+        .push(Step::ChatServiceRegistered, started, result, "");
     if failed {
         return run;
     }
@@ -183,16 +217,27 @@ pub async fn run_tenant(
     );
     let token = match runbook
         .tokens
-        .get(auth.as_ref(), &env.spec.auth_url, &env.spec.client.id, &env.client_secret, &grant)
+        .get(
+            auth.as_ref(),
+            &env.spec.auth_url,
+            &env.spec.client.id,
+            &env.client_secret,
+            &grant,
+        )
         .await
     {
         Ok((token, reused)) => {
-            let outcome = if reused { Outcome::Reused } else { Outcome::Obtained };
+            let outcome = if reused {
+                Outcome::Reused
+            } else {
+                Outcome::Obtained
+            };
             run.report.push(Step::TenantToken, started, Ok(outcome), "");
             token
         }
         Err(e) => {
-            run.report.push(Step::TenantToken, started, Err(upstream(&user_hint)(e)), "");
+            run.report
+                .push(Step::TenantToken, started, Err(upstream(&user_hint)(e)), "");
             return run;
         }
     };
@@ -209,15 +254,26 @@ pub async fn run_tenant(
             nexus
                 .register_ucs(key, &cc_id, &ucs.url)
                 .await
-                .map(|_| if registered.is_some() { Outcome::Updated } else { Outcome::Created })
-                .map_err(upstream("Check spec.ucs.apiKeySecret, or the tenant token's rights in Nexus"))
+                .map(|_| {
+                    if registered.is_some() {
+                        Outcome::Updated
+                    } else {
+                        Outcome::Created
+                    }
+                })
+                .map_err(upstream(
+                    "Check spec.ucs.apiKeySecret, or the tenant token's rights in Nexus",
+                ))
         };
         let failed = result.is_err();
-        run.report.push(Step::UcsRegistered, started, result, ucs.url.clone());
+        run.report
+            .push(Step::UcsRegistered, started, result, ucs.url.clone());
         if failed {
             return run;
         }
-        record.annotations.insert(annotations::UCS_URL.to_string(), ucs.url.clone());
+        record
+            .annotations
+            .insert(annotations::UCS_URL.to_string(), ucs.url.clone());
     }
 
     // The Nexus tenant.
@@ -231,14 +287,28 @@ pub async fn run_tenant(
         password: user.password.clone(),
         genesys_tenant_id: spec.genesys_tenant_id,
     };
-    let provisioned = provision_tenant(nexus.as_ref(), db.as_ref(), &token, &request, &previous, &user).await;
+    let provisioned = provision_tenant(
+        nexus.as_ref(),
+        db.as_ref(),
+        &token,
+        &request,
+        &previous,
+        &user,
+    )
+    .await;
     let (api_key, operation_id) = match provisioned {
         Ok((outcome, key, operation_id)) => {
-            run.report.push(Step::TenantProvisioned, started, Ok(outcome), spec.tenant_name.clone());
+            run.report.push(
+                Step::TenantProvisioned,
+                started,
+                Ok(outcome),
+                spec.tenant_name.clone(),
+            );
             (key, operation_id)
         }
         Err(e) => {
-            run.report.push(Step::TenantProvisioned, started, Err(e), "");
+            run.report
+                .push(Step::TenantProvisioned, started, Err(e), "");
             return run;
         }
     };
@@ -249,8 +319,14 @@ pub async fn run_tenant(
     record.data = [
         (keys::API_KEY, api_key.clone()),
         (keys::CONTACT_CENTER_ID, SecretString::new(cc_id.clone())),
-        (keys::TENANT_NAME, SecretString::new(spec.tenant_name.clone())),
-        (keys::NEXUS_URL, SecretString::new(env.spec.nexus_url.clone())),
+        (
+            keys::TENANT_NAME,
+            SecretString::new(spec.tenant_name.clone()),
+        ),
+        (
+            keys::NEXUS_URL,
+            SecretString::new(env.spec.nexus_url.clone()),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -260,7 +336,9 @@ pub async fn run_tenant(
         fingerprint(&api_key, &user),
     );
     if let Some(op) = &operation_id {
-        record.annotations.insert(annotations::OPERATION_ID.to_string(), op.clone());
+        record
+            .annotations
+            .insert(annotations::OPERATION_ID.to_string(), op.clone());
     }
     let written = store.write_output(&run.output_secret_name, &record).await;
     let result = written
@@ -271,7 +349,12 @@ pub async fn run_tenant(
         })
         .map_err(|e| e.to_step_error("output"));
     let failed = result.is_err();
-    run.report.push(Step::OutputSecret, started, result, run.output_secret_name.clone());
+    run.report.push(
+        Step::OutputSecret,
+        started,
+        result,
+        run.output_secret_name.clone(),
+    );
     if failed {
         return run;
     }
@@ -287,9 +370,17 @@ pub async fn run_tenant(
     let (outcome, detail) = if acknowledged {
         (Outcome::AlreadyRight, "acknowledged".to_string())
     } else {
-        (Outcome::ManualStepRequired, designer_env_instructions(&name))
+        (
+            Outcome::ManualStepRequired,
+            designer_env_instructions(&name),
+        )
     };
-    run.report.push(Step::DesignerEnvConfigured, Instant::now(), Ok(outcome), detail);
+    run.report.push(
+        Step::DesignerEnvConfigured,
+        Instant::now(),
+        Ok(outcome),
+        detail,
+    );
     run
 }
 
@@ -302,7 +393,9 @@ async fn register_chat_service(
     let settings = environment.list_settings(ops, cc_id).await?;
     let current = settings.iter().find(|s| s.name == CHAT_SERVICE_SETTING);
     if let Some(s) = current
-        && s.value.as_str().is_some_and(|v| trim_url(v) == trim_url(nexus_url))
+        && s.value
+            .as_str()
+            .is_some_and(|v| trim_url(v) == trim_url(nexus_url))
         && s.location == "/"
     {
         return Ok(Outcome::AlreadyRight);
@@ -314,7 +407,11 @@ async fn register_chat_service(
         shared: false,
     };
     environment.upsert_setting(ops, cc_id, &wanted).await?;
-    Ok(if current.is_some() { Outcome::Updated } else { Outcome::Created })
+    Ok(if current.is_some() {
+        Outcome::Updated
+    } else {
+        Outcome::Created
+    })
 }
 
 /// Creates the tenant once and keeps its key. When the tenant exists but its key was
@@ -370,14 +467,16 @@ async fn provision_tenant(
     if rotated && outcome == Outcome::AlreadyRight {
         return match nexus.update_tenant(token, request).await {
             Ok(()) => Ok((Outcome::Updated, key, previous_op)),
-            Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => Err(StepError::permanent(
-                Reason::TenantUpdateUnsupported,
-                format!(
-                    "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
+            Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => {
+                Err(StepError::permanent(
+                    Reason::TenantUpdateUnsupported,
+                    format!(
+                        "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
                      token in Nexus by hand, then restore the previous password or recreate the output Secret",
-                    e.detail
-                ),
-            )),
+                        e.detail
+                    ),
+                ))
+            }
             Err(e) => Err(to_step(e)),
         };
     }
@@ -403,24 +502,45 @@ pub async fn delete_tenant(
         .await
         .map_err(|e| e.to_step_error("tenant user"))?;
     let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
-    let auth = runbook.connector.gws_auth(&env.spec.auth_url, env.ca()).map_err(to_step)?;
-    let nexus = runbook.connector.nexus(&env.spec.nexus_url, env.ca()).map_err(to_step)?;
+    let auth = runbook
+        .connector
+        .gws_auth(&env.spec.auth_url, env.ca())
+        .map_err(to_step)?;
+    let nexus = runbook
+        .connector
+        .nexus(&env.spec.nexus_url, env.ca())
+        .map_err(to_step)?;
     let grant = Grant::Password {
         username: format!("{contact_center_id}\\{}", user.username),
         password: user.password.clone(),
     };
     let (token, _) = runbook
         .tokens
-        .get(auth.as_ref(), &env.spec.auth_url, &env.spec.client.id, &env.client_secret, &grant)
+        .get(
+            auth.as_ref(),
+            &env.spec.auth_url,
+            &env.spec.client.id,
+            &env.client_secret,
+            &grant,
+        )
         .await
         .map_err(to_step)?;
     if let Some(ucs) = &spec.ucs {
         let key = match &ucs.api_key_secret {
-            Some(r) => store.read(&r.name, &r.key).await.map_err(|e| e.to_step_error("UCS API key"))?,
+            Some(r) => store
+                .read(&r.name, &r.key)
+                .await
+                .map_err(|e| e.to_step_error("UCS API key"))?,
             None => token.clone(),
         };
-        nexus.delete_ucs(&key, contact_center_id).await.map_err(to_step)?;
+        nexus
+            .delete_ucs(&key, contact_center_id)
+            .await
+            .map_err(to_step)?;
     }
-    nexus.delete_tenant(&token, contact_center_id).await.map_err(to_step)?;
+    nexus
+        .delete_tenant(&token, contact_center_id)
+        .await
+        .map_err(to_step)?;
     Ok(())
 }

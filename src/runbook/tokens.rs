@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::secret::SecretString;
-use crate::upstream::gws_auth::{Grant, GwsAuthApi, Token};
 use crate::upstream::error::Result;
+use crate::upstream::gws_auth::{Grant, GwsAuthApi, Token};
 
 /// A token is renewed when less than this share of its lifetime, or a minute, is left.
 const RENEW_MARGIN: Duration = Duration::from_secs(60);
@@ -61,7 +61,12 @@ impl TokenCache {
             username,
             credential_digest: digest(&[client_secret.expose(), password]),
         };
-        let cached = self.inner.lock().expect("token cache lock").get(&key).cloned();
+        let cached = self
+            .inner
+            .lock()
+            .expect("token cache lock")
+            .get(&key)
+            .cloned();
         if let Some(c) = &cached
             && Instant::now() < c.renew_at
         {
@@ -84,7 +89,10 @@ impl TokenCache {
             renew_at: Instant::now() + lifetime.saturating_sub(margin),
             token: token.clone(),
         };
-        self.inner.lock().expect("token cache lock").insert(key, entry);
+        self.inner
+            .lock()
+            .expect("token cache lock")
+            .insert(key, entry);
         Ok((token.access_token, false))
     }
 

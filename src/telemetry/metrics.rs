@@ -72,14 +72,20 @@ impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("dc_operator");
         let reconcile_total = Family::default();
-        let reconcile_duration_seconds: HistogramFamily<KindLabel> = Family::new_with_constructor(request_buckets);
+        let reconcile_duration_seconds: HistogramFamily<KindLabel> =
+            Family::new_with_constructor(request_buckets);
         let external_requests_total = Family::default();
         let external_request_duration_seconds: HistogramFamily<ExternalOperation> =
             Family::new_with_constructor(request_buckets);
         let step_failures_total = Family::default();
-        let time_to_ready_seconds: HistogramFamily<KindLabel> = Family::new_with_constructor(ready_buckets);
+        let time_to_ready_seconds: HistogramFamily<KindLabel> =
+            Family::new_with_constructor(ready_buckets);
         let resources = Family::default();
-        registry.register("reconcile", "Reconciliations by kind and result", reconcile_total.clone());
+        registry.register(
+            "reconcile",
+            "Reconciliations by kind and result",
+            reconcile_total.clone(),
+        );
         registry.register(
             "reconcile_duration_seconds",
             "Time one reconciliation took",
@@ -95,13 +101,21 @@ impl Metrics {
             "Latency of requests to external systems",
             external_request_duration_seconds.clone(),
         );
-        registry.register("step_failures", "Runbook step failures by reason", step_failures_total.clone());
+        registry.register(
+            "step_failures",
+            "Runbook step failures by reason",
+            step_failures_total.clone(),
+        );
         registry.register(
             "time_to_ready_seconds",
             "Time from creation or spec change to Ready",
             time_to_ready_seconds.clone(),
         );
-        registry.register("resources", "Resources by kind and readiness", resources.clone());
+        registry.register(
+            "resources",
+            "Resources by kind and readiness",
+            resources.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -117,7 +131,8 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 

@@ -1,6 +1,7 @@
 //! Logs and metrics.
 
 pub mod metrics;
+pub mod server;
 
 pub use metrics::metrics;
 
@@ -12,13 +13,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// Sets up tracing once; `RUST_LOG` picks the level (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// Sets up tracing once; `RUST_LOG` picks the level (default `default_level`).
+pub fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
     };
 }

@@ -1,0 +1,254 @@
+//! From a runbook report to status conditions: a pure function, tested with tables.
+
+use crate::api::conditions::{Condition, ConditionStatus, find};
+use crate::runbook::report::{Outcome, RunReport, Step, StepError};
+
+pub mod types {
+    pub const READY: &str = "Ready";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const CLIENT_REGISTERED: &str = "ClientRegistered";
+    pub const CLIENT_VERIFIED: &str = "ClientVerified";
+    pub const GAPI_REGISTERED: &str = "GapiRegistered";
+    pub const NEXUS_RESTARTED: &str = "NexusRestarted";
+    pub const CONTACT_CENTER_RESOLVED: &str = "ContactCenterResolved";
+    pub const CHAT_SERVICE_REGISTERED: &str = "ChatServiceRegistered";
+    pub const UCS_REGISTERED: &str = "UcsRegistered";
+    pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
+    pub const DESIGNER_ENV_CONFIGURED: &str = "DesignerEnvConfigured";
+}
+
+/// A condition type, the steps whose outcome decides it, and its reason when True.
+pub struct ConditionRule {
+    pub type_: &'static str,
+    pub steps: &'static [Step],
+    pub true_reason: &'static str,
+}
+
+/// The environment's step conditions. Secret reading belongs to the first.
+pub const ENVIRONMENT_RULES: &[ConditionRule] = &[
+    ConditionRule {
+        type_: types::CLIENT_REGISTERED,
+        steps: &[
+            Step::Credentials,
+            Step::ClientSecret,
+            Step::ClientRegistered,
+        ],
+        true_reason: "Provisioned",
+    },
+    ConditionRule {
+        type_: types::CLIENT_VERIFIED,
+        steps: &[Step::ClientVerified],
+        true_reason: "Verified",
+    },
+    ConditionRule {
+        type_: types::GAPI_REGISTERED,
+        steps: &[Step::GapiRegistered],
+        true_reason: "Provisioned",
+    },
+];
+
+/// The tenant's automated step conditions.
+pub const TENANT_RULES: &[ConditionRule] = &[
+    ConditionRule {
+        type_: types::CONTACT_CENTER_RESOLVED,
+        steps: &[
+            Step::Environment,
+            Step::Credentials,
+            Step::ContactCenterResolved,
+        ],
+        true_reason: "Resolved",
+    },
+    ConditionRule {
+        type_: types::CHAT_SERVICE_REGISTERED,
+        steps: &[Step::ChatServiceRegistered],
+        true_reason: "Provisioned",
+    },
+    ConditionRule {
+        type_: types::UCS_REGISTERED,
+        steps: &[Step::UcsRegistered],
+        true_reason: "Provisioned",
+    },
+    ConditionRule {
+        type_: types::TENANT_PROVISIONED,
+        steps: &[
+            Step::TenantToken,
+            Step::TenantProvisioned,
+            Step::OutputSecret,
+        ],
+        true_reason: "Provisioned",
+    },
+];
+
+/// One condition per rule: False with the step's reason when one of its steps failed,
+/// True when all its steps that ran held, the previous value when none of its steps ran
+/// this pass (an earlier step failed), Unknown when there is no previous value.
+pub fn step_conditions(
+    rules: &[ConditionRule],
+    report: &RunReport,
+    previous: &[Condition],
+) -> Vec<Condition> {
+    let failed_step = report.failure().map(|(s, _)| s.step);
+    rules
+        .iter()
+        .filter_map(|rule| {
+            let ran: Vec<&Result<Outcome, StepError>> = rule
+                .steps
+                .iter()
+                .filter_map(|s| report.outcome_of(*s))
+                .collect();
+            if let Some(error) = ran.iter().find_map(|r| r.as_ref().err()) {
+                return Some(Condition::new(
+                    rule.type_,
+                    ConditionStatus::False,
+                    error.reason.as_str(),
+                    &error.message,
+                ));
+            }
+            let last_step = *rule.steps.last().expect("rules name steps");
+            if report.outcome_of(last_step).is_some() {
+                return Some(Condition::new(
+                    rule.type_,
+                    ConditionStatus::True,
+                    rule.true_reason,
+                    "",
+                ));
+            }
+            // Not reached this pass.
+            if let Some(old) = find(previous, rule.type_) {
+                return Some(old.clone());
+            }
+            let waiting_for = failed_step.map(|s| s.as_str()).unwrap_or("an earlier step");
+            Some(Condition::new(
+                rule.type_,
+                ConditionStatus::Unknown,
+                "Pending",
+                format!("Not checked yet: waiting for {waiting_for}."),
+            ))
+        })
+        .collect()
+}
+
+/// `Ready`: True when every given condition is True, else False with the reason and
+/// message of the first that is not.
+pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
+    match conditions
+        .iter()
+        .find(|c| c.status != ConditionStatus::True)
+    {
+        None => Condition::new(
+            types::READY,
+            ConditionStatus::True,
+            "Provisioned",
+            ready_message,
+        ),
+        Some(c) => Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            &c.reason,
+            format!(
+                "{}: {}",
+                c.type_,
+                if c.message.is_empty() {
+                    &c.reason
+                } else {
+                    &c.message
+                }
+            ),
+        ),
+    }
+}
+
+/// The first step error of a report, if any.
+pub fn first_error(report: &RunReport) -> Option<&StepError> {
+    report.failure().map(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::report::Reason;
+    use std::time::Instant;
+
+    fn report(steps: &[(Step, Result<Outcome, StepError>)]) -> RunReport {
+        let mut r = RunReport::default();
+        for (s, o) in steps {
+            r.push(*s, Instant::now(), o.clone(), "");
+        }
+        r
+    }
+
+    #[test]
+    fn environment_table() {
+        let unauthorized =
+            StepError::permanent(Reason::Unauthorized, "GWS Auth get_client failed: HTTP 401");
+        let cases: Vec<(RunReport, [ConditionStatus; 3], &str)> = vec![
+            (
+                report(&[
+                    (Step::Credentials, Ok(Outcome::AlreadyRight)),
+                    (Step::ClientSecret, Ok(Outcome::AlreadyRight)),
+                    (Step::ClientRegistered, Ok(Outcome::Created)),
+                    (Step::ClientVerified, Ok(Outcome::Verified)),
+                    (Step::GapiRegistered, Ok(Outcome::Created)),
+                ]),
+                [ConditionStatus::True; 3],
+                "Provisioned",
+            ),
+            (
+                report(&[
+                    (Step::Credentials, Ok(Outcome::AlreadyRight)),
+                    (Step::ClientSecret, Ok(Outcome::AlreadyRight)),
+                    (Step::ClientRegistered, Err(unauthorized.clone())),
+                ]),
+                [
+                    ConditionStatus::False,
+                    ConditionStatus::Unknown,
+                    ConditionStatus::Unknown,
+                ],
+                "Unauthorized",
+            ),
+            (
+                report(&[(
+                    Step::Credentials,
+                    Err(StepError::permanent(
+                        Reason::SecretNotFound,
+                        "Secret gws-ops does not exist",
+                    )),
+                )]),
+                [
+                    ConditionStatus::False,
+                    ConditionStatus::Unknown,
+                    ConditionStatus::Unknown,
+                ],
+                "SecretNotFound",
+            ),
+        ];
+        for (i, (r, statuses, ready_reason)) in cases.iter().enumerate() {
+            let conditions = step_conditions(ENVIRONMENT_RULES, r, &[]);
+            let got: Vec<ConditionStatus> = conditions.iter().map(|c| c.status).collect();
+            assert_eq!(got, statuses.to_vec(), "case {i}");
+            assert_eq!(ready(&conditions, "").reason, *ready_reason, "case {i}");
+        }
+    }
+
+    #[test]
+    fn conditions_not_reached_keep_their_previous_value() {
+        let previous = vec![Condition::new(
+            types::GAPI_REGISTERED,
+            ConditionStatus::True,
+            "Provisioned",
+            "",
+        )];
+        let r = report(&[(
+            Step::Credentials,
+            Err(StepError::permanent(
+                Reason::SecretKeyMissing,
+                "Secret x has no key y",
+            )),
+        )]);
+        let conditions = step_conditions(ENVIRONMENT_RULES, &r, &previous);
+        assert_eq!(conditions[2].status, ConditionStatus::True);
+        let ready = ready(&conditions, "");
+        assert_eq!(ready.reason, "SecretKeyMissing");
+        assert!(ready.message.contains("Secret x has no key y"));
+    }
+}

@@ -1,0 +1,139 @@
+//! What every reconcile shares: the Kubernetes client, the runbook, events, backoff and
+//! the readiness gauge.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::runbook::Runbook;
+use crate::telemetry::metrics;
+use crate::telemetry::metrics::KindReady;
+
+/// Settings of the controllers.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// How often a Ready resource is checked for drift (jittered ±10 %).
+    pub resync_interval: Duration,
+    /// Longest wait between retries of a failing resource.
+    pub max_backoff: Duration,
+    /// First wait after a failure.
+    pub initial_backoff: Duration,
+    /// How long a Nexus rollout may take before the condition says it is stuck.
+    pub rollout_timeout: Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(600),
+            max_backoff: Duration::from_secs(300),
+            initial_backoff: Duration::from_secs(5),
+            rollout_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub runbook: Runbook,
+    pub config: ControllerConfig,
+    recorder: Recorder,
+    failures: Mutex<HashMap<String, u32>>,
+    readiness: Mutex<HashMap<(&'static str, String), bool>>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, runbook: Runbook, config: ControllerConfig) -> Self {
+        let reporter = Reporter {
+            controller: "dc-operator".to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            runbook,
+            config,
+            failures: Mutex::default(),
+            readiness: Mutex::default(),
+        }
+    }
+
+    /// The wait before the next try of a failing resource: exponential with jitter,
+    /// capped, reset by [`Context::succeeded`]. A `Retry-After` longer than that wins.
+    pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+        let mut failures = self.failures.lock().expect("backoff lock");
+        let n = failures.entry(key.to_string()).or_insert(0);
+        let exp = self
+            .config
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow((*n).min(16)));
+        *n += 1;
+        let capped = exp.min(self.config.max_backoff);
+        let jittered = capped.mul_f64(rand::random_range(0.8..=1.2));
+        match retry_after {
+            Some(after) if after > jittered => after.min(self.config.max_backoff),
+            _ => jittered,
+        }
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("backoff lock").remove(key);
+    }
+
+    /// The drift-check interval with ±10 % jitter, so resources do not all check at once.
+    pub fn resync(&self) -> Duration {
+        self.config
+            .resync_interval
+            .mul_f64(rand::random_range(0.9..=1.1))
+    }
+
+    /// Publishes an event; failures are logged, never fatal.
+    pub async fn event(
+        &self,
+        reference: &ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, reference).await {
+            tracing::warn!(error = %e, "cannot publish event");
+        }
+    }
+
+    /// Records readiness for the `resources` gauge; `None` forgets a deleted resource.
+    pub fn set_ready(&self, kind: &'static str, key: &str, ready: Option<bool>) {
+        let mut map = self.readiness.lock().expect("readiness lock");
+        match ready {
+            Some(r) => map.insert((kind, key.to_string()), r),
+            None => map.remove(&(kind, key.to_string())),
+        };
+        for ready in [true, false] {
+            let count = map
+                .iter()
+                .filter(|((k, _), r)| *k == kind && **r == ready)
+                .count();
+            metrics()
+                .resources
+                .get_or_create(&KindReady {
+                    kind: kind.to_string(),
+                    ready: ready.to_string(),
+                })
+                .set(count as i64);
+        }
+    }
+}

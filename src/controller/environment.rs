@@ -1,0 +1,408 @@
+//! The DigitalChannelsEnvironment controller: dereference → run the steps → status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use super::conditions::{ENVIRONMENT_RULES, ready, step_conditions, types};
+use super::context::Context;
+use super::nexus_restart::{self, Rollout};
+use super::secrets::KubeSecretStore;
+use super::status::{
+    add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
+};
+use super::{Error, KIND_ENVIRONMENT, now_rfc3339, record_reconcile};
+use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions};
+use crate::api::validation::environment_problems;
+use crate::api::{
+    DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
+};
+use crate::runbook::environment::{delete_environment, resolve_environment, run_environment};
+use crate::runbook::report::{RunReport, Step};
+
+pub async fn reconcile(
+    env: Arc<DigitalChannelsEnvironment>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = if env.metadata.deletion_timestamp.is_some() {
+        cleanup(&env, &ctx).await
+    } else {
+        apply(&env, &ctx).await
+    };
+    record_reconcile(KIND_ENVIRONMENT, started, &result);
+    result
+}
+
+fn key(env: &DigitalChannelsEnvironment) -> String {
+    format!(
+        "{}/{}/{}",
+        KIND_ENVIRONMENT,
+        env.namespace().unwrap_or_default(),
+        env.name_any()
+    )
+}
+
+async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action, Error> {
+    let ns = env.namespace().unwrap_or_default();
+    let api: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
+    let previous = env.status.clone().unwrap_or_default();
+
+    if env.spec.suspend {
+        let mut fresh: Vec<Condition> = previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != types::SUSPENDED)
+            .cloned()
+            .collect();
+        fresh.push(Condition::new(
+            types::SUSPENDED,
+            ConditionStatus::True,
+            "Suspended",
+            "spec.suspend is true: no external calls are made until it is false.",
+        ));
+        write(ctx, &api, env, &previous, fresh, None).await?;
+        return Ok(Action::await_change());
+    }
+
+    let problems = environment_problems(&env.spec);
+    if !problems.is_empty() {
+        let invalid = Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            "InvalidSpec",
+            problems.join("; "),
+        );
+        write(ctx, &api, env, &previous, vec![invalid], None).await?;
+        ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
+        return Ok(Action::await_change());
+    }
+
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let run = run_environment(&ctx.runbook, env, &store).await;
+    let external_exists = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
+    if external_exists && !has_finalizer(env) {
+        add_finalizer(&api, env).await?;
+    }
+
+    let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
+    let mut requeue_soon = None;
+    if let Some(deployment) = &env.spec.nexus_deployment {
+        let deployment_ns = deployment.namespace.clone().unwrap_or_else(|| ns.clone());
+        let (condition, wait) = nexus_condition(
+            ctx,
+            &previous.conditions,
+            run.gapi_changed(),
+            run.report.succeeded(),
+            &deployment_ns,
+            &deployment.name,
+        )
+        .await?;
+        fresh.push(condition);
+        requeue_soon = wait;
+    }
+    let mut all = fresh.clone();
+    all.push(ready(
+        &fresh,
+        "The OAuth client is registered and verified, and nex_gapis holds GWS.",
+    ));
+    let wrote_ready = write(
+        ctx,
+        &api,
+        env,
+        &previous,
+        all,
+        Some(
+            run.resolved
+                .as_ref()
+                .map(|r| r.client_secret_ref.name.clone()),
+        ),
+    )
+    .await?;
+    ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
+
+    Ok(next_action(ctx, &key(env), &run.report, requeue_soon))
+}
+
+/// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
+/// change (with the slow drift check as a safety net), success resyncs.
+pub fn next_action(ctx: &Context, key: &str, report: &RunReport, soon: Option<Duration>) -> Action {
+    match report.failure() {
+        Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
+        Some(_) => {
+            ctx.backoff(key, None);
+            Action::requeue(ctx.resync())
+        }
+        None => {
+            ctx.succeeded(key);
+            Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
+        }
+    }
+}
+
+/// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
+async fn write(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: &EnvironmentStatus,
+    fresh: Vec<Condition>,
+    client_secret_name: Option<Option<String>>,
+) -> Result<bool, Error> {
+    let conditions = merge_conditions(
+        &previous.conditions,
+        fresh,
+        env.metadata.generation,
+        &now_rfc3339(),
+    );
+    let status = EnvironmentStatus {
+        observed_generation: env.metadata.generation,
+        client_secret_name: client_secret_name
+            .flatten()
+            .or_else(|| previous.client_secret_name.clone()),
+        conditions,
+    };
+    apply_status(api, &env.name_any(), previous, &status).await?;
+    if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
+        let warning = c.status != ConditionStatus::True;
+        ctx.event(
+            &env.object_ref(&()),
+            warning,
+            &c.reason,
+            "Reconcile",
+            c.message.clone(),
+        )
+        .await;
+        if !warning {
+            super::observe_time_to_ready(KIND_ENVIRONMENT, env.meta(), &previous.conditions);
+        }
+    }
+    Ok(is_ready(&status.conditions))
+}
+
+/// NexusRestarted: restart when the row changed, then follow the rollout.
+async fn nexus_condition(
+    ctx: &Context,
+    previous: &[Condition],
+    gapi_changed: bool,
+    run_ok: bool,
+    namespace: &str,
+    name: &str,
+) -> Result<(Condition, Option<Duration>), Error> {
+    let waiting = |message: String| {
+        (
+            Condition::new(
+                types::NEXUS_RESTARTED,
+                ConditionStatus::False,
+                "RollingOut",
+                message,
+            ),
+            Some(Duration::from_secs(5)),
+        )
+    };
+    if gapi_changed {
+        match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
+            Ok(()) => {
+                return Ok(waiting(format!(
+                    "Restarted Deployment {namespace}/{name} so Nexus reads nex_gapis; waiting for the rollout."
+                )));
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
+                return Ok((
+                    Condition::new(
+                        types::NEXUS_RESTARTED,
+                        ConditionStatus::False,
+                        "RestartFailed",
+                        format!(
+                            "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and that the chart's nexusRestart RBAC is on; or restart Nexus by hand and remove spec.nexusDeployment.",
+                            s.message
+                        ),
+                    ),
+                    Some(ctx.backoff(&format!("restart/{namespace}/{name}"), None)),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match find(previous, types::NEXUS_RESTARTED) {
+        // Nothing changed and nothing is in flight: the running Nexus has the row.
+        None if run_ok => Ok((
+            Condition::new(
+                types::NEXUS_RESTARTED,
+                ConditionStatus::True,
+                "UpToDate",
+                "Nexus has read the current nex_gapis row.",
+            ),
+            None,
+        )),
+        Some(old)
+            if old.status == ConditionStatus::False
+                && (old.reason == "RollingOut" || old.reason == "RolloutStuck") =>
+        {
+            let since = old
+                .last_transition_time
+                .as_deref()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())
+                .unwrap_or_default();
+            match nexus_restart::rollout_status(&ctx.client, namespace, name).await? {
+                Rollout::Done => Ok((
+                    Condition::new(
+                        types::NEXUS_RESTARTED,
+                        ConditionStatus::True,
+                        "RolledOut",
+                        format!(
+                            "Deployment {namespace}/{name} rolled out with the new nex_gapis row."
+                        ),
+                    ),
+                    None,
+                )),
+                Rollout::Missing => Ok((
+                    Condition::new(
+                        types::NEXUS_RESTARTED,
+                        ConditionStatus::False,
+                        "RestartFailed",
+                        format!(
+                            "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
+                        ),
+                    ),
+                    Some(ctx.resync()),
+                )),
+                Rollout::InProgress(detail) if since > ctx.config.rollout_timeout => Ok((
+                    Condition::new(
+                        types::NEXUS_RESTARTED,
+                        ConditionStatus::False,
+                        "RolloutStuck",
+                        format!(
+                            "Deployment {namespace}/{name} has not rolled out after {}s: {detail}. Check its pods.",
+                            since.as_secs()
+                        ),
+                    ),
+                    Some(Duration::from_secs(30)),
+                )),
+                Rollout::InProgress(detail) => Ok(waiting(format!(
+                    "Waiting for Deployment {namespace}/{name}: {detail}."
+                ))),
+            }
+        }
+        Some(old) if old.reason == "RestartFailed" && run_ok => {
+            // Retry the restart: the row may still be unseen by Nexus.
+            match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
+                Ok(()) => Ok(waiting(format!(
+                    "Restarted Deployment {namespace}/{name}; waiting for the rollout."
+                ))),
+                Err(_) => Ok((
+                    old.clone(),
+                    Some(ctx.backoff(&format!("restart/{namespace}/{name}"), None)),
+                )),
+            }
+        }
+        Some(old) => Ok((old.clone(), None)),
+        None => Ok((
+            Condition::new(
+                types::NEXUS_RESTARTED,
+                ConditionStatus::Unknown,
+                "Pending",
+                "Waiting for nex_gapis to be registered.",
+            ),
+            None,
+        )),
+    }
+}
+
+async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action, Error> {
+    let ns = env.namespace().unwrap_or_default();
+    let name = env.name_any();
+    let api: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
+    if !has_finalizer(env) {
+        ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
+        return Ok(Action::await_change());
+    }
+    let previous = env.status.clone().unwrap_or_default();
+    if env.spec.deletion_policy == DeletionPolicy::Delete {
+        let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
+        let users: Vec<String> = tenants
+            .list(&ListParams::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.spec.environment_ref.name == name)
+            .map(|t| t.name_any())
+            .collect();
+        if !users.is_empty() {
+            let blocked = Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "DeletionBlocked",
+                format!(
+                    "deletionPolicy is Delete and {} tenant(s) still use this environment: {}. Delete them first; the OAuth client and nex_gapis row are removed after.",
+                    users.len(),
+                    users.join(", ")
+                ),
+            );
+            let mut fresh: Vec<Condition> = previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != types::READY)
+                .cloned()
+                .collect();
+            fresh.push(blocked);
+            write(ctx, &api, env, &previous, fresh, None).await?;
+            // The tenants' deletion triggers us through the watch; this is the safety net.
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+        let mut report = RunReport::default();
+        let outcome = match resolve_environment(env, &store, false, &mut report).await {
+            Some(resolved) => delete_environment(&ctx.runbook, &resolved).await,
+            None => Err(report
+                .failure()
+                .map(|(_, e)| e.clone())
+                .expect("resolve reports its failure")),
+        };
+        if let Err(e) = outcome {
+            let failed = Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                e.reason.as_str(),
+                format!(
+                    "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
+                    e.message
+                ),
+            );
+            let mut fresh: Vec<Condition> = previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != types::READY)
+                .cloned()
+                .collect();
+            fresh.push(failed);
+            write(ctx, &api, env, &previous, fresh, None).await?;
+            return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
+        }
+        ctx.event(
+            &env.object_ref(&()),
+            false,
+            "Deleted",
+            "Cleanup",
+            "Deleted the OAuth client and the nex_gapis row.".to_string(),
+        )
+        .await;
+    } else {
+        ctx.event(
+            &env.object_ref(&()),
+            false,
+            "Retained",
+            "Cleanup",
+            "deletionPolicy Retain: the OAuth client and nex_gapis row are left in place."
+                .to_string(),
+        )
+        .await;
+    }
+    remove_finalizer(&api, env).await?;
+    ctx.succeeded(&key(env));
+    ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
+    Ok(Action::await_change())
+}

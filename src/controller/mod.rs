@@ -1,0 +1,323 @@
+//! The two controllers, one per kind, in one process: `dc-operator run`.
+
+pub mod conditions;
+pub mod context;
+pub mod environment;
+pub mod leader;
+pub mod nexus_restart;
+pub mod secrets;
+pub mod status;
+pub mod tenant;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+pub use context::{Context, ControllerConfig};
+
+use crate::api::conditions::{Condition, ConditionStatus, find};
+use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
+use crate::telemetry::metrics;
+use crate::telemetry::metrics::{KindLabel, KindResult};
+
+pub const KIND_ENVIRONMENT: &str = "DigitalChannelsEnvironment";
+pub const KIND_TENANT: &str = "DigitalChannelsTenant";
+
+/// Errors that end a reconcile early: only the Kubernetes API. Upstream failures are
+/// conditions, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| jiff::Timestamp::now())
+        .to_string()
+}
+
+fn record_reconcile(kind: &str, started: Instant, result: &Result<Action, Error>) {
+    let m = metrics();
+    m.reconcile_total
+        .get_or_create(&KindResult {
+            kind: kind.to_string(),
+            result: if result.is_ok() { "ok" } else { "error" }.to_string(),
+        })
+        .inc();
+    m.reconcile_duration_seconds
+        .get_or_create(&KindLabel {
+            kind: kind.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
+        tracing::warn!(kind, error = %e, "reconcile failed");
+    }
+}
+
+/// Time to Ready: from creation, or from when Ready last turned False (a spec change or
+/// an outage), to now.
+fn observe_time_to_ready(kind: &str, meta: &kube::api::ObjectMeta, previous: &[Condition]) {
+    let since = match find(previous, "Ready") {
+        Some(c) if c.status != ConditionStatus::True => c
+            .last_transition_time
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        _ => meta.creation_timestamp.as_ref().map(|t| t.0),
+    };
+    if let Some(since) = since {
+        let seconds = jiff::Timestamp::now()
+            .duration_since(since)
+            .as_secs_f64()
+            .max(0.0);
+        metrics()
+            .time_to_ready_seconds
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
+fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!(
+        "error/{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    );
+    tracing::warn!(resource = %key, error = %error, "will retry");
+    Action::requeue(ctx.backoff(&key, None))
+}
+
+/// Names of the Secrets an environment reads.
+pub fn environment_secret_names(env: &DigitalChannelsEnvironment) -> Vec<String> {
+    let spec = &env.spec;
+    let mut names = vec![
+        spec.ops_credentials_secret.name.clone(),
+        spec.database.url_secret.name.clone(),
+        spec.client_secret_ref(&env.name_any()).name,
+    ];
+    if let Some(tls) = &spec.tls {
+        names.push(tls.ca_secret.name.clone());
+    }
+    names
+}
+
+/// Names of the Secrets a tenant reads or writes.
+pub fn tenant_secret_names(t: &DigitalChannelsTenant) -> Vec<String> {
+    let mut names = vec![
+        t.spec.credentials_secret.name.clone(),
+        t.spec.output_secret_name(&t.name_any()),
+    ];
+    if let Some(key) = t.spec.ucs.as_ref().and_then(|u| u.api_key_secret.as_ref()) {
+        names.push(key.name.clone());
+    }
+    names
+}
+
+/// The resources in `store` that reference `secret`: the index from a Secret to its
+/// users, so a rotated password is picked up within seconds.
+fn users_of<K>(store: &Store<K>, secret: &Secret, names: fn(&K) -> Vec<String>) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == ns && names(o).contains(&name))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Where the controllers look: the whole cluster or one namespace.
+fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Fails with a clear message when the CRDs are not installed.
+pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Result<(), String> {
+    let hint = "the CRDs are not installed: kubectl apply -f crds/ (or install the Helm chart)";
+    let lp = ListParams::default().limit(1);
+    for result in [
+        api_for::<DigitalChannelsEnvironment>(client, namespace)
+            .list(&lp)
+            .await
+            .map(drop),
+        api_for::<DigitalChannelsTenant>(client, namespace)
+            .list(&lp)
+            .await
+            .map(drop),
+    ] {
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => return Err(hint.to_string()),
+            Err(e) => return Err(format!("cannot list the operator's kinds: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// Runs both controllers for one scope until `shutdown` fires.
+pub async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let config = ControllerRuntimeConfig::default().concurrency(concurrency);
+
+    let envs = Controller::new(
+        api_for::<DigitalChannelsEnvironment>(&client, ns),
+        watcher::Config::default(),
+    )
+    .with_config(config.clone());
+    let env_store = envs.store();
+    let envs = envs
+        .watches(
+            api_for::<Secret>(&client, ns),
+            watcher::Config::default(),
+            move |secret| users_of(&env_store, &secret, environment_secret_names),
+        )
+        // A tenant's deletion may unblock its environment's deletion.
+        .watches(
+            api_for::<DigitalChannelsTenant>(&client, ns),
+            watcher::Config::default(),
+            |t| {
+                let env = ObjectRef::new(&t.spec.environment_ref.name);
+                Some(match t.namespace() {
+                    Some(ns) => env.within(&ns),
+                    None => env,
+                })
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(environment::reconcile, error_policy, ctx.clone())
+        .for_each(|_| async {});
+
+    let tenants = Controller::new(
+        api_for::<DigitalChannelsTenant>(&client, ns),
+        watcher::Config::default(),
+    )
+    .with_config(config);
+    let tenant_store = tenants.store();
+    let tenant_store_for_envs = tenant_store.clone();
+    let tenants = tenants
+        .watches(
+            api_for::<Secret>(&client, ns),
+            watcher::Config::default(),
+            move |secret| users_of(&tenant_store, &secret, tenant_secret_names),
+        )
+        // An environment turning Ready releases its waiting tenants at once.
+        .watches(
+            api_for::<DigitalChannelsEnvironment>(&client, ns),
+            watcher::Config::default(),
+            move |env| {
+                let ns = env.namespace();
+                let name = env.name_any();
+                tenant_store_for_envs
+                    .state()
+                    .iter()
+                    .filter(|t| t.namespace() == ns && t.spec.environment_ref.name == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(tenant::reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+
+    tokio::join!(envs, tenants);
+}
+
+/// Settings of `dc-operator run`, parsed once from the command line.
+pub struct RunSettings {
+    pub namespaces: Vec<String>,
+    pub concurrency: u16,
+    pub leader_election: bool,
+    pub leader_election_namespace: String,
+    pub controller: ControllerConfig,
+}
+
+/// The whole `run`: check CRDs, wait for leadership, run the controllers until SIGTERM.
+pub async fn run(
+    client: kube::Client,
+    runbook: crate::runbook::Runbook,
+    settings: RunSettings,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings.namespaces.iter().cloned().map(Some).collect()
+    };
+    for scope in &scopes {
+        check_crds(&client, scope.as_deref()).await?;
+    }
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let leadership_lost = CancellationToken::new();
+    if settings.leader_election {
+        let identity = std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("dc-operator-{}", uuid::Uuid::new_v4()));
+        let elector = Arc::new(leader::LeaderElector::new(
+            client.clone(),
+            &settings.leader_election_namespace,
+            identity,
+            Duration::from_secs(15),
+        ));
+        tokio::select! {
+            _ = elector.wait_for_leadership() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+        let lost = leadership_lost.clone();
+        tokio::spawn(async move {
+            elector.keep_leadership().await;
+            lost.cancel();
+        });
+    }
+
+    let ctx = Arc::new(Context::new(client, runbook, settings.controller));
+    let stop = CancellationToken::new();
+    let stop_on = stop.clone();
+    let lost = leadership_lost.clone();
+    let outer = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = outer.cancelled() => {}
+            _ = lost.cancelled() => {}
+        }
+        stop_on.cancel();
+    });
+    tracing::info!(scopes = ?scopes, "controllers starting");
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|scope| run_scope(ctx.clone(), scope, settings.concurrency, stop.clone())),
+    )
+    .await;
+    if leadership_lost.is_cancelled() && !shutdown.is_cancelled() {
+        return Err("lost the leader lease; exiting so another replica can lead".to_string());
+    }
+    tracing::info!("controllers stopped");
+    Ok(())
+}

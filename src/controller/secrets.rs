@@ -1,0 +1,193 @@
+//! The runbook's [`SecretStore`] backed by the Kubernetes API, in the resource's namespace.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
+
+use crate::api::{FIELD_MANAGER, managed_labels};
+use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome};
+use crate::secret::SecretString;
+
+pub struct KubeSecretStore {
+    api: Api<Secret>,
+    /// Owner of the output Secret, so it goes with its tenant.
+    owner: Option<OwnerReference>,
+}
+
+impl KubeSecretStore {
+    pub fn new(client: kube::Client, namespace: &str, owner: Option<OwnerReference>) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            owner,
+        }
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        self.api
+            .get_opt(name)
+            .await
+            .map_err(|e| SecretError::Unavailable {
+                name: name.to_string(),
+                message: kube_message(&e),
+            })
+    }
+}
+
+/// A Kubernetes error without anything from a request body.
+fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
+    }
+}
+
+fn decode(secret: &Secret) -> BTreeMap<String, SecretString> {
+    let mut data: BTreeMap<String, SecretString> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                SecretString::new(String::from_utf8_lossy(&v.0).into_owned()),
+            )
+        })
+        .collect();
+    // stringData only shows up on objects that were never stored; kept for fakes and tests.
+    for (k, v) in secret.string_data.iter().flatten() {
+        data.insert(k.clone(), SecretString::new(v.clone()));
+    }
+    data
+}
+
+#[async_trait]
+impl SecretStore for KubeSecretStore {
+    async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
+        let secret = self.get(name).await?.ok_or_else(|| SecretError::NotFound {
+            name: name.to_string(),
+        })?;
+        decode(&secret)
+            .remove(key)
+            .ok_or_else(|| SecretError::KeyMissing {
+                name: name.to_string(),
+                key: key.to_string(),
+            })
+    }
+
+    async fn create_generated(
+        &self,
+        name: &str,
+        key: &str,
+        value: &SecretString,
+    ) -> Result<SecretString, SecretError> {
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                labels: Some(managed_labels()),
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_string()),
+            data: Some(
+                [(
+                    key.to_string(),
+                    ByteString(value.expose().as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        match self.api.create(&PostParams::default(), &secret).await {
+            Ok(_) => Ok(value.clone()),
+            // Someone created it meanwhile: use theirs, never overwrite a secret.
+            Err(kube::Error::Api(s)) if s.code == 409 => self.read(name, key).await,
+            Err(e) => Err(SecretError::Unavailable {
+                name: name.to_string(),
+                message: kube_message(&e),
+            }),
+        }
+    }
+
+    async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError> {
+        Ok(self.get(name).await?.map(|s| OutputRecord {
+            data: decode(&s),
+            annotations: s
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| k.starts_with("digitalchannels.dev/"))
+                .collect(),
+        }))
+    }
+
+    async fn write_output(
+        &self,
+        name: &str,
+        record: &OutputRecord,
+    ) -> Result<WriteOutcome, SecretError> {
+        let existing = self.get(name).await?;
+        let outcome = match &existing {
+            None => WriteOutcome::Created,
+            Some(s) => {
+                // Extra keys someone added are tolerated; ours must be exact.
+                let current = decode(s);
+                let same_data = record.data.iter().all(|(k, v)| current.get(k) == Some(v));
+                let annotations = s.metadata.annotations.clone().unwrap_or_default();
+                let same_annotations = record
+                    .annotations
+                    .iter()
+                    .all(|(k, v)| annotations.get(k) == Some(v));
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                let same_labels = managed_labels()
+                    .iter()
+                    .all(|(k, v)| labels.get(k) == Some(v));
+                let owned = self.owner.as_ref().is_none_or(|o| {
+                    s.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == o.uid)
+                });
+                if same_data && same_annotations && same_labels && owned {
+                    return Ok(WriteOutcome::Unchanged);
+                }
+                WriteOutcome::Updated
+            }
+        };
+        let data: BTreeMap<String, ByteString> = record
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), ByteString(v.expose().as_bytes().to_vec())))
+            .collect();
+        let secret = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "labels": managed_labels(),
+                "annotations": record.annotations,
+                "ownerReferences": self.owner.iter().collect::<Vec<_>>(),
+            },
+            "type": "Opaque",
+            "data": data,
+        });
+        // Server-side apply: the operator owns these keys; other fields stay as others set them.
+        self.api
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map_err(|e| SecretError::Unavailable {
+                name: name.to_string(),
+                message: kube_message(&e),
+            })?;
+        Ok(outcome)
+    }
+}

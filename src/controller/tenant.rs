@@ -1,0 +1,377 @@
+//! The DigitalChannelsTenant controller: wait for the environment → run the steps →
+//! output Secret → status.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+
+use super::conditions::{TENANT_RULES, ready, step_conditions, types};
+use super::context::Context;
+use super::environment::next_action;
+use super::secrets::KubeSecretStore;
+use super::status::{
+    add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
+};
+use super::{Error, KIND_TENANT, now_rfc3339, record_reconcile};
+use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions};
+use crate::api::validation::tenant_problems;
+use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, TenantStatus};
+use crate::runbook::environment::{ResolvedEnvironment, resolve_environment};
+use crate::runbook::report::{Outcome, RunReport, Step};
+use crate::runbook::tenant::{delete_tenant, run_tenant};
+
+pub async fn reconcile(
+    tenant: Arc<DigitalChannelsTenant>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = if tenant.metadata.deletion_timestamp.is_some() {
+        cleanup(&tenant, &ctx).await
+    } else {
+        apply(&tenant, &ctx).await
+    };
+    record_reconcile(KIND_TENANT, started, &result);
+    result
+}
+
+fn key(t: &DigitalChannelsTenant) -> String {
+    format!(
+        "{}/{}/{}",
+        KIND_TENANT,
+        t.namespace().unwrap_or_default(),
+        t.name_any()
+    )
+}
+
+fn owner_reference(t: &DigitalChannelsTenant) -> Option<OwnerReference> {
+    t.controller_owner_ref(&())
+}
+
+/// The environment, once it is Ready, with its Secrets read; else why the tenant waits.
+async fn ready_environment(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+) -> Result<Result<ResolvedEnvironment, String>, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let env_name = &t.spec.environment_ref.name;
+    let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(env) = envs.get_opt(env_name).await? else {
+        return Ok(Err(format!(
+            "DigitalChannelsEnvironment {env_name} does not exist in namespace {ns}."
+        )));
+    };
+    if env.metadata.deletion_timestamp.is_some() {
+        return Ok(Err(format!(
+            "DigitalChannelsEnvironment {env_name} is being deleted."
+        )));
+    }
+    let status = env.status.clone().unwrap_or_default();
+    let current = status.observed_generation == env.metadata.generation;
+    if !current || !is_ready(&status.conditions) {
+        let why = find(&status.conditions, types::READY)
+            .map(|c| format!(" ({}: {})", c.reason, c.message))
+            .unwrap_or_default();
+        return Ok(Err(format!(
+            "DigitalChannelsEnvironment {env_name} is not Ready yet{why}."
+        )));
+    }
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let mut report = RunReport::default();
+    Ok(
+        match resolve_environment(&env, &store, false, &mut report).await {
+            Some(resolved) => Ok(resolved),
+            None => Err(format!(
+                "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
+                report
+                    .failure()
+                    .map(|(_, e)| e.message.clone())
+                    .unwrap_or_default()
+            )),
+        },
+    )
+}
+
+async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let api: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
+    let previous = t.status.clone().unwrap_or_default();
+
+    if t.spec.suspend {
+        let mut fresh: Vec<Condition> = previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != types::SUSPENDED)
+            .cloned()
+            .collect();
+        fresh.push(Condition::new(
+            types::SUSPENDED,
+            ConditionStatus::True,
+            "Suspended",
+            "spec.suspend is true: no external calls are made until it is false.",
+        ));
+        write(ctx, &api, t, &previous, fresh, None).await?;
+        return Ok(Action::await_change());
+    }
+
+    let problems = tenant_problems(&t.spec);
+    if !problems.is_empty() {
+        let invalid = Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            "InvalidSpec",
+            problems.join("; "),
+        );
+        write(ctx, &api, t, &previous, vec![invalid], None).await?;
+        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+        return Ok(Action::await_change());
+    }
+
+    let env = match ready_environment(t, ctx).await? {
+        Ok(env) => env,
+        Err(why) => {
+            let mut fresh: Vec<Condition> = previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != types::READY && c.type_ != types::SUSPENDED)
+                .cloned()
+                .collect();
+            fresh.push(Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "WaitingForEnvironment",
+                why,
+            ));
+            write(ctx, &api, t, &previous, fresh, None).await?;
+            ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+            // The environment's changes trigger this tenant through the watch: no polling.
+            return Ok(Action::await_change());
+        }
+    };
+
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t));
+    let run = run_tenant(&ctx.runbook, t, &env, &store).await;
+    if matches!(run.report.outcome_of(Step::TenantProvisioned), Some(Ok(_))) && !has_finalizer(t) {
+        add_finalizer(&api, t).await?;
+    }
+
+    let rules: Vec<_> = TENANT_RULES
+        .iter()
+        .filter(|r| r.type_ != types::UCS_REGISTERED || t.spec.ucs.is_some())
+        .collect();
+    let mut fresh = Vec::new();
+    for rule in rules {
+        fresh.extend(step_conditions(
+            std::slice::from_ref(rule),
+            &run.report,
+            &previous.conditions,
+        ));
+    }
+    let mut all = fresh.clone();
+    all.push(ready(
+        &fresh,
+        "The tenant is provisioned and its API key is in the output Secret.",
+    ));
+    all.push(designer_condition(&run.report, &previous.conditions));
+    let details = StatusDetails {
+        contact_center_id: run.contact_center_id.clone(),
+        operation_id: run.operation_id.clone(),
+        output_secret_name: Some(run.output_secret_name.clone()),
+    };
+    let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
+    ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
+    Ok(next_action(ctx, &key(t), &run.report, None))
+}
+
+fn designer_condition(report: &RunReport, previous: &[Condition]) -> Condition {
+    match report
+        .steps
+        .iter()
+        .find(|s| s.step == Step::DesignerEnvConfigured)
+    {
+        Some(s) if s.result == Ok(Outcome::ManualStepRequired) => Condition::new(
+            types::DESIGNER_ENV_CONFIGURED,
+            ConditionStatus::False,
+            "ManualStepRequired",
+            &s.detail,
+        ),
+        Some(_) => Condition::new(
+            types::DESIGNER_ENV_CONFIGURED,
+            ConditionStatus::True,
+            "Acknowledged",
+            "The DesignerEnv transaction was set by hand and acknowledged.",
+        ),
+        None => find(previous, types::DESIGNER_ENV_CONFIGURED)
+            .cloned()
+            .unwrap_or_else(|| {
+                Condition::new(
+                    types::DESIGNER_ENV_CONFIGURED,
+                    ConditionStatus::Unknown,
+                    "Pending",
+                    "Shown once the tenant is provisioned.",
+                )
+            }),
+    }
+}
+
+#[derive(Default)]
+struct StatusDetails {
+    contact_center_id: Option<String>,
+    operation_id: Option<String>,
+    output_secret_name: Option<String>,
+}
+
+async fn write(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    fresh: Vec<Condition>,
+    details: Option<StatusDetails>,
+) -> Result<bool, Error> {
+    let details = details.unwrap_or_default();
+    let conditions = merge_conditions(
+        &previous.conditions,
+        fresh,
+        t.metadata.generation,
+        &now_rfc3339(),
+    );
+    let status = TenantStatus {
+        observed_generation: t.metadata.generation,
+        contact_center_id: details
+            .contact_center_id
+            .or_else(|| previous.contact_center_id.clone()),
+        output_secret_name: details
+            .output_secret_name
+            .or_else(|| previous.output_secret_name.clone()),
+        operation_id: details
+            .operation_id
+            .or_else(|| previous.operation_id.clone()),
+        conditions,
+    };
+    apply_status(api, &t.name_any(), previous, &status).await?;
+    let reference = t.object_ref(&());
+    if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
+        let warning = c.status != ConditionStatus::True;
+        ctx.event(
+            &reference,
+            warning,
+            &c.reason,
+            "Reconcile",
+            c.message.clone(),
+        )
+        .await;
+        if !warning {
+            super::observe_time_to_ready(KIND_TENANT, t.meta(), &previous.conditions);
+        }
+    }
+    let designer_before =
+        find(&previous.conditions, types::DESIGNER_ENV_CONFIGURED).map(|c| &c.reason);
+    if let Some(c) = find(&status.conditions, types::DESIGNER_ENV_CONFIGURED)
+        && c.reason == "ManualStepRequired"
+        && designer_before != Some(&c.reason)
+    {
+        ctx.event(
+            &reference,
+            false,
+            "ManualStepRequired",
+            "DesignerEnv",
+            c.message.clone(),
+        )
+        .await;
+    }
+    Ok(is_ready(&status.conditions))
+}
+
+async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let api: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
+    if !has_finalizer(t) {
+        ctx.set_ready(KIND_TENANT, &key(t), None);
+        return Ok(Action::await_change());
+    }
+    let previous = t.status.clone().unwrap_or_default();
+    if t.spec.deletion_policy == DeletionPolicy::Delete {
+        let outcome = match (
+            ready_or_resolvable_environment(t, ctx).await?,
+            &previous.contact_center_id,
+        ) {
+            (Ok(env), Some(cc)) => {
+                let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+                delete_tenant(&ctx.runbook, t, &env, &store, cc)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            (Err(why), _) => Err(format!("cannot reach Nexus to delete the tenant: {why}")),
+            (_, None) => Ok(()), // never provisioned: nothing to delete
+        };
+        if let Err(why) = outcome {
+            let mut fresh: Vec<Condition> = previous
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != types::READY)
+                .cloned()
+                .collect();
+            fresh.push(Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "DeletionBlocked",
+                format!(
+                    "{why}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant."
+                ),
+            ));
+            write(ctx, &api, t, &previous, fresh, None).await?;
+            return Ok(Action::requeue(
+                ctx.backoff(&key(t), None).max(Duration::from_secs(5)),
+            ));
+        }
+        ctx.event(
+            &t.object_ref(&()),
+            false,
+            "Deleted",
+            "Cleanup",
+            "Deleted the Nexus tenant and its PlatformUCS service.".to_string(),
+        )
+        .await;
+    } else {
+        ctx.event(
+            &t.object_ref(&()),
+            false,
+            "Retained",
+            "Cleanup",
+            "deletionPolicy Retain: the Nexus tenant is left in place.".to_string(),
+        )
+        .await;
+    }
+    remove_finalizer(&api, t).await?;
+    ctx.succeeded(&key(t));
+    ctx.set_ready(KIND_TENANT, &key(t), None);
+    Ok(Action::await_change())
+}
+
+/// For deletion the environment need not be Ready, only readable.
+async fn ready_or_resolvable_environment(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+) -> Result<Result<ResolvedEnvironment, String>, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let env_name = &t.spec.environment_ref.name;
+    let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
+    let Some(env) = envs.get_opt(env_name).await? else {
+        return Ok(Err(format!(
+            "DigitalChannelsEnvironment {env_name} does not exist"
+        )));
+    };
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let mut report = RunReport::default();
+    Ok(resolve_environment(&env, &store, false, &mut report)
+        .await
+        .ok_or_else(|| {
+            report
+                .failure()
+                .map(|(_, e)| e.message.clone())
+                .unwrap_or_default()
+        }))
+}

@@ -1,0 +1,408 @@
+//! The runbook end to end: real reqwest and sqlx clients against the simulator over
+//! loopback, with a real PostgreSQL database.
+
+mod common;
+
+use common::{Sim, environment, runbook, sample_store, tenant};
+use digital_channels_operator::runbook::environment::run_environment;
+use digital_channels_operator::runbook::report::{Outcome, Reason, Step};
+use digital_channels_operator::runbook::tenant::{delete_tenant, keys, run_tenant};
+use digital_channels_operator::runbook::{RunReport, Runbook};
+
+fn outcome(report: &RunReport, step: Step) -> Outcome {
+    match report.outcome_of(step) {
+        Some(Ok(o)) => o.clone(),
+        other => panic!("{step}: {other:?}\n{report:#?}"),
+    }
+}
+
+fn assert_holds(report: &RunReport) {
+    assert!(report.succeeded(), "a step failed: {:#?}", report.failure());
+}
+
+/// Everything a person would see of a report: step names, outcomes, messages, details.
+fn printed(report: &RunReport) -> String {
+    let mut out = Vec::new();
+    digital_channels_operator::cli::provision::print_report(report, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+async fn provision_all(rb: &Runbook, sim: &Sim, store: &common::MemoryStore) -> Vec<RunReport> {
+    let env = environment(&sim.url());
+    let env_run = run_environment(rb, &env, store).await;
+    assert_holds(&env_run.report);
+    let resolved = env_run.resolved.expect("resolved environment");
+    let mut reports = vec![env_run.report];
+    for t in [tenant("t100", "t100", true), tenant("t200", "t200", false)] {
+        let run = run_tenant(rb, &t, &resolved, store).await;
+        assert_holds(&run.report);
+        reports.push(run.report);
+    }
+    reports
+}
+
+#[tokio::test]
+async fn second_run_changes_nothing() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let first = provision_all(&runbook(), &sim, &store).await;
+    assert_eq!(outcome(&first[0], Step::ClientRegistered), Outcome::Created);
+    assert_eq!(outcome(&first[0], Step::GapiRegistered), Outcome::Created);
+    assert_eq!(
+        outcome(&first[1], Step::TenantProvisioned),
+        Outcome::Created
+    );
+    assert_eq!(outcome(&first[1], Step::UcsRegistered), Outcome::Created);
+
+    // A new process: no token cache, state only in the store and upstream.
+    let second = provision_all(&runbook(), &sim, &store).await;
+    for report in &second {
+        assert!(
+            !report.changed_anything(),
+            "second run changed something:\n{}",
+            printed(report)
+        );
+    }
+    assert_eq!(
+        outcome(&second[1], Step::TenantProvisioned),
+        Outcome::AlreadyRight
+    );
+
+    let state = sim.handle.snapshot();
+    assert_eq!(state.creates("auth.create_client"), 1);
+    assert_eq!(state.updates("auth.update_client"), 0);
+    assert_eq!(
+        state.creates("environment.upsert_setting"),
+        2,
+        "one chatservice-uri per contact center"
+    );
+    assert_eq!(state.updates("environment.upsert_setting"), 0);
+    assert_eq!(state.creates("nexus.create_tenant"), 2);
+    assert_eq!(state.calls("nexus.create_tenant"), 2);
+    assert_eq!(state.creates("nexus.register_ucs"), 1);
+    assert_eq!(state.calls("nexus.register_ucs"), 1);
+    assert_eq!(sim.handle.gapis_rows().await.unwrap().len(), 1);
+
+    // The output Secret holds the contract's keys; the key is the one Nexus stored.
+    let key = store
+        .get("t100-digital-channels", keys::API_KEY)
+        .expect("xapikey written");
+    let stored: Vec<_> = sim.handle.apikey_rows().await.unwrap();
+    assert!(stored.iter().any(|r| r.name == "t100" && r.id == key));
+    assert_eq!(
+        store
+            .get("t100-digital-channels", keys::CONTACT_CENTER_ID)
+            .as_deref(),
+        Some(digital_channels_operator::simulator::DEMO_CC_T100)
+    );
+    assert_eq!(
+        store
+            .get("t100-digital-channels", keys::TENANT_NAME)
+            .as_deref(),
+        Some("t100")
+    );
+    assert_eq!(
+        store.get("t100-digital-channels", keys::NEXUS_URL),
+        Some(sim.url())
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_reused_within_a_process() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let issued = sim.handle.snapshot().tokens_issued;
+    let second = provision_all(&rb, &sim, &store).await;
+    assert_eq!(outcome(&second[1], Step::TenantToken), Outcome::Reused);
+    // Only the client verification asks for a token again: it must prove the secret.
+    assert_eq!(sim.handle.snapshot().tokens_issued, issued + 1);
+}
+
+#[tokio::test]
+async fn a_transient_failure_at_each_step_still_ends_provisioned() {
+    let operations = [
+        "auth.get_client",
+        "auth.create_client",
+        "auth.token",
+        "environment.list_contact_centers",
+        "environment.list_settings",
+        "environment.upsert_setting",
+        "nexus.register_ucs",
+        "nexus.get_tenant",
+        "nexus.create_tenant",
+    ];
+    for op in operations {
+        let sim = Sim::start().await;
+        let store = sample_store(&sim.db.url);
+        sim.handle.faults().fail_next(op, 1, 503);
+        provision_all(&runbook(), &sim, &store).await;
+        let state = sim.handle.snapshot();
+        assert!(state.calls(op) >= 2, "{op} was not retried");
+        assert_eq!(state.creates("nexus.create_tenant"), 2, "{op}");
+        assert_eq!(state.creates("auth.create_client"), 1, "{op}");
+    }
+}
+
+#[tokio::test]
+async fn a_timeout_is_retried() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    sim.handle
+        .faults()
+        .timeout_next("environment.list_settings", 1);
+    provision_all(&runbook(), &sim, &store).await;
+    assert!(sim.handle.snapshot().calls("environment.list_settings") >= 3);
+}
+
+#[tokio::test]
+async fn a_wrong_ops_password_names_the_step_and_cause_without_secrets() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    store.put(
+        "gws-ops",
+        &[("username", "ops"), ("password", "wrong-password-123")],
+    );
+    let run = run_environment(&runbook(), &environment(&sim.url()), &store).await;
+    let (step, error) = run.report.failure().expect("fails");
+    assert_eq!(step.step, Step::ClientRegistered);
+    assert_eq!(error.reason, Reason::Unauthorized);
+    assert!(!error.transient);
+    assert!(
+        error.message.contains("GWS Auth") && error.message.contains("gws-ops"),
+        "{}",
+        error.message
+    );
+    assert_no_secrets(&printed(&run.report), &store);
+    // A permanent failure is not retried inside the call.
+    assert_eq!(sim.handle.snapshot().calls("auth.get_client"), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_tenant_password_names_the_step_and_cause_without_secrets() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    store.put(
+        "t100-user",
+        &[("username", "nexus"), ("password", "not-the-password-456")],
+    );
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let run = run_tenant(
+        &rb,
+        &tenant("t100", "t100", false),
+        &env_run.resolved.unwrap(),
+        &store,
+    )
+    .await;
+    let (step, error) = run.report.failure().expect("fails");
+    assert_eq!(step.step, Step::TenantToken);
+    assert_eq!(error.reason, Reason::Unauthorized);
+    assert!(error.message.contains("t100-user"), "{}", error.message);
+    assert_no_secrets(&printed(&run.report), &store);
+    assert_eq!(sim.handle.snapshot().calls("nexus.create_tenant"), 0);
+}
+
+#[tokio::test]
+async fn an_unknown_contact_center_is_a_clear_error() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.unwrap();
+
+    let mut by_id = tenant("t100", "t100", false);
+    by_id.spec.contact_center_domain = None;
+    by_id.spec.contact_center_id = Some("00000000-0000-4000-8000-000000000000".into());
+    let run = run_tenant(&rb, &by_id, &resolved, &store).await;
+    let (step, error) = run.report.failure().expect("fails");
+    assert_eq!(
+        (step.step, error.reason),
+        (Step::ContactCenterResolved, Reason::ContactCenterNotFound)
+    );
+    assert!(
+        error
+            .message
+            .contains(digital_channels_operator::simulator::DEMO_CC_T100),
+        "{}",
+        error.message
+    );
+
+    let mut ambiguous = tenant("t100", "t100", false);
+    ambiguous.spec.contact_center_domain = None;
+    let run = run_tenant(&rb, &ambiguous, &resolved, &store).await;
+    assert_eq!(
+        run.report.failure().unwrap().1.reason,
+        Reason::AmbiguousContactCenter
+    );
+    assert_no_secrets(&printed(&run.report), &store);
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_reported_not_crashed() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    store.remove("nexus-db");
+    let run = run_environment(&runbook(), &environment(&sim.url()), &store).await;
+    let (step, error) = run.report.failure().expect("fails");
+    assert_eq!(
+        (step.step, error.reason),
+        (Step::Credentials, Reason::SecretNotFound)
+    );
+    store.put("nexus-db", &[("wrong-key", "x")]);
+    let run = run_environment(&runbook(), &environment(&sim.url()), &store).await;
+    assert_eq!(
+        run.report.failure().unwrap().1.reason,
+        Reason::SecretKeyMissing
+    );
+    assert_eq!(
+        sim.handle.snapshot().calls("auth.get_client"),
+        0,
+        "no call before the Secrets are there"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_recovers_the_key_from_nex_apikeys() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let key = store.get("t100-digital-channels", keys::API_KEY).unwrap();
+
+    // The create's answer never got recorded: the output is gone.
+    store.remove("t100-digital-channels");
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let run = run_tenant(
+        &rb,
+        &tenant("t100", "t100", true),
+        &env_run.resolved.unwrap(),
+        &store,
+    )
+    .await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::TenantProvisioned),
+        Outcome::Recovered
+    );
+    assert_eq!(store.get("t100-digital-channels", keys::API_KEY), Some(key));
+    assert_eq!(
+        sim.handle.snapshot().creates("nexus.create_tenant"),
+        2,
+        "nothing provisioned twice"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_client_secret_updates_the_client_and_the_row() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    store.put(
+        "prod-nexus-client",
+        &[("client-secret", "a-new-client-secret-of-enough-length")],
+    );
+    let run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    assert_holds(&run.report);
+    assert_eq!(outcome(&run.report, Step::ClientVerified), Outcome::Updated);
+    assert_eq!(outcome(&run.report, Step::GapiRegistered), Outcome::Updated);
+    assert!(run.gapi_changed());
+    let state = sim.handle.snapshot();
+    assert!(state.clients["nexus_client"].secret_matches("a-new-client-secret-of-enough-length"));
+    let rows = sim.handle.gapis_rows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rotated_tenant_password_updates_the_tenant_not_recreates_it() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let key = store.get("t100-digital-channels", keys::API_KEY).unwrap();
+    // The user's password changed in GWS and in the Secret.
+    sim.handle.set_tenant_user_password(
+        digital_channels_operator::simulator::DEMO_CC_T100,
+        "nexus",
+        "rotated-pw-789",
+    );
+    store.put(
+        "t100-user",
+        &[("username", "nexus"), ("password", "rotated-pw-789")],
+    );
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let run = run_tenant(
+        &rb,
+        &tenant("t100", "t100", true),
+        &env_run.resolved.unwrap(),
+        &store,
+    )
+    .await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::TenantProvisioned),
+        Outcome::Updated
+    );
+    assert_eq!(
+        store.get("t100-digital-channels", keys::API_KEY),
+        Some(key),
+        "the key stays"
+    );
+    let state = sim.handle.snapshot();
+    assert_eq!(state.updates("nexus.update_tenant"), 1);
+    assert_eq!(state.creates("nexus.create_tenant"), 2);
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_it_and_its_ucs_service_and_tolerates_gone() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.unwrap();
+    let t = tenant("t100", "t100", true);
+    let cc = digital_channels_operator::simulator::DEMO_CC_T100;
+    delete_tenant(&rb, &t, &resolved, &store, cc)
+        .await
+        .expect("deleted");
+    let state = sim.handle.snapshot();
+    assert!(!state.tenants.contains_key(cc));
+    assert!(!state.ucs_services.contains_key(cc));
+    // Already gone counts as done.
+    delete_tenant(&rb, &t, &resolved, &store, cc)
+        .await
+        .expect("already gone is fine");
+}
+
+#[tokio::test]
+async fn deleting_an_environment_removes_the_client_and_the_row() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.unwrap();
+    digital_channels_operator::runbook::environment::delete_environment(&rb, &resolved)
+        .await
+        .expect("deleted");
+    assert!(sim.handle.snapshot().clients.is_empty());
+    assert!(sim.handle.gapis_rows().await.unwrap().is_empty());
+    digital_channels_operator::runbook::environment::delete_environment(&rb, &resolved)
+        .await
+        .expect("already gone is fine");
+}
+
+fn assert_no_secrets(text: &str, store: &common::MemoryStore) {
+    for value in store.all_values() {
+        // Short non-secret values (usernames like "ops") are not secrets.
+        if value.len() >= 8 {
+            assert!(
+                !text.contains(&value),
+                "a secret value leaked into:\n{text}"
+            );
+        }
+    }
+}
