@@ -39,7 +39,9 @@ fn root_location() -> String {
     "/".to_string()
 }
 
-fn bool_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<bool, D::Error> {
+fn bool_or_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<bool, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Flexible {
@@ -58,9 +60,18 @@ fn bool_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Re
 #[async_trait]
 pub trait EnvironmentApi: Send + Sync {
     async fn list_contact_centers(&self, ops: &Credentials) -> Result<Vec<ContactCenter>>;
-    async fn list_settings(&self, ops: &Credentials, contact_center_id: &str) -> Result<Vec<Setting>>;
+    async fn list_settings(
+        &self,
+        ops: &Credentials,
+        contact_center_id: &str,
+    ) -> Result<Vec<Setting>>;
     /// Creates or overwrites (by name) a setting.
-    async fn upsert_setting(&self, ops: &Credentials, contact_center_id: &str, setting: &Setting) -> Result<()>;
+    async fn upsert_setting(
+        &self,
+        ops: &Credentials,
+        contact_center_id: &str,
+        setting: &Setting,
+    ) -> Result<()>;
 }
 
 /// The reqwest implementation.
@@ -78,7 +89,11 @@ impl EnvironmentClient {
     }
 
     fn settings_url(&self, contact_center_id: &str) -> String {
-        format!("{}/contact-centers/{}/settings", self.base, urlencode(contact_center_id))
+        format!(
+            "{}/contact-centers/{}/settings",
+            self.base,
+            urlencode(contact_center_id)
+        )
     }
 }
 
@@ -116,10 +131,19 @@ impl EnvironmentApi for EnvironmentClient {
             url: format!("{}/contact-centers", self.base),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
         };
-        Ok(self.http.send_json::<ContactCentersAnswer>(&call).await?.data.contact_centers)
+        Ok(self
+            .http
+            .send_json::<ContactCentersAnswer>(&call)
+            .await?
+            .data
+            .contact_centers)
     }
 
-    async fn list_settings(&self, ops: &Credentials, contact_center_id: &str) -> Result<Vec<Setting>> {
+    async fn list_settings(
+        &self,
+        ops: &Credentials,
+        contact_center_id: &str,
+    ) -> Result<Vec<Setting>> {
         let call = Call {
             system: System::Environment,
             operation: "list_settings",
@@ -127,10 +151,20 @@ impl EnvironmentApi for EnvironmentClient {
             url: self.settings_url(contact_center_id),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
         };
-        Ok(self.http.send_json::<SettingsAnswer>(&call).await?.data.settings)
+        Ok(self
+            .http
+            .send_json::<SettingsAnswer>(&call)
+            .await?
+            .data
+            .settings)
     }
 
-    async fn upsert_setting(&self, ops: &Credentials, contact_center_id: &str, setting: &Setting) -> Result<()> {
+    async fn upsert_setting(
+        &self,
+        ops: &Credentials,
+        contact_center_id: &str,
+        setting: &Setting,
+    ) -> Result<()> {
         let body = json!({"data": {
             "name": setting.name,
             "location": setting.location,
@@ -142,7 +176,10 @@ impl EnvironmentApi for EnvironmentClient {
             operation: "upsert_setting",
             method: Method::POST,
             url: self.settings_url(contact_center_id),
-            build: Box::new(move |r| r.basic_auth(&ops.username, Some(ops.password.expose())).json(&body)),
+            build: Box::new(move |r| {
+                r.basic_auth(&ops.username, Some(ops.password.expose()))
+                    .json(&body)
+            }),
         };
         self.http.send(&call).await.map(drop)
     }
@@ -154,9 +191,12 @@ mod tests {
 
     #[test]
     fn shared_reads_as_bool_or_string() {
-        let s: Setting = serde_json::from_str(r#"{"name":"a","location":"/","value":"x","shared":"true"}"#).unwrap();
+        let s: Setting =
+            serde_json::from_str(r#"{"name":"a","location":"/","value":"x","shared":"true"}"#)
+                .unwrap();
         assert!(s.shared);
-        let s: Setting = serde_json::from_str(r#"{"name":"a","value":"x","shared":false}"#).unwrap();
+        let s: Setting =
+            serde_json::from_str(r#"{"name":"a","value":"x","shared":false}"#).unwrap();
         assert!(!s.shared);
         assert_eq!(s.location, "/");
     }

@@ -69,7 +69,12 @@ pub struct UpstreamError {
 }
 
 impl UpstreamError {
-    pub fn new(system: System, operation: &'static str, kind: ErrorKind, detail: impl Into<String>) -> Self {
+    pub fn new(
+        system: System,
+        operation: &'static str,
+        kind: ErrorKind,
+        detail: impl Into<String>,
+    ) -> Self {
         let mut detail = detail.into();
         if detail.len() > 300 {
             let mut cut = 300;

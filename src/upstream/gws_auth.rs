@@ -47,7 +47,12 @@ pub struct ClientRegistration {
 }
 
 /// The grant types the runbook's table lists.
-pub const REQUIRED_GRANT_TYPES: [&str; 4] = ["refresh_token", "password", "client_credentials", "authorization_code"];
+pub const REQUIRED_GRANT_TYPES: [&str; 4] = [
+    "refresh_token",
+    "password",
+    "client_credentials",
+    "authorization_code",
+];
 
 impl ClientRegistration {
     /// The body of a create, secret included.
@@ -78,13 +83,22 @@ impl ClientRegistration {
         {
             diffs.push("authorizedGrantTypes");
         }
-        if !actual.redirect_uris.iter().any(|u| trim_url(u) == trim_url(&self.redirect_uri)) {
+        if !actual
+            .redirect_uris
+            .iter()
+            .any(|u| trim_url(u) == trim_url(&self.redirect_uri))
+        {
             diffs.push("redirectURIs");
         }
         if !actual.scope.is_empty() && !actual.scope.iter().any(|s| s == "*") {
             diffs.push("scope");
         }
-        if !actual.authorities.is_empty() && !actual.authorities.iter().any(|a| a == "ROLE_INTERNAL_CLIENT") {
+        if !actual.authorities.is_empty()
+            && !actual
+                .authorities
+                .iter()
+                .any(|a| a == "ROLE_INTERNAL_CLIENT")
+        {
             diffs.push("authorities");
         }
         if actual
@@ -112,7 +126,10 @@ impl ClientRegistration {
             }
         }
         let mut redirects = actual.redirect_uris.clone();
-        if !redirects.iter().any(|u| trim_url(u) == trim_url(&self.redirect_uri)) {
+        if !redirects
+            .iter()
+            .any(|u| trim_url(u) == trim_url(&self.redirect_uri))
+        {
             redirects.push(self.redirect_uri.clone());
         }
         let mut data = json!({
@@ -135,7 +152,10 @@ impl ClientRegistration {
 pub enum Grant {
     ClientCredentials,
     /// `username` is already `<ccId>\<user>`.
-    Password { username: String, password: SecretString },
+    Password {
+        username: String,
+        password: SecretString,
+    },
     RefreshToken(SecretString),
 }
 
@@ -172,12 +192,21 @@ struct TokenAnswer {
 pub trait GwsAuthApi: Send + Sync {
     async fn list_clients(&self, ops: &Credentials) -> Result<Vec<OAuthClient>>;
     async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>>;
-    async fn create_client(&self, ops: &Credentials, client: &ClientRegistration) -> Result<OAuthClient>;
+    async fn create_client(
+        &self,
+        ops: &Credentials,
+        client: &ClientRegistration,
+    ) -> Result<OAuthClient>;
     /// Sends an update body (see [`ClientRegistration::update_body`]).
     async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()>;
     /// Deletes the client; `false` when it was already gone.
     async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool>;
-    async fn token(&self, client_id: &str, client_secret: &SecretString, grant: &Grant) -> Result<Token>;
+    async fn token(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        grant: &Grant,
+    ) -> Result<Token>;
 }
 
 /// The reqwest implementation.
@@ -230,35 +259,57 @@ impl GwsAuthApi for GwsAuthClient {
         let call = self.call("list_clients", Method::GET, "/ops/clients", |r| {
             r.basic_auth(&ops.username, Some(ops.password.expose()))
         });
-        Ok(self.http.send_json::<Data<Vec<OAuthClient>>>(&call).await?.data)
+        Ok(self
+            .http
+            .send_json::<Data<Vec<OAuthClient>>>(&call)
+            .await?
+            .data)
     }
 
     async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>> {
         let call = self.call("get_client", Method::GET, &client_path(client_id), |r| {
             r.basic_auth(&ops.username, Some(ops.password.expose()))
         });
-        Ok(self.http.send_optional::<Data<OAuthClient>>(&call).await?.map(|d| d.data))
+        Ok(self
+            .http
+            .send_optional::<Data<OAuthClient>>(&call)
+            .await?
+            .map(|d| d.data))
     }
 
-    async fn create_client(&self, ops: &Credentials, client: &ClientRegistration) -> Result<OAuthClient> {
+    async fn create_client(
+        &self,
+        ops: &Credentials,
+        client: &ClientRegistration,
+    ) -> Result<OAuthClient> {
         let body = client.create_body();
         let call = self.call("create_client", Method::POST, "/ops/clients", move |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose())).json(&body)
+            r.basic_auth(&ops.username, Some(ops.password.expose()))
+                .json(&body)
         });
         Ok(self.http.send_json::<Data<OAuthClient>>(&call).await?.data)
     }
 
     async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()> {
-        let call = self.call("update_client", Method::PUT, &client_path(client_id), move |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose())).json(body)
-        });
+        let call = self.call(
+            "update_client",
+            Method::PUT,
+            &client_path(client_id),
+            move |r| {
+                r.basic_auth(&ops.username, Some(ops.password.expose()))
+                    .json(body)
+            },
+        );
         self.http.send(&call).await.map(drop)
     }
 
     async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool> {
-        let call = self.call("delete_client", Method::DELETE, &client_path(client_id), |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose()))
-        });
+        let call = self.call(
+            "delete_client",
+            Method::DELETE,
+            &client_path(client_id),
+            |r| r.basic_auth(&ops.username, Some(ops.password.expose())),
+        );
         match self.http.send(&call).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
@@ -266,7 +317,12 @@ impl GwsAuthApi for GwsAuthClient {
         }
     }
 
-    async fn token(&self, client_id: &str, client_secret: &SecretString, grant: &Grant) -> Result<Token> {
+    async fn token(
+        &self,
+        client_id: &str,
+        client_secret: &SecretString,
+        grant: &Grant,
+    ) -> Result<Token> {
         let mut form: Vec<(&str, String)> = vec![
             ("grant_type", grant.name().to_string()),
             ("client_id", client_id.to_string()),
@@ -286,7 +342,8 @@ impl GwsAuthApi for GwsAuthClient {
             Grant::RefreshToken(_) => "token_refresh",
         };
         let call = self.call(operation, Method::POST, "/oauth/token", move |r| {
-            r.basic_auth(client_id, Some(client_secret.expose())).form(&form)
+            r.basic_auth(client_id, Some(client_secret.expose()))
+                .form(&form)
         });
         let answer: TokenAnswer = self.http.send_json(&call).await?;
         if answer.access_token.is_empty() {

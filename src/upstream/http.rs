@@ -51,7 +51,9 @@ impl RetryPolicy {
     /// The wait before attempt `attempt + 1`: exponential, capped, with full jitter
     /// in the upper half so that many clients do not retry in step.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.initial_backoff.saturating_mul(2u32.saturating_pow(attempt));
+        let exp = self
+            .initial_backoff
+            .saturating_mul(2u32.saturating_pow(attempt));
         let capped = exp.min(self.max_backoff);
         let jitter: f64 = rand::random_range(0.5..=1.0);
         capped.mul_f64(jitter)
@@ -110,7 +112,9 @@ impl HttpClient {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self {
             client,
             retry: config.retry.clone(),
@@ -179,9 +183,17 @@ impl HttpClient {
 }
 
 async fn decode_json<T: DeserializeOwned>(call: &Call<'_>, response: Response) -> Result<T> {
-    let bytes = response.bytes().await.map_err(|e| error_from_transport(call, &e))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| error_from_transport(call, &e))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        UpstreamError::new(call.system, call.operation, ErrorKind::InvalidAnswer, format!("answer is not JSON: {e}"))
+        UpstreamError::new(
+            call.system,
+            call.operation,
+            ErrorKind::InvalidAnswer,
+            format!("answer is not JSON: {e}"),
+        )
     })?;
     // GWS and Nexus signal failure in the envelope too: status.code != 0.
     if let Some(code) = value.pointer("/status/code").and_then(Value::as_i64)
@@ -191,7 +203,10 @@ async fn decode_json<T: DeserializeOwned>(call: &Call<'_>, response: Response) -
             call.system,
             call.operation,
             ErrorKind::Rejected,
-            format!("status code {code}: {}", envelope_message(&value).unwrap_or_default()),
+            format!(
+                "status code {code}: {}",
+                envelope_message(&value).unwrap_or_default()
+            ),
         ));
     }
     serde_json::from_value(value).map_err(|e| {
@@ -213,14 +228,32 @@ async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamErr
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
     let body = response.text().await.unwrap_or_default();
-    let message = serde_json::from_str::<Value>(&body)
-        .ok()
-        .and_then(|v| envelope_message(&v))
+    let parsed = serde_json::from_str::<Value>(&body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(envelope_message)
         .unwrap_or_else(|| reason_phrase(status));
+    // RFC 6749 sends refused credentials as a 400 with these codes: they are not a
+    // malformed request but wrong credentials.
+    let oauth_refusal = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .and_then(Value::as_str)
+        .is_some_and(|e| {
+            matches!(
+                e,
+                "invalid_grant" | "invalid_client" | "unauthorized_client"
+            )
+        });
+    let kind = if oauth_refusal {
+        ErrorKind::Unauthorized
+    } else {
+        UpstreamError::kind_for_status(status.as_u16())
+    };
     let mut error = UpstreamError::new(
         call.system,
         call.operation,
-        UpstreamError::kind_for_status(status.as_u16()),
+        kind,
         format!("HTTP {}: {message}", status.as_u16()),
     )
     .with_status(status.as_u16());
@@ -253,13 +286,21 @@ fn envelope_message(value: &Value) -> Option<String> {
 }
 
 fn reason_phrase(status: StatusCode) -> String {
-    status.canonical_reason().unwrap_or("no message").to_string()
+    status
+        .canonical_reason()
+        .unwrap_or("no message")
+        .to_string()
 }
 
 /// Scheme, host and port only: a URL could carry credentials in its user-info part.
 fn host_of(url: &str) -> String {
     match url::Url::parse(url) {
-        Ok(u) => format!("{}://{}{}", u.scheme(), u.host_str().unwrap_or(""), u.port().map(|p| format!(":{p}")).unwrap_or_default()),
+        Ok(u) => format!(
+            "{}://{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
         Err(_) => "the configured URL".to_string(),
     }
 }
@@ -286,18 +327,29 @@ mod tests {
         };
         for attempt in 0..10 {
             let wait = policy.backoff(attempt);
-            let ceiling = Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(1));
+            let ceiling =
+                Duration::from_millis(100 * 2u64.pow(attempt)).min(Duration::from_secs(1));
             assert!(wait <= ceiling, "attempt {attempt}: {wait:?} > {ceiling:?}");
-            assert!(wait >= ceiling / 2, "attempt {attempt}: {wait:?} < half of {ceiling:?}");
+            assert!(
+                wait >= ceiling / 2,
+                "attempt {attempt}: {wait:?} < half of {ceiling:?}"
+            );
         }
     }
 
     #[test]
     fn envelope_and_oauth_messages_are_read() {
         let gws = serde_json::json!({"status": {"code": 3, "message": "Client already exists"}});
-        assert_eq!(envelope_message(&gws).as_deref(), Some("Client already exists"));
-        let oauth = serde_json::json!({"error": "invalid_grant", "error_description": "Bad credentials"});
-        assert_eq!(envelope_message(&oauth).as_deref(), Some("invalid_grant: Bad credentials"));
+        assert_eq!(
+            envelope_message(&gws).as_deref(),
+            Some("Client already exists")
+        );
+        let oauth =
+            serde_json::json!({"error": "invalid_grant", "error_description": "Bad credentials"});
+        assert_eq!(
+            envelope_message(&oauth).as_deref(),
+            Some("invalid_grant: Bad credentials")
+        );
     }
 
     #[test]
@@ -312,6 +364,9 @@ mod tests {
 
     #[test]
     fn host_of_drops_user_info_and_path() {
-        assert_eq!(host_of("https://user:pw@auth.example.com:8443/auth/v3?x=1"), "https://auth.example.com:8443");
+        assert_eq!(
+            host_of("https://user:pw@auth.example.com:8443/auth/v3?x=1"),
+            "https://auth.example.com:8443"
+        );
     }
 }

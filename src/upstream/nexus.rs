@@ -65,12 +65,25 @@ pub struct TenantInfo {
 #[async_trait]
 pub trait NexusApi: Send + Sync {
     /// Registers (or re-registers) the PlatformUCS service of a contact center.
-    async fn register_ucs(&self, api_key: &SecretString, contact_center_id: &str, ucs_url: &str) -> Result<()>;
+    async fn register_ucs(
+        &self,
+        api_key: &SecretString,
+        contact_center_id: &str,
+        ucs_url: &str,
+    ) -> Result<()>;
     /// `false` when it was already gone.
     async fn delete_ucs(&self, api_key: &SecretString, contact_center_id: &str) -> Result<bool>;
-    async fn create_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<ProvisionedTenant>;
+    async fn create_tenant(
+        &self,
+        bearer: &SecretString,
+        tenant: &TenantRequest,
+    ) -> Result<ProvisionedTenant>;
     /// Assumed endpoint: `GET .../provisioning/tenants/{ccId}`.
-    async fn get_tenant(&self, bearer: &SecretString, contact_center_id: &str) -> Result<Option<TenantInfo>>;
+    async fn get_tenant(
+        &self,
+        bearer: &SecretString,
+        contact_center_id: &str,
+    ) -> Result<Option<TenantInfo>>;
     /// Assumed endpoint: `PUT .../provisioning/tenants/{ccId}` with the create body.
     async fn update_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<()>;
     /// Assumed endpoint; `false` when it was already gone.
@@ -92,7 +105,11 @@ impl NexusClient {
     }
 
     fn ucs_url(&self, contact_center_id: &str) -> String {
-        format!("{}/services/{}/PlatformUCS", self.base, urlencode(contact_center_id))
+        format!(
+            "{}/services/{}/PlatformUCS",
+            self.base,
+            urlencode(contact_center_id)
+        )
     }
 
     fn tenant_url(&self, contact_center_id: &str) -> String {
@@ -129,7 +146,12 @@ fn gone_is_false(result: Result<reqwest::Response>) -> Result<bool> {
 
 #[async_trait]
 impl NexusApi for NexusClient {
-    async fn register_ucs(&self, api_key: &SecretString, contact_center_id: &str, ucs_url: &str) -> Result<()> {
+    async fn register_ucs(
+        &self,
+        api_key: &SecretString,
+        contact_center_id: &str,
+        ucs_url: &str,
+    ) -> Result<()> {
         let body = json!({"url": ucs_url, "secret": {}, "data": {}});
         let call = Call {
             system: System::Nexus,
@@ -151,12 +173,19 @@ impl NexusApi for NexusClient {
             operation: "delete_ucs",
             method: Method::DELETE,
             url: self.ucs_url(contact_center_id),
-            build: Box::new(move |r| r.header("x-api-key", api_key.expose()).header("x-ccid", contact_center_id)),
+            build: Box::new(move |r| {
+                r.header("x-api-key", api_key.expose())
+                    .header("x-ccid", contact_center_id)
+            }),
         };
         gone_is_false(self.http.send(&call).await)
     }
 
-    async fn create_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<ProvisionedTenant> {
+    async fn create_tenant(
+        &self,
+        bearer: &SecretString,
+        tenant: &TenantRequest,
+    ) -> Result<ProvisionedTenant> {
         let body = tenant.body();
         let call = Call {
             system: System::Nexus,
@@ -180,7 +209,11 @@ impl NexusApi for NexusClient {
         }
     }
 
-    async fn get_tenant(&self, bearer: &SecretString, contact_center_id: &str) -> Result<Option<TenantInfo>> {
+    async fn get_tenant(
+        &self,
+        bearer: &SecretString,
+        contact_center_id: &str,
+    ) -> Result<Option<TenantInfo>> {
         let call = Call {
             system: System::Nexus,
             operation: "get_tenant",
@@ -188,7 +221,11 @@ impl NexusApi for NexusClient {
             url: self.tenant_url(contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose())),
         };
-        Ok(self.http.send_optional::<TenantAnswer>(&call).await?.map(|a| a.data))
+        Ok(self
+            .http
+            .send_optional::<TenantAnswer>(&call)
+            .await?
+            .map(|a| a.data))
     }
 
     async fn update_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<()> {

@@ -30,7 +30,12 @@ pub trait NexusDb: Send + Sync {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>>;
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()>;
     /// Sets the secret on every row for this URL and client id; returns the rows changed.
-    async fn update_gapi_secret(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<u64>;
+    async fn update_gapi_secret(
+        &self,
+        url: &str,
+        client_id: &str,
+        secret: &SecretString,
+    ) -> Result<u64>;
     /// Returns the rows deleted.
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64>;
     /// The API key (the row id) of the `nex_apikeys` row with this name.
@@ -76,7 +81,9 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
             let kind = match code.as_str() {
                 "28P01" | "28000" | "42501" => ErrorKind::Unauthorized,
                 "42P01" => ErrorKind::Rejected,
-                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => ErrorKind::Transient,
+                c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
+                    ErrorKind::Transient
+                }
                 _ => ErrorKind::Rejected,
             };
             let hint = if code == "42P01" {
@@ -87,10 +94,19 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
             (kind, format!("{} [SQLSTATE {code}]{hint}", db.message()))
         }
         sqlx::Error::PoolTimedOut => (ErrorKind::Transient, "no connection within 10s".to_string()),
-        sqlx::Error::Io(e) => (ErrorKind::Transient, format!("cannot reach the database: {e}")),
-        sqlx::Error::Tls(_) => (ErrorKind::Transient, "TLS handshake with the database failed".to_string()),
+        sqlx::Error::Io(e) => (
+            ErrorKind::Transient,
+            format!("cannot reach the database: {e}"),
+        ),
+        sqlx::Error::Tls(_) => (
+            ErrorKind::Transient,
+            "TLS handshake with the database failed".to_string(),
+        ),
         sqlx::Error::Protocol(p) => (ErrorKind::Transient, format!("protocol error: {p}")),
-        sqlx::Error::Configuration(_) => (ErrorKind::Rejected, "invalid database configuration".to_string()),
+        sqlx::Error::Configuration(_) => (
+            ErrorKind::Rejected,
+            "invalid database configuration".to_string(),
+        ),
         other => (ErrorKind::Rejected, format!("{other}")),
     };
     UpstreamError::new(System::NexusDb, operation, kind, detail)
@@ -108,7 +124,12 @@ async fn timed<T>(
         Err(e) if e.is_transient() => "unreachable".to_string(),
         Err(_) => "error".to_string(),
     };
-    metrics().record_external(System::NexusDb.as_str(), operation, &code, started.elapsed().as_secs_f64());
+    metrics().record_external(
+        System::NexusDb.as_str(),
+        operation,
+        &code,
+        started.elapsed().as_secs_f64(),
+    );
     result
 }
 
@@ -148,7 +169,12 @@ impl NexusDb for PgNexusDb {
         .map(drop)
     }
 
-    async fn update_gapi_secret(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<u64> {
+    async fn update_gapi_secret(
+        &self,
+        url: &str,
+        client_id: &str,
+        secret: &SecretString,
+    ) -> Result<u64> {
         let done = timed(
             "update_gapi_secret",
             sqlx::query("UPDATE nex_gapis SET clientsecret = $3 WHERE url = $1 AND clientid = $2")
