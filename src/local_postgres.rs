@@ -54,7 +54,12 @@ impl LocalPostgres {
         use sqlx::Connection;
         let mut admin = sqlx::PgConnection::connect(&self.url_for("postgres"))
             .await
-            .map_err(|e| format!("cannot connect to PostgreSQL at {}: {e}", self.display_address()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot connect to PostgreSQL at {}: {e}",
+                    self.display_address()
+                )
+            })?;
         let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
             .bind(database)
             .fetch_optional(&mut admin)
@@ -62,9 +67,15 @@ impl LocalPostgres {
             .map_err(|e| format!("cannot list databases: {e}"))?;
         if exists.is_none() {
             let create = format!("CREATE DATABASE {}", identifier(database)?);
-            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut admin).await {
+            if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&mut admin)
+                .await
+            {
                 // Another process may have created it meanwhile (42P04 duplicate_database).
-                let duplicate = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04");
+                let duplicate = e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "42P04");
                 if !duplicate {
                     return Err(format!("cannot create database {database}: {e}"));
                 }
@@ -80,7 +91,10 @@ impl LocalPostgres {
         let mut admin = sqlx::PgConnection::connect(&self.url_for("postgres"))
             .await
             .map_err(|e| format!("cannot connect to PostgreSQL: {e}"))?;
-        let drop = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", identifier(database)?);
+        let drop = format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            identifier(database)?
+        );
         sqlx::query(sqlx::AssertSqlSafe(drop))
             .execute(&mut admin)
             .await
@@ -93,7 +107,13 @@ impl LocalPostgres {
     pub fn display_address(&self) -> String {
         url::Url::parse(&self.server_url)
             .ok()
-            .map(|u| format!("{}:{}", u.host_str().unwrap_or("?"), u.port().unwrap_or(5432)))
+            .map(|u| {
+                format!(
+                    "{}:{}",
+                    u.host_str().unwrap_or("?"),
+                    u.port().unwrap_or(5432)
+                )
+            })
             .unwrap_or_else(|| "the configured server".to_string())
     }
 
@@ -104,23 +124,45 @@ impl LocalPostgres {
 
     fn start_throwaway() -> Result<Self, String> {
         let bin = find_binaries().ok_or_else(|| INSTALL_HINT.to_string())?;
-        let dir = std::env::temp_dir().join(format!("dc-operator-pg-{}-{}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let dir = std::env::temp_dir().join(format!(
+            "dc-operator-pg-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         // initdb and postgres refuse to run as root: run them as the `postgres` user then.
-        let run_as = if is_root() { Some(system_user()?) } else { None };
+        let run_as = if is_root() {
+            Some(system_user()?)
+        } else {
+            None
+        };
         if let Some((_, uid, gid)) = &run_as {
-            std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid)).map_err(|e| format!("chown {}: {e}", dir.display()))?;
+            std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid))
+                .map_err(|e| format!("chown {}: {e}", dir.display()))?;
         }
         let data = dir.join("data");
         let initdb = command(&run_as, &bin.join("initdb"))
-            .args(["-D", path_str(&data), "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .args([
+                "-D",
+                path_str(&data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .output()
             .map_err(|e| format!("cannot run initdb: {e}"))?;
         if !initdb.status.success() {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&initdb.stderr).trim()));
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&initdb.stderr).trim()
+            ));
         }
         let port = free_port()?;
         // A watchdog shell keeps the server tied to this process: when we exit, even
@@ -133,10 +175,18 @@ impl LocalPostgres {
         );
         let mut shell = command(&run_as, Path::new("/bin/sh"));
         shell
-            .args(["-c", &script, path_str(&bin.join("postgres")), path_str(&data), path_str(&dir)])
+            .args([
+                "-c",
+                &script,
+                path_str(&bin.join("postgres")),
+                path_str(&data),
+                path_str(&dir),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = shell.spawn().map_err(|e| format!("cannot start postgres: {e}"))?;
+        let child = shell
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
         let server = Self {
             server_url: format!("postgres://postgres@127.0.0.1:{port}"),
             throwaway: Some(Throwaway { child, dir }),
@@ -161,7 +211,14 @@ impl Drop for LocalPostgres {
             if let Some(bin) = find_binaries() {
                 let run_as = if is_root() { system_user().ok() } else { None };
                 let _ = command(&run_as, &bin.join("pg_ctl"))
-                    .args(["stop", "-m", "fast", "-w", "-D", path_str(&t.dir.join("data"))])
+                    .args([
+                        "stop",
+                        "-m",
+                        "fast",
+                        "-w",
+                        "-D",
+                        path_str(&t.dir.join("data")),
+                    ])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .status();
@@ -177,9 +234,17 @@ impl Drop for LocalPostgres {
 fn identifier(name: &str) -> Result<&str, String> {
     let plain = !name.is_empty()
         && name.len() < 64
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
-    if plain { Ok(name) } else { Err(format!("{name:?} is not a plain database name ([a-z_][a-z0-9_]*)")) }
+    if plain {
+        Ok(name)
+    } else {
+        Err(format!(
+            "{name:?} is not a plain database name ([a-z_][a-z0-9_]*)"
+        ))
+    }
 }
 
 fn strip_database(url: &str) -> String {
@@ -210,7 +275,11 @@ fn command(run_as: &Option<(String, u32, u32)>, program: &Path) -> Command {
 
 /// The directory holding initdb, pg_ctl and postgres.
 fn find_binaries() -> Option<PathBuf> {
-    let has_all = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Ok(path) = std::env::var("PATH") {
         for dir in std::env::split_paths(&path) {
             if has_all(&dir) {
@@ -229,12 +298,15 @@ fn find_binaries() -> Option<PathBuf> {
 
 fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// A non-root account to run the server as: `postgres` where the package made one, else `nobody`.
 fn system_user() -> Result<(String, u32, u32), String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
     for wanted in ["postgres", "nobody"] {
         for line in passwd.lines() {
             let fields: Vec<&str> = line.split(':').collect();
@@ -262,6 +334,9 @@ mod tests {
 
     #[test]
     fn database_is_stripped_from_urls() {
-        assert_eq!(strip_database("postgres://u:p@h:5432/db?sslmode=disable"), "postgres://u:p@h:5432");
+        assert_eq!(
+            strip_database("postgres://u:p@h:5432/db?sslmode=disable"),
+            "postgres://u:p@h:5432"
+        );
     }
 }

@@ -9,6 +9,9 @@ use super::common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATT
 use super::conditions::{Condition, conditions_schema};
 
 /// Desired state of a Genesys environment enabled for Digital Channels.
+// kube's printcolumn(...) repeats `type_ = "string"` per column, which clippy mistakes for a
+// duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "digitalchannels.dev",

@@ -90,40 +90,35 @@ pub fn step_conditions(
     let failed_step = report.failure().map(|(s, _)| s.step);
     rules
         .iter()
-        .filter_map(|rule| {
+        .map(|rule| {
             let ran: Vec<&Result<Outcome, StepError>> = rule
                 .steps
                 .iter()
                 .filter_map(|s| report.outcome_of(*s))
                 .collect();
             if let Some(error) = ran.iter().find_map(|r| r.as_ref().err()) {
-                return Some(Condition::new(
+                return Condition::new(
                     rule.type_,
                     ConditionStatus::False,
                     error.reason.as_str(),
                     &error.message,
-                ));
+                );
             }
             let last_step = *rule.steps.last().expect("rules name steps");
             if report.outcome_of(last_step).is_some() {
-                return Some(Condition::new(
-                    rule.type_,
-                    ConditionStatus::True,
-                    rule.true_reason,
-                    "",
-                ));
+                return Condition::new(rule.type_, ConditionStatus::True, rule.true_reason, "");
             }
-            // Not reached this pass.
+            // Not reached this pass: keep what was known.
             if let Some(old) = find(previous, rule.type_) {
-                return Some(old.clone());
+                return old.clone();
             }
             let waiting_for = failed_step.map(|s| s.as_str()).unwrap_or("an earlier step");
-            Some(Condition::new(
+            Condition::new(
                 rule.type_,
                 ConditionStatus::Unknown,
                 "Pending",
                 format!("Not checked yet: waiting for {waiting_for}."),
-            ))
+            )
         })
         .collect()
 }
@@ -131,10 +126,16 @@ pub fn step_conditions(
 /// `Ready`: True when every given condition is True, else False with the reason and
 /// message of the first that is not.
 pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
-    match conditions
+    // A False condition says more than an Unknown one that merely waits behind it.
+    let blocking = conditions
         .iter()
-        .find(|c| c.status != ConditionStatus::True)
-    {
+        .find(|c| c.status == ConditionStatus::False)
+        .or_else(|| {
+            conditions
+                .iter()
+                .find(|c| c.status != ConditionStatus::True)
+        });
+    match blocking {
         None => Condition::new(
             types::READY,
             ConditionStatus::True,

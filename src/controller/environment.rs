@@ -124,12 +124,31 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     .await?;
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
 
-    Ok(next_action(ctx, &key(env), &run.report, requeue_soon))
+    Ok(next_action(
+        ctx,
+        KIND_ENVIRONMENT,
+        &key(env),
+        &run.report,
+        requeue_soon,
+    ))
 }
 
 /// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
 /// change (with the slow drift check as a safety net), success resyncs.
-pub fn next_action(ctx: &Context, key: &str, report: &RunReport, soon: Option<Duration>) -> Action {
+pub fn next_action(
+    ctx: &Context,
+    kind: &str,
+    key: &str,
+    report: &RunReport,
+    soon: Option<Duration>,
+) -> Action {
+    if let Some((step, e)) = report.failure() {
+        crate::telemetry::metrics().record_step_failure(
+            kind,
+            step.step.as_str(),
+            e.reason.as_str(),
+        );
+    }
     match report.failure() {
         Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
         Some(_) => {

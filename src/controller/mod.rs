@@ -197,11 +197,13 @@ pub async fn run_scope(
             watcher::Config::default(),
             move |secret| users_of(&env_store, &secret, environment_secret_names),
         )
-        // A tenant's deletion may unblock its environment's deletion.
+        // A tenant's deletion may unblock its environment's deletion. Other tenant changes
+        // do not concern the environment: mapping them would re-check it on every status write.
         .watches(
             api_for::<DigitalChannelsTenant>(&client, ns),
             watcher::Config::default(),
             |t| {
+                t.metadata.deletion_timestamp.as_ref()?;
                 let env = ObjectRef::new(&t.spec.environment_ref.name);
                 Some(match t.namespace() {
                     Some(ns) => env.within(&ns),

@@ -182,7 +182,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     };
     let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
     ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
-    Ok(next_action(ctx, &key(t), &run.report, None))
+    Ok(next_action(ctx, KIND_TENANT, &key(t), &run.report, None))
 }
 
 fn designer_condition(report: &RunReport, previous: &[Condition]) -> Condition {

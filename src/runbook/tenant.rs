@@ -444,21 +444,22 @@ async fn provision_tenant(
             Err(e) => return Err(to_step(e)),
         }
     }
-    let (key, outcome) = match known_key {
-        Some(key) => (key, Outcome::AlreadyRight),
-        None => match db.find_api_key(&request.name).await.map_err(&to_step)? {
-            Some(key) => (key, Outcome::Recovered),
-            None => {
-                return Err(StepError::permanent(
-                    Reason::Conflict,
-                    format!(
-                        "tenant {} ({}) exists in Nexus but its API key was never recorded and nex_apikeys has no key \
-                         named {}; put the key into the output Secret under xapikey, or remove the tenant from Nexus",
-                        request.name, request.contact_center_id, request.name
-                    ),
-                ));
-            }
-        },
+    // nex_apikeys is Nexus's own record: it wins over a recorded key that was edited.
+    let stored_key = db.find_api_key(&request.name).await.map_err(&to_step)?;
+    let (key, outcome) = match (known_key, stored_key) {
+        (Some(known), Some(stored)) if known != stored => (stored, Outcome::Recovered),
+        (Some(known), _) => (known, Outcome::AlreadyRight),
+        (None, Some(stored)) => (stored, Outcome::Recovered),
+        (None, None) => {
+            return Err(StepError::permanent(
+                Reason::Conflict,
+                format!(
+                    "tenant {} ({}) exists in Nexus but its API key was never recorded and nex_apikeys has no key \
+                     named {}; put the key into the output Secret under xapikey, or remove the tenant from Nexus",
+                    request.name, request.contact_center_id, request.name
+                ),
+            ));
+        }
     };
     let rotated = previous
         .annotations

@@ -262,3 +262,4 @@ spec:
     ))
     .expect("sample tenant parses")
 }
+pub mod fake_apiserver;

@@ -1,0 +1,661 @@
+//! The controllers, running for real (watches, Secret index, status writes, finalizers)
+//! against an in-memory Kubernetes API server, the simulator and a real PostgreSQL.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::fake_apiserver::{FakeApiServer, ResourceKey, Verb};
+use common::{Sim, environment, runbook, tenant};
+use digital_channels_operator::api::conditions::{Condition, ConditionStatus, find};
+use digital_channels_operator::api::{
+    DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant,
+};
+use digital_channels_operator::controller::{Context, ControllerConfig, run_scope};
+use digital_channels_operator::simulator::{DEMO_CC_T100, SimulatorConfig};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "dc";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Harness {
+    api: FakeApiServer,
+    sim: Sim,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        Self::start_with(SimulatorConfig::default()).await
+    }
+
+    async fn start_with(config: SimulatorConfig) -> Self {
+        let api = FakeApiServer::start().await;
+        let sim = Sim::start_with(config).await;
+        let controller = ControllerConfig {
+            // Long enough that only watches, never the resync, drive these tests.
+            resync_interval: Duration::from_secs(3600),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            rollout_timeout: Duration::from_secs(60),
+        };
+        let ctx = Arc::new(Context::new(api.client(), runbook(), controller));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_scope(ctx, Some(NS.to_string()), 4, stop.clone()));
+        let h = Self {
+            api,
+            sim,
+            stop,
+            task,
+        };
+        h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
+        h.secret("nexus-db", &[("url", &h.sim.db.url)]);
+        h.secret(
+            "t100-user",
+            &[("username", "nexus"), ("password", "nexus_password")],
+        );
+        h
+    }
+
+    fn secret(&self, name: &str, pairs: &[(&str, &str)]) {
+        let data: BTreeMap<String, ByteString> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect();
+        self.api.apply_as(&Secret {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(NS.to_string()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        });
+    }
+
+    fn env(&self, edit: impl FnOnce(&mut DigitalChannelsEnvironment)) {
+        let mut env = environment(&self.sim.url());
+        env.metadata.uid = None;
+        edit(&mut env);
+        self.api.apply_as(&env);
+    }
+
+    fn tenant(&self, edit: impl FnOnce(&mut DigitalChannelsTenant)) {
+        let mut t = tenant("t100", "t100", true);
+        t.metadata.uid = None;
+        edit(&mut t);
+        self.api.apply_as(&t);
+    }
+
+    fn get_tenant(&self) -> Option<DigitalChannelsTenant> {
+        self.api.get_as::<DigitalChannelsTenant>(NS, "t100")
+    }
+
+    fn get_env(&self) -> Option<DigitalChannelsEnvironment> {
+        self.api.get_as::<DigitalChannelsEnvironment>(NS, "prod")
+    }
+
+    /// Waits until the tenant's condition has this status (and reason, if given).
+    async fn tenant_condition(
+        &self,
+        type_: &str,
+        status: ConditionStatus,
+        reason: Option<&str>,
+    ) -> DigitalChannelsTenant {
+        let found = self
+            .api
+            .wait_for(WAIT, |api| {
+                let t = api.get_as::<DigitalChannelsTenant>(NS, "t100")?;
+                let c = find(&t.status.as_ref()?.conditions, type_)?;
+                (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(t)
+            })
+            .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "tenant never had {type_}={status:?} {reason:?}; it has {:#?}",
+                self.get_tenant()
+            )
+        })
+    }
+
+    async fn env_condition(
+        &self,
+        type_: &str,
+        status: ConditionStatus,
+        reason: Option<&str>,
+    ) -> DigitalChannelsEnvironment {
+        let found = self
+            .api
+            .wait_for(WAIT, |api| {
+                let e = api.get_as::<DigitalChannelsEnvironment>(NS, "prod")?;
+                let c = find(&e.status.as_ref()?.conditions, type_)?;
+                (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(e)
+            })
+            .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "environment never had {type_}={status:?} {reason:?}; it has {:#?}",
+                self.get_env()
+            )
+        })
+    }
+
+    async fn both_ready(&self) -> DigitalChannelsTenant {
+        self.env_condition("Ready", ConditionStatus::True, None)
+            .await;
+        self.tenant_condition("Ready", ConditionStatus::True, None)
+            .await
+    }
+
+    fn output_key(&self) -> Option<String> {
+        let s = self.api.get_as::<Secret>(NS, "t100-digital-channels")?;
+        let data = s.data?;
+        Some(String::from_utf8(data.get("xapikey")?.0.clone()).unwrap())
+    }
+
+    /// Waits until the passes triggered by earlier writes are over: 500 ms without a write.
+    async fn settle(&self) {
+        for _ in 0..40 {
+            self.api.clear_writes();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.api.writes().is_empty() {
+                return;
+            }
+        }
+        panic!(
+            "the controllers never stopped writing: {:#?}",
+            self.api.writes()
+        );
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+fn conditions(t: &DigitalChannelsTenant) -> Vec<Condition> {
+    t.status.clone().unwrap_or_default().conditions
+}
+
+#[tokio::test]
+async fn both_kinds_become_ready_with_status_and_output_secret() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    let t = h.both_ready().await;
+
+    let status = t.status.clone().unwrap();
+    assert_eq!(status.contact_center_id.as_deref(), Some(DEMO_CC_T100));
+    assert_eq!(
+        status.output_secret_name.as_deref(),
+        Some("t100-digital-channels")
+    );
+    assert!(status.operation_id.is_some());
+    assert_eq!(status.observed_generation, t.metadata.generation);
+    for type_ in [
+        "ContactCenterResolved",
+        "ChatServiceRegistered",
+        "UcsRegistered",
+        "TenantProvisioned",
+    ] {
+        assert_eq!(
+            find(&status.conditions, type_).unwrap().status,
+            ConditionStatus::True,
+            "{type_}"
+        );
+    }
+    let designer = find(&status.conditions, "DesignerEnvConfigured").unwrap();
+    assert_eq!(
+        (designer.status, designer.reason.as_str()),
+        (ConditionStatus::False, "ManualStepRequired")
+    );
+    assert!(designer.message.contains("baseurl=/nexus/v1"));
+
+    let output = h.api.get_as::<Secret>(NS, "t100-digital-channels").unwrap();
+    let keys: Vec<_> = output.data.clone().unwrap().into_keys().collect();
+    assert_eq!(
+        keys,
+        ["contactCenterId", "nexusUrl", "tenantName", "xapikey"]
+    );
+    let owner = &output.metadata.owner_references.unwrap()[0];
+    assert_eq!(Some(&owner.uid), t.metadata.uid.as_ref());
+    assert_eq!(
+        output
+            .metadata
+            .labels
+            .unwrap()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("dc-operator")
+    );
+    let key = h.output_key().unwrap();
+    assert!(
+        h.sim
+            .handle
+            .apikey_rows()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.id == key)
+    );
+    // The key is in the Secret only: not in status, not in events.
+    assert!(!serde_json::to_string(&t).unwrap().contains(&key));
+    let events = h
+        .api
+        .objects(&ResourceKey::new("events.k8s.io", "v1", "events"), Some(NS));
+    assert!(!events.is_empty(), "a Ready transition publishes an event");
+    assert!(!serde_json::to_string(&events).unwrap().contains(&key));
+
+    let env = h.get_env().unwrap();
+    assert_eq!(
+        env.status.unwrap().client_secret_name.as_deref(),
+        Some("prod-nexus-client")
+    );
+    let generated = h
+        .api
+        .get_as::<Secret>(NS, "prod-nexus-client")
+        .expect("client secret generated");
+    assert!(generated.data.unwrap()["client-secret"].0.len() >= 43);
+    for finalizers in [env.metadata.finalizers, t.metadata.finalizers] {
+        assert_eq!(finalizers.unwrap(), ["digitalchannels.dev/cleanup"]);
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_pass_writes_nothing() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    let before = h.both_ready().await;
+    h.settle().await;
+    let checks = h.sim.handle.snapshot().calls("nexus.get_tenant");
+
+    // A change that is not ours (a label) triggers a full pass.
+    h.tenant(|t| {
+        t.metadata.labels = Some([("team".to_string(), "digital".to_string())].into());
+    });
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().calls("nexus.get_tenant") > checks).then_some(())
+        })
+        .await
+        .expect("the tenant was checked again");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes: Vec<_> = h
+        .api
+        .writes()
+        .into_iter()
+        .filter(|w| w.verb != Verb::Create || w.resource != "events")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a pass with nothing to do wrote: {writes:#?}"
+    );
+    let after = h.get_tenant().unwrap();
+    assert_eq!(
+        conditions(&after),
+        conditions(&before),
+        "no condition moved"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_waits_for_its_environment_then_proceeds_at_once() {
+    let h = Harness::start().await;
+    h.tenant(|_| {});
+    let t = h
+        .tenant_condition(
+            "Ready",
+            ConditionStatus::False,
+            Some("WaitingForEnvironment"),
+        )
+        .await;
+    assert!(
+        find(&conditions(&t), "Ready")
+            .unwrap()
+            .message
+            .contains("prod")
+    );
+    assert_eq!(
+        h.sim
+            .handle
+            .snapshot()
+            .calls("environment.list_contact_centers"),
+        0
+    );
+    h.env(|_| {});
+    h.both_ready().await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_waited_for_and_picked_up_when_created() {
+    let h = Harness::start().await;
+    h.api.delete_as::<Secret>(NS, "gws-ops");
+    h.env(|_| {});
+    let env = h
+        .env_condition(
+            "ClientRegistered",
+            ConditionStatus::False,
+            Some("SecretNotFound"),
+        )
+        .await;
+    let ready = find(&env.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready.reason, "SecretNotFound");
+    assert!(ready.message.contains("gws-ops"));
+    h.secret("gws-ops", &[("username", "ops")]);
+    h.env_condition(
+        "ClientRegistered",
+        ConditionStatus::False,
+        Some("SecretKeyMissing"),
+    )
+    .await;
+    h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_tenant_password_is_pushed_to_nexus() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    let key = h.output_key().unwrap();
+    h.sim
+        .handle
+        .set_tenant_user_password(DEMO_CC_T100, "nexus", "rotated-pw-789");
+    h.secret(
+        "t100-user",
+        &[("username", "nexus"), ("password", "rotated-pw-789")],
+    );
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().updates("nexus.update_tenant") == 1).then_some(())
+        })
+        .await
+        .expect("the Secret change reached Nexus within seconds");
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    assert_eq!(h.output_key(), Some(key), "the API key did not change");
+    assert_eq!(h.sim.handle.snapshot().creates("nexus.create_tenant"), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_output_secret_is_rebuilt_when_deleted_or_edited() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    let key = h.output_key().unwrap();
+
+    h.api.delete_as::<Secret>(NS, "t100-digital-channels");
+    let rebuilt = h
+        .api
+        .wait_for(WAIT, |_| h.output_key())
+        .await
+        .expect("rebuilt");
+    assert_eq!(rebuilt, key, "recovered from nex_apikeys");
+
+    h.secret(
+        "t100-digital-channels",
+        &[("xapikey", "tampered"), ("tenantName", "t100")],
+    );
+    let restored = h
+        .api
+        .wait_for(WAIT, |_| h.output_key().filter(|k| *k == key))
+        .await;
+    assert_eq!(restored, Some(key));
+    assert_eq!(h.sim.handle.snapshot().creates("nexus.create_tenant"), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_with_retain_leaves_nexus_alone() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
+    h.api
+        .wait_for(WAIT, |_| h.get_tenant().is_none().then_some(()))
+        .await
+        .expect("tenant gone");
+    assert!(h.sim.handle.snapshot().tenants.contains_key(DEMO_CC_T100));
+    // The output Secret goes with its owner.
+    assert!(
+        h.api
+            .get_as::<Secret>(NS, "t100-digital-channels")
+            .is_none()
+    );
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("environment gone");
+    assert!(h.sim.handle.snapshot().clients.contains_key("nexus_client"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn deletion_with_delete_is_blocked_by_tenants_then_cleans_up() {
+    let h = Harness::start().await;
+    h.env(|e| e.spec.deletion_policy = DeletionPolicy::Delete);
+    h.tenant(|t| t.spec.deletion_policy = DeletionPolicy::Delete);
+    h.both_ready().await;
+
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    let env = h
+        .env_condition("Ready", ConditionStatus::False, Some("DeletionBlocked"))
+        .await;
+    assert!(
+        find(&env.status.unwrap().conditions, "Ready")
+            .unwrap()
+            .message
+            .contains("t100")
+    );
+    assert!(h.sim.handle.snapshot().clients.contains_key("nexus_client"));
+
+    h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("environment gone");
+    let state = h.sim.handle.snapshot();
+    assert!(state.tenants.is_empty(), "the Nexus tenant was deleted");
+    assert!(
+        state.ucs_services.is_empty(),
+        "the PlatformUCS service was deleted"
+    );
+    assert!(state.clients.is_empty(), "the OAuth client was deleted");
+    assert!(
+        h.sim.handle.gapis_rows().await.unwrap().is_empty(),
+        "the nex_gapis row was deleted"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn suspend_stops_external_calls() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.suspend = true);
+    h.tenant_condition("Suspended", ConditionStatus::True, Some("Suspended"))
+        .await;
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.sim
+            .handle
+            .snapshot()
+            .calls("environment.list_contact_centers"),
+        0
+    );
+    h.tenant(|t| t.spec.suspend = false);
+    let t = h
+        .tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    assert!(find(&conditions(&t), "Suspended").is_none());
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_transient_upstream_failure_recovers_with_backoff() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    // More failures than one pass retries (4 attempts): the condition shows it, then it recovers.
+    h.sim
+        .handle
+        .faults()
+        .fail_next("nexus.create_tenant", 6, 503);
+    h.tenant(|_| {});
+    h.tenant_condition(
+        "TenantProvisioned",
+        ConditionStatus::False,
+        Some("UpstreamUnavailable"),
+    )
+    .await;
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    let state = h.sim.handle.snapshot();
+    assert_eq!(state.calls("nexus.create_tenant"), 7);
+    assert_eq!(state.creates("nexus.create_tenant"), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
+    let h = Harness::start().await;
+    h.secret(
+        "t100-user",
+        &[("username", "nexus"), ("password", "wrong-password-123")],
+    );
+    h.env(|_| {});
+    h.tenant(|_| {});
+    let t = h
+        .tenant_condition(
+            "TenantProvisioned",
+            ConditionStatus::False,
+            Some("Unauthorized"),
+        )
+        .await;
+    let ready = find(&conditions(&t), "Ready").unwrap().clone();
+    assert_eq!(ready.reason, "Unauthorized");
+    assert!(ready.message.contains("t100-user"), "{}", ready.message);
+    assert!(
+        !serde_json::to_string(&t)
+            .unwrap()
+            .contains("wrong-password-123")
+    );
+    // The passes triggered by the status writes end; then nothing retries.
+    h.settle().await;
+    let tokens = h.sim.handle.snapshot().calls("auth.token");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        h.sim.handle.snapshot().calls("auth.token"),
+        tokens,
+        "no retry loop on a permanent error"
+    );
+    // Fixing the Secret is enough: it is watched.
+    h.secret(
+        "t100-user",
+        &[("username", "nexus"), ("password", "nexus_password")],
+    );
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_a_condition() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.contact_center_id = Some("not-a-uuid".into()));
+    let t = h
+        .tenant_condition("Ready", ConditionStatus::False, Some("InvalidSpec"))
+        .await;
+    assert!(
+        find(&conditions(&t), "Ready")
+            .unwrap()
+            .message
+            .contains("UUID")
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn nexus_is_restarted_before_tenants_proceed() {
+    // Nexus sees nex_gapis only after a restart: a tenant provisioned before it would fail.
+    let h = Harness::start_with(SimulatorConfig {
+        gapis_cache: true,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nexus", "namespace": NS, "generation": 1},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "nexus"}},
+                 "template": {"metadata": {"labels": {"app": "nexus"}}, "spec": {"containers": []}}},
+        "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+    }))
+    .unwrap();
+    h.api.apply_as(&deployment);
+    h.env(|e| {
+        e.spec.nexus_deployment =
+            Some(serde_json::from_value(serde_json::json!({"name": "nexus"})).unwrap())
+    });
+    h.tenant(|_| {});
+    h.env_condition("NexusRestarted", ConditionStatus::False, Some("RollingOut"))
+        .await;
+    let restarted = h
+        .api
+        .wait_for(WAIT, |api| {
+            let d = api.get_as::<Deployment>(NS, "nexus")?;
+            d.spec?
+                .template
+                .metadata?
+                .annotations?
+                .get("kubectl.kubernetes.io/restartedAt")
+                .cloned()
+        })
+        .await;
+    assert!(restarted.is_some(), "the Deployment was restarted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.sim.handle.snapshot().calls("nexus.create_tenant"),
+        0,
+        "tenants wait for the rollout"
+    );
+
+    // The new pods come up: Nexus reloads nex_gapis and the rollout completes.
+    h.sim.handle.restart_nexus().await;
+    let mut rolled = h.api.get_as::<Deployment>(NS, "nexus").unwrap();
+    let generation = rolled.metadata.generation.unwrap_or(1) + 1;
+    rolled.metadata.generation = Some(generation);
+    rolled.status.as_mut().unwrap().observed_generation = Some(generation);
+    h.api.apply_as(&rolled);
+    h.env_condition("NexusRestarted", ConditionStatus::True, Some("RolledOut"))
+        .await;
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    let state = h.sim.handle.snapshot();
+    assert_eq!(
+        state.calls("nexus.create_tenant"),
+        1,
+        "provisioned once, after the restart"
+    );
+    h.stop().await;
+}
