@@ -659,3 +659,38 @@ async fn nexus_is_restarted_before_tenants_proceed() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn the_designer_env_step_waits_for_its_acknowledgement() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.tenant_condition(
+        "DesignerEnvConfigured",
+        ConditionStatus::False,
+        Some("ManualStepRequired"),
+    )
+    .await;
+    h.tenant(|t| {
+        t.metadata.annotations = Some(
+            [(
+                "digitalchannels.dev/designer-env-configured".to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+    });
+    let t = h
+        .tenant_condition(
+            "DesignerEnvConfigured",
+            ConditionStatus::True,
+            Some("Acknowledged"),
+        )
+        .await;
+    assert_eq!(
+        find(&conditions(&t), "Ready").unwrap().status,
+        ConditionStatus::True
+    );
+    h.stop().await;
+}

@@ -435,3 +435,25 @@ async fn database_errors_are_classified() {
             .is_err_and(|e| !e.to_string().contains("secret-x"))
     );
 }
+
+#[test]
+fn a_broken_ca_bundle_is_a_clear_error() {
+    digital_channels_operator::upstream::http::install_crypto_provider();
+    let config = digital_channels_operator::upstream::HttpConfig {
+        ca_bundle_pem: Some(
+            b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n".to_vec(),
+        ),
+        ..Default::default()
+    };
+    let error = HttpClient::new(&config).unwrap_err();
+    assert!(error.contains("CA bundle"), "{error}");
+    let empty = digital_channels_operator::upstream::HttpConfig {
+        ca_bundle_pem: Some(b"no certificate here".to_vec()),
+        ..Default::default()
+    };
+    assert!(
+        HttpClient::new(&empty)
+            .unwrap_err()
+            .contains("no certificate")
+    );
+}

@@ -103,6 +103,30 @@ impl LeaderElector {
         }
     }
 
+    /// Gives the lease up (on SIGTERM), so the next replica need not wait for it to expire.
+    pub async fn release(&self) {
+        let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        if let Err(e) = self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot release the leader lease");
+        } else {
+            tracing::info!("released the leader lease");
+        }
+    }
+
     /// Waits until this replica holds the lease.
     pub async fn wait_for_leadership(&self) {
         let mut logged = false;

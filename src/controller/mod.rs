@@ -278,6 +278,7 @@ pub async fn run(
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let leadership_lost = CancellationToken::new();
+    let mut elector_held = None;
     if settings.leader_election {
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("dc-operator-{}", uuid::Uuid::new_v4()));
@@ -292,10 +293,12 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
         }
         let lost = leadership_lost.clone();
+        let keeper = elector.clone();
         tokio::spawn(async move {
-            elector.keep_leadership().await;
+            keeper.keep_leadership().await;
             lost.cancel();
         });
+        elector_held = Some(elector);
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
@@ -317,6 +320,11 @@ pub async fn run(
             .map(|scope| run_scope(ctx.clone(), scope, settings.concurrency, stop.clone())),
     )
     .await;
+    if let Some(elector) = &elector_held
+        && !leadership_lost.is_cancelled()
+    {
+        elector.release().await;
+    }
     if leadership_lost.is_cancelled() && !shutdown.is_cancelled() {
         return Err("lost the leader lease; exiting so another replica can lead".to_string());
     }

@@ -119,10 +119,16 @@ impl UpstreamError {
     pub fn metric_code(&self) -> String {
         match self.status {
             Some(status) => status.to_string(),
+            None if self.kind == ErrorKind::Transient && self.detail.starts_with(TIMED_OUT) => {
+                "timeout".to_string()
+            }
             None if self.kind == ErrorKind::Transient => "unreachable".to_string(),
             None => "error".to_string(),
         }
     }
 }
+
+/// How a transport timeout is worded, so the metrics can tell it from a refused connection.
+pub const TIMED_OUT: &str = "timed out";
 
 pub type Result<T> = std::result::Result<T, UpstreamError>;

@@ -112,9 +112,10 @@ impl HttpClient {
             }
             builder = builder.tls_certs_merge(certs);
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let client = builder.build().map_err(|e| match &config.ca_bundle_pem {
+            Some(_) => format!("the CA bundle is not usable: {e}"),
+            None => format!("cannot build the HTTP client: {e}"),
+        })?;
         Ok(Self {
             client,
             retry: config.retry.clone(),
@@ -263,7 +264,7 @@ async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamErr
 
 fn error_from_transport(call: &Call<'_>, error: &reqwest::Error) -> UpstreamError {
     let what = if error.is_timeout() {
-        "timed out".to_string()
+        super::error::TIMED_OUT.to_string()
     } else if error.is_connect() {
         format!("cannot connect to {}", host_of(&call.url))
     } else {
