@@ -132,7 +132,15 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
     .await
     .expect("environment Ready");
 
-    let (_, metrics) = get(&format!("{base}/metrics")).await.unwrap();
+    // The pass that wrote Ready records its metrics as it returns: give it a moment.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(&format!("{base}/metrics")).await.unwrap().1;
+        if metrics.contains("dc_operator_reconcile_total") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for name in [
         "dc_operator_reconcile_total",
         "dc_operator_reconcile_duration_seconds",
@@ -179,6 +187,15 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
     assert!(status.success(), "exit {status:?}; logs:\n{logs}");
     // JSON logs, and no secret in them.
     assert!(logs.lines().any(|l| l.starts_with('{')), "{logs}");
+    // A reconcile's lines name the resource.
+    let status_line = logs
+        .lines()
+        .find(|l| l.contains("status updated"))
+        .expect("a status update is logged");
+    assert!(
+        status_line.contains(r#""resource":"prod""#) && status_line.contains(r#""namespace":"dc""#),
+        "{status_line}"
+    );
     assert!(
         !logs.contains(&sim.db.url),
         "the database URL leaked into the logs"

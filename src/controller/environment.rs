@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
 
 use super::conditions::{ENVIRONMENT_RULES, ready, step_conditions, types};
 use super::context::Context;
@@ -28,11 +29,23 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = if env.metadata.deletion_timestamp.is_some() {
-        cleanup(&env, &ctx).await
-    } else {
-        apply(&env, &ctx).await
-    };
+    // kube-runtime's span covers only the creation of this future: carry our own, so that
+    // every log line of the pass names the resource.
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = KIND_ENVIRONMENT,
+        namespace = %env.namespace().unwrap_or_default(),
+        resource = %env.name_any()
+    );
+    let result = async {
+        if env.metadata.deletion_timestamp.is_some() {
+            cleanup(&env, &ctx).await
+        } else {
+            apply(&env, &ctx).await
+        }
+    }
+    .instrument(span)
+    .await;
     record_reconcile(KIND_ENVIRONMENT, started, &result);
     result
 }
@@ -184,7 +197,11 @@ async fn write(
             .or_else(|| previous.client_secret_name.clone()),
         conditions,
     };
-    apply_status(api, &env.name_any(), previous, &status).await?;
+    if apply_status(api, &env.name_any(), previous, &status).await?
+        && let Some(ready) = find(&status.conditions, types::READY)
+    {
+        tracing::info!(ready = ?ready.status, reason = %ready.reason, "status updated");
+    }
     if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
         let warning = c.status != ConditionStatus::True;
         ctx.event(

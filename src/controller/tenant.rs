@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use tracing::Instrument;
 
 use super::conditions::{TENANT_RULES, ready, step_conditions, types};
 use super::context::Context;
@@ -28,11 +29,23 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let started = Instant::now();
-    let result = if tenant.metadata.deletion_timestamp.is_some() {
-        cleanup(&tenant, &ctx).await
-    } else {
-        apply(&tenant, &ctx).await
-    };
+    // kube-runtime's span covers only the creation of this future: carry our own, so that
+    // every log line of the pass names the resource.
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = KIND_TENANT,
+        namespace = %tenant.namespace().unwrap_or_default(),
+        resource = %tenant.name_any()
+    );
+    let result = async {
+        if tenant.metadata.deletion_timestamp.is_some() {
+            cleanup(&tenant, &ctx).await
+        } else {
+            apply(&tenant, &ctx).await
+        }
+    }
+    .instrument(span)
+    .await;
     record_reconcile(KIND_TENANT, started, &result);
     result
 }
@@ -251,7 +264,11 @@ async fn write(
             .or_else(|| previous.operation_id.clone()),
         conditions,
     };
-    apply_status(api, &t.name_any(), previous, &status).await?;
+    if apply_status(api, &t.name_any(), previous, &status).await?
+        && let Some(ready) = find(&status.conditions, types::READY)
+    {
+        tracing::info!(ready = ?ready.status, reason = %ready.reason, "status updated");
+    }
     let reference = t.object_ref(&());
     if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
         let warning = c.status != ConditionStatus::True;
