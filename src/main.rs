@@ -78,6 +78,13 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     use std::sync::atomic::AtomicBool;
     use tokio_util::sync::CancellationToken;
 
+    // A zero interval would requeue in a hot loop against the Genesys services.
+    if args.resync_interval < std::time::Duration::from_secs(10) {
+        return Err("--resync-interval must be at least 10s".to_string());
+    }
+    if args.max_backoff < std::time::Duration::from_secs(1) {
+        return Err("--max-backoff must be at least 1s".to_string());
+    }
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;

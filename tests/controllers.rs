@@ -694,3 +694,59 @@ async fn the_designer_env_step_waits_for_its_acknowledgement() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_cleanup_that_can_never_succeed_lets_go_with_a_warning() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.deletion_policy = DeletionPolicy::Delete);
+    h.both_ready().await;
+    // The namespace is being torn down: the environment (Retain) and the Secrets go first.
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("environment gone");
+    h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
+    h.api
+        .wait_for(WAIT, |_| h.get_tenant().is_none().then_some(()))
+        .await
+        .expect("the tenant does not hang");
+    let events = serde_json::to_string(
+        &h.api
+            .objects(&ResourceKey::new("events.k8s.io", "v1", "events"), Some(NS)),
+    )
+    .unwrap();
+    assert!(events.contains("CleanupSkipped"), "{events}");
+    assert!(
+        h.sim.handle.snapshot().tenants.contains_key(DEMO_CC_T100),
+        "left in place, as the event says"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_output_secret_that_is_not_ours_is_refused() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.output_secret_name = Some("t100-user".into()));
+    let t = h
+        .tenant_condition(
+            "TenantProvisioned",
+            ConditionStatus::False,
+            Some("Conflict"),
+        )
+        .await;
+    assert!(
+        find(&conditions(&t), "Ready")
+            .unwrap()
+            .message
+            .contains("outputSecretName")
+    );
+    let credentials = h.api.get_as::<Secret>(NS, "t100-user").unwrap();
+    assert!(
+        !credentials.data.unwrap().contains_key("xapikey"),
+        "the credentials Secret is untouched"
+    );
+    h.stop().await;
+}

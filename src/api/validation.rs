@@ -4,11 +4,14 @@
 use super::{DigitalChannelsEnvironmentSpec, DigitalChannelsTenantSpec};
 
 fn check_url(field: &str, value: &str, problems: &mut Vec<String>) {
+    // The value itself is not repeated: a URL may carry credentials.
     match url::Url::parse(value) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {}
-        _ => problems.push(format!(
-            "{field} must be an http:// or https:// URL, got {value:?}"
+        Ok(u) => problems.push(format!(
+            "{field} must be an http:// or https:// URL, not {}://",
+            u.scheme()
         )),
+        Err(e) => problems.push(format!("{field} must be an http:// or https:// URL ({e})")),
     }
 }
 

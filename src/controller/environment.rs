@@ -22,7 +22,7 @@ use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
 use crate::runbook::environment::{delete_environment, resolve_environment, run_environment};
-use crate::runbook::report::{RunReport, Step};
+use crate::runbook::report::{Reason, RunReport, Step};
 
 pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
@@ -44,9 +44,9 @@ pub async fn reconcile(
             apply(&env, &ctx).await
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
-    record_reconcile(KIND_ENVIRONMENT, started, &result);
+    span.in_scope(|| record_reconcile(KIND_ENVIRONMENT, started, &result));
     result
 }
 
@@ -89,7 +89,14 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             "InvalidSpec",
             problems.join("; "),
         );
-        write(ctx, &api, env, &previous, vec![invalid], None).await?;
+        let mut fresh: Vec<Condition> = previous
+            .conditions
+            .iter()
+            .filter(|c| c.type_ != types::READY)
+            .cloned()
+            .collect();
+        fresh.push(invalid);
+        write(ctx, &api, env, &previous, fresh, None).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         return Ok(Action::await_change());
     }
@@ -164,10 +171,8 @@ pub fn next_action(
     }
     match report.failure() {
         Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
-        Some(_) => {
-            ctx.backoff(key, None);
-            Action::requeue(ctx.resync())
-        }
+        // Permanent: wait for a change; the slow drift check is the safety net.
+        Some(_) => Action::requeue(ctx.resync()),
         None => {
             ctx.succeeded(key);
             Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
@@ -219,7 +224,9 @@ async fn write(
     Ok(is_ready(&status.conditions))
 }
 
-/// NexusRestarted: restart when the row changed, then follow the rollout.
+/// NexusRestarted: restart when the row changed, then follow the rollout. Every failure
+/// becomes the condition (never an error of the pass), so a pending restart is persisted
+/// and retried on the next pass.
 async fn nexus_condition(
     ctx: &Context,
     previous: &[Condition],
@@ -228,66 +235,92 @@ async fn nexus_condition(
     namespace: &str,
     name: &str,
 ) -> Result<(Condition, Option<Duration>), Error> {
-    let waiting = |message: String| {
-        (
-            Condition::new(
-                types::NEXUS_RESTARTED,
-                ConditionStatus::False,
-                "RollingOut",
-                message,
-            ),
-            Some(Duration::from_secs(5)),
-        )
+    let condition = |status, reason: &str, message: String| {
+        Condition::new(types::NEXUS_RESTARTED, status, reason, message)
     };
-    if gapi_changed {
+    let backoff_key = format!("restart/{namespace}/{name}");
+    let restart = || async {
         match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
             Ok(()) => {
-                return Ok(waiting(format!(
-                    "Restarted Deployment {namespace}/{name} so Nexus reads nex_gapis; waiting for the rollout."
-                )));
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 403 => {
-                return Ok((
-                    Condition::new(
-                        types::NEXUS_RESTARTED,
+                ctx.succeeded(&backoff_key);
+                (
+                    condition(
                         ConditionStatus::False,
-                        "RestartFailed",
+                        "RollingOut",
                         format!(
-                            "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and that the chart's nexusRestart RBAC is on; or restart Nexus by hand and remove spec.nexusDeployment.",
-                            s.message
+                            "Restarted Deployment {namespace}/{name} so that Nexus reads nex_gapis; waiting for the rollout."
                         ),
                     ),
-                    Some(ctx.backoff(&format!("restart/{namespace}/{name}"), None)),
-                ));
+                    Some(Duration::from_secs(5)),
+                )
             }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match find(previous, types::NEXUS_RESTARTED) {
-        // Nothing changed and nothing is in flight: the running Nexus has the row.
-        None if run_ok => Ok((
-            Condition::new(
-                types::NEXUS_RESTARTED,
-                ConditionStatus::True,
-                "UpToDate",
-                "Nexus has read the current nex_gapis row.",
+            Err(e) => (
+                condition(
+                    ConditionStatus::False,
+                    "RestartFailed",
+                    format!(
+                        "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and the chart's nexusRestart RBAC, or restart Nexus by hand and remove spec.nexusDeployment.",
+                        kube_reason(&e)
+                    ),
+                ),
+                Some(ctx.backoff(&backoff_key, None)),
             ),
-            None,
-        )),
-        Some(old)
-            if old.status == ConditionStatus::False
-                && (old.reason == "RollingOut" || old.reason == "RolloutStuck") =>
-        {
-            let since = old
-                .last_transition_time
+        }
+    };
+    if gapi_changed {
+        return Ok(restart().await);
+    }
+    let Some(old) = find(previous, types::NEXUS_RESTARTED) else {
+        // Nothing changed and nothing is in flight: the running Nexus has the row.
+        return Ok(if run_ok {
+            (
+                condition(
+                    ConditionStatus::True,
+                    "UpToDate",
+                    "Nexus has read the current nex_gapis row.".to_string(),
+                ),
+                None,
+            )
+        } else {
+            (
+                condition(
+                    ConditionStatus::Unknown,
+                    "Pending",
+                    "Waiting for nex_gapis to be registered.".to_string(),
+                ),
+                None,
+            )
+        });
+    };
+    match (old.status, old.reason.as_str()) {
+        (ConditionStatus::False, "RestartFailed") if run_ok => Ok(restart().await),
+        (ConditionStatus::False, "RollingOut" | "RolloutStuck") => {
+            let (rollout, restarted_at) =
+                match nexus_restart::rollout_status(&ctx.client, namespace, name).await {
+                    Ok(found) => found,
+                    Err(e) => {
+                        return Ok((
+                            condition(
+                                ConditionStatus::False,
+                                "RestartFailed",
+                                format!(
+                                    "Cannot read Deployment {namespace}/{name} ({}).",
+                                    kube_reason(&e)
+                                ),
+                            ),
+                            Some(ctx.backoff(&backoff_key, None)),
+                        ));
+                    }
+                };
+            let since = restarted_at
                 .as_deref()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                 .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())
                 .unwrap_or_default();
-            match nexus_restart::rollout_status(&ctx.client, namespace, name).await? {
-                Rollout::Done => Ok((
-                    Condition::new(
-                        types::NEXUS_RESTARTED,
+            let started = restarted_at.unwrap_or_else(|| "an unknown time".to_string());
+            Ok(match rollout {
+                Rollout::Done => (
+                    condition(
                         ConditionStatus::True,
                         "RolledOut",
                         format!(
@@ -295,57 +328,50 @@ async fn nexus_condition(
                         ),
                     ),
                     None,
-                )),
-                Rollout::Missing => Ok((
-                    Condition::new(
-                        types::NEXUS_RESTARTED,
+                ),
+                Rollout::Missing => (
+                    condition(
                         ConditionStatus::False,
                         "RestartFailed",
                         format!(
                             "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
                         ),
                     ),
-                    Some(ctx.resync()),
-                )),
-                Rollout::InProgress(detail) if since > ctx.config.rollout_timeout => Ok((
-                    Condition::new(
-                        types::NEXUS_RESTARTED,
+                    Some(ctx.backoff(&backoff_key, None)),
+                ),
+                // The message names the restart time, not the elapsed time, so that it stays
+                // the same from pass to pass and writes no status.
+                Rollout::InProgress(detail) if since > ctx.config.rollout_timeout => (
+                    condition(
                         ConditionStatus::False,
                         "RolloutStuck",
                         format!(
-                            "Deployment {namespace}/{name} has not rolled out after {}s: {detail}. Check its pods.",
-                            since.as_secs()
+                            "Deployment {namespace}/{name}, restarted at {started}, has not rolled out: {detail}. Check its pods."
                         ),
                     ),
                     Some(Duration::from_secs(30)),
-                )),
-                Rollout::InProgress(detail) => Ok(waiting(format!(
-                    "Waiting for Deployment {namespace}/{name}: {detail}."
-                ))),
-            }
+                ),
+                Rollout::InProgress(detail) => (
+                    condition(
+                        ConditionStatus::False,
+                        "RollingOut",
+                        format!(
+                            "Waiting for Deployment {namespace}/{name}, restarted at {started}: {detail}."
+                        ),
+                    ),
+                    Some(Duration::from_secs(5)),
+                ),
+            })
         }
-        Some(old) if old.reason == "RestartFailed" && run_ok => {
-            // Retry the restart: the row may still be unseen by Nexus.
-            match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
-                Ok(()) => Ok(waiting(format!(
-                    "Restarted Deployment {namespace}/{name}; waiting for the rollout."
-                ))),
-                Err(_) => Ok((
-                    old.clone(),
-                    Some(ctx.backoff(&format!("restart/{namespace}/{name}"), None)),
-                )),
-            }
-        }
-        Some(old) => Ok((old.clone(), None)),
-        None => Ok((
-            Condition::new(
-                types::NEXUS_RESTARTED,
-                ConditionStatus::Unknown,
-                "Pending",
-                "Waiting for nex_gapis to be registered.",
-            ),
-            None,
-        )),
+        _ => Ok((old.clone(), None)),
+    }
+}
+
+/// The API server's message, without anything from our request.
+fn kube_reason(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        other => other.to_string(),
     }
 }
 
@@ -398,34 +424,53 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
                 .map(|(_, e)| e.clone())
                 .expect("resolve reports its failure")),
         };
-        if let Err(e) = outcome {
-            let failed = Condition::new(
-                types::READY,
-                ConditionStatus::False,
-                e.reason.as_str(),
-                format!(
-                    "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
-                    e.message
-                ),
-            );
-            let mut fresh: Vec<Condition> = previous
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != types::READY)
-                .cloned()
-                .collect();
-            fresh.push(failed);
-            write(ctx, &api, env, &previous, fresh, None).await?;
-            return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
+        match &outcome {
+            // The Secrets are gone (typically the whole namespace is being deleted): the
+            // cleanup can never succeed, so let go loudly instead of hanging.
+            Err(e) if matches!(e.reason, Reason::SecretNotFound | Reason::SecretKeyMissing) => {
+                ctx.event(
+                    &env.object_ref(&()),
+                    true,
+                    "CleanupSkipped",
+                    "Cleanup",
+                    format!(
+                        "Cannot delete the OAuth client and nex_gapis row: {}. They are left in place.",
+                        e.message
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                let failed = Condition::new(
+                    types::READY,
+                    ConditionStatus::False,
+                    "DeletionBlocked",
+                    format!(
+                        "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
+                        e.message
+                    ),
+                );
+                let mut fresh: Vec<Condition> = previous
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ != types::READY)
+                    .cloned()
+                    .collect();
+                fresh.push(failed);
+                write(ctx, &api, env, &previous, fresh, None).await?;
+                return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
+            }
+            Ok(()) => {
+                ctx.event(
+                    &env.object_ref(&()),
+                    false,
+                    "Deleted",
+                    "Cleanup",
+                    "Deleted the OAuth client and the nex_gapis row.".to_string(),
+                )
+                .await;
+            }
         }
-        ctx.event(
-            &env.object_ref(&()),
-            false,
-            "Deleted",
-            "Cleanup",
-            "Deleted the OAuth client and the nex_gapis row.".to_string(),
-        )
-        .await;
     } else {
         ctx.event(
             &env.object_ref(&()),

@@ -161,7 +161,9 @@ impl LeaderElector {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot renew the leader lease"),
             }
-            if last_renewal.elapsed() > self.lease_duration {
+            // Stop well before the lease can expire, so another replica never starts while
+            // this one still acts.
+            if last_renewal.elapsed() > self.lease_duration * 2 / 3 {
                 tracing::error!("could not renew the leader lease in time");
                 return;
             }

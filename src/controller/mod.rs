@@ -88,11 +88,17 @@ fn observe_time_to_ready(kind: &str, meta: &kube::api::ObjectMeta, previous: &[C
     }
 }
 
-fn error_policy<K: ResourceExt>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    // The same key as the reconcilers use, so that a success resets it.
     let key = format!(
-        "error/{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
     );
     tracing::warn!(resource = %key, error = %error, "will retry");
     Action::requeue(ctx.backoff(&key, None))

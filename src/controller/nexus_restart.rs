@@ -37,15 +37,24 @@ pub async fn restart(
         .map(drop)
 }
 
+/// Where the rollout stands, and when we last restarted it (the annotation's value).
 pub async fn rollout_status(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-) -> Result<Rollout, kube::Error> {
+) -> Result<(Rollout, Option<String>), kube::Error> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     Ok(match api.get_opt(name).await? {
-        None => Rollout::Missing,
-        Some(d) => judge(&d),
+        None => (Rollout::Missing, None),
+        Some(d) => {
+            let restarted_at = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(RESTARTED_AT).cloned());
+            (judge(&d), restarted_at)
+        }
     })
 }
 

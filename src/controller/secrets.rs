@@ -131,6 +131,9 @@ impl SecretStore for KubeSecretStore {
         record: &OutputRecord,
     ) -> Result<WriteOutcome, SecretError> {
         let existing = self.get(name).await?;
+        if let Some(s) = &existing {
+            refuse_foreign(name, s, self.owner.as_ref(), record)?;
+        }
         let outcome = match &existing {
             None => WriteOutcome::Created,
             Some(s) => {
@@ -190,4 +193,55 @@ impl SecretStore for KubeSecretStore {
             })?;
         Ok(outcome)
     }
+}
+
+/// An existing Secret is ours to write when nothing else controls it, and it is either
+/// labelled as the operator's or holds nothing but the output keys (a user may create it
+/// by hand with a recovered `xapikey`). Anything else — another tenant's output, the
+/// credentials Secret — is refused, never overwritten.
+fn refuse_foreign(
+    name: &str,
+    secret: &Secret,
+    owner: Option<&OwnerReference>,
+    record: &OutputRecord,
+) -> Result<(), SecretError> {
+    let conflict = |why: String| {
+        Err(SecretError::Conflict {
+            name: name.to_string(),
+            why,
+        })
+    };
+    if let Some(other) = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true) && owner.is_none_or(|o| o.uid != r.uid))
+    {
+        return conflict(format!("it belongs to {} {}", other.kind, other.name));
+    }
+    let ours = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == "dc-operator");
+    let foreign_keys: Vec<&String> = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| !record.data.contains_key(*k))
+        .collect();
+    if !ours && !foreign_keys.is_empty() {
+        return conflict(format!(
+            "it is not labelled app.kubernetes.io/managed-by=dc-operator and holds other keys ({})",
+            foreign_keys
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
 }

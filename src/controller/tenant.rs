@@ -21,7 +21,7 @@ use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions}
 use crate::api::validation::tenant_problems;
 use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, TenantStatus};
 use crate::runbook::environment::{ResolvedEnvironment, resolve_environment};
-use crate::runbook::report::{Outcome, RunReport, Step};
+use crate::runbook::report::{Outcome, Reason, RunReport, Step, StepError};
 use crate::runbook::tenant::{delete_tenant, run_tenant};
 
 pub async fn reconcile(
@@ -44,9 +44,9 @@ pub async fn reconcile(
             apply(&tenant, &ctx).await
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
-    record_reconcile(KIND_TENANT, started, &result);
+    span.in_scope(|| record_reconcile(KIND_TENANT, started, &result));
     result
 }
 
@@ -85,7 +85,9 @@ async fn ready_environment(
     let current = status.observed_generation == env.metadata.generation;
     if !current || !is_ready(&status.conditions) {
         let why = find(&status.conditions, types::READY)
-            .map(|c| format!(" ({}: {})", c.reason, c.message))
+            // The reason only: its message may change from pass to pass, and copying it
+            // would rewrite every tenant's status each time.
+            .map(|c| format!(" ({})", c.reason))
             .unwrap_or_default();
         return Ok(Err(format!(
             "DigitalChannelsEnvironment {env_name} is not Ready yet{why}."
@@ -137,7 +139,9 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
             "InvalidSpec",
             problems.join("; "),
         );
-        write(ctx, &api, t, &previous, vec![invalid], None).await?;
+        let mut fresh = without(&previous.conditions, types::READY);
+        fresh.push(invalid);
+        write(ctx, &api, t, &previous, fresh, None).await?;
         ctx.set_ready(KIND_TENANT, &key(t), Some(false));
         return Ok(Action::await_change());
     }
@@ -164,9 +168,21 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         }
     };
 
+    // Once provisioned, the contact center is pinned: a new contact center in GWS must not
+    // make discovery pick another one and provision a second tenant.
+    let mut pinned = t.clone();
+    if pinned.spec.contact_center_id.is_none()
+        && let Some(cc) = &previous.contact_center_id
+    {
+        pinned.spec.contact_center_id = Some(cc.clone());
+        pinned.spec.contact_center_domain = None;
+    }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t));
-    let run = run_tenant(&ctx.runbook, t, &env, &store).await;
-    if matches!(run.report.outcome_of(Step::TenantProvisioned), Some(Ok(_))) && !has_finalizer(t) {
+    let run = run_tenant(&ctx.runbook, &pinned, &env, &store).await;
+    let external_exists = [Step::UcsRegistered, Step::TenantProvisioned]
+        .iter()
+        .any(|s| matches!(run.report.outcome_of(*s), Some(Ok(_))));
+    if external_exists && !has_finalizer(t) {
         add_finalizer(&api, t).await?;
     }
 
@@ -311,47 +327,75 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
     }
     let previous = t.status.clone().unwrap_or_default();
     if t.spec.deletion_policy == DeletionPolicy::Delete {
-        let outcome = match (
-            ready_or_resolvable_environment(t, ctx).await?,
-            &previous.contact_center_id,
-        ) {
+        let contact_center = previous
+            .contact_center_id
+            .clone()
+            .or_else(|| t.spec.contact_center_id.clone());
+        let outcome = match (resolvable_environment(t, ctx).await?, contact_center) {
+            // Never provisioned, as far as anyone recorded: nothing to delete.
+            (_, None) => Ok(()),
             (Ok(env), Some(cc)) => {
                 let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-                delete_tenant(&ctx.runbook, t, &env, &store, cc)
-                    .await
-                    .map_err(|e| e.to_string())
+                delete_tenant(&ctx.runbook, t, &env, &store, &cc).await
             }
-            (Err(why), _) => Err(format!("cannot reach Nexus to delete the tenant: {why}")),
-            (_, None) => Ok(()), // never provisioned: nothing to delete
+            (Err(e), Some(_)) => Err(e),
         };
-        if let Err(why) = outcome {
-            let mut fresh: Vec<Condition> = previous
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != types::READY)
-                .cloned()
-                .collect();
-            fresh.push(Condition::new(
-                types::READY,
-                ConditionStatus::False,
-                "DeletionBlocked",
-                format!(
-                    "{why}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant."
-                ),
-            ));
-            write(ctx, &api, t, &previous, fresh, None).await?;
-            return Ok(Action::requeue(
-                ctx.backoff(&key(t), None).max(Duration::from_secs(5)),
-            ));
+        match outcome {
+            Ok(()) => {
+                ctx.event(
+                    &t.object_ref(&()),
+                    false,
+                    "Deleted",
+                    "Cleanup",
+                    "Deleted the Nexus tenant and its PlatformUCS service.".to_string(),
+                )
+                .await;
+            }
+            // The environment or the Secrets are gone (typically the namespace is being
+            // deleted): the cleanup can never succeed, so let go loudly instead of hanging.
+            Err(e)
+                if matches!(
+                    e.reason,
+                    Reason::WaitingForEnvironment
+                        | Reason::SecretNotFound
+                        | Reason::SecretKeyMissing
+                ) =>
+            {
+                ctx.event(
+                    &t.object_ref(&()),
+                    true,
+                    "CleanupSkipped",
+                    "Cleanup",
+                    format!(
+                        "Cannot delete the Nexus tenant: {}. It is left in place.",
+                        e.message
+                    ),
+                )
+                .await;
+            }
+            Err(e) => {
+                let mut fresh: Vec<Condition> = previous
+                    .conditions
+                    .iter()
+                    .filter(|c| c.type_ != types::READY)
+                    .cloned()
+                    .collect();
+                fresh.push(Condition::new(
+                    types::READY,
+                    ConditionStatus::False,
+                    "DeletionBlocked",
+                    format!(
+                        "Deleting the Nexus tenant failed: {}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant.",
+                        e.message
+                    ),
+                ));
+                write(ctx, &api, t, &previous, fresh, None).await?;
+                return Ok(Action::requeue(
+                    ctx.backoff(&key(t), e.retry_after)
+                        .max(Duration::from_secs(5)),
+                ));
+            }
         }
-        ctx.event(
-            &t.object_ref(&()),
-            false,
-            "Deleted",
-            "Cleanup",
-            "Deleted the Nexus tenant and its PlatformUCS service.".to_string(),
-        )
-        .await;
     } else {
         ctx.event(
             &t.object_ref(&()),
@@ -369,16 +413,17 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
 }
 
 /// For deletion the environment need not be Ready, only readable.
-async fn ready_or_resolvable_environment(
+async fn resolvable_environment(
     t: &DigitalChannelsTenant,
     ctx: &Context,
-) -> Result<Result<ResolvedEnvironment, String>, Error> {
+) -> Result<Result<ResolvedEnvironment, StepError>, Error> {
     let ns = t.namespace().unwrap_or_default();
     let env_name = &t.spec.environment_ref.name;
     let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
     let Some(env) = envs.get_opt(env_name).await? else {
-        return Ok(Err(format!(
-            "DigitalChannelsEnvironment {env_name} does not exist"
+        return Ok(Err(StepError::permanent(
+            Reason::WaitingForEnvironment,
+            format!("DigitalChannelsEnvironment {env_name} no longer exists"),
         )));
     };
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
@@ -388,7 +433,16 @@ async fn ready_or_resolvable_environment(
         .ok_or_else(|| {
             report
                 .failure()
-                .map(|(_, e)| e.message.clone())
-                .unwrap_or_default()
+                .map(|(_, e)| e.clone())
+                .expect("resolve reports its failure")
         }))
+}
+
+/// The conditions except one type: the others keep their values and transition times.
+fn without(conditions: &[Condition], type_: &str) -> Vec<Condition> {
+    conditions
+        .iter()
+        .filter(|c| c.type_ != type_)
+        .cloned()
+        .collect()
 }

@@ -17,6 +17,8 @@ pub enum SecretError {
     KeyMissing { name: String, key: String },
     #[error("reading Secret {name} failed: {message}")]
     Unavailable { name: String, message: String },
+    #[error("Secret {name} is not the operator's to write: {why}")]
+    Conflict { name: String, why: String },
 }
 
 impl SecretError {
@@ -36,6 +38,10 @@ impl SecretError {
             SecretError::Unavailable { .. } => {
                 StepError::transient(Reason::UpstreamUnavailable, self.to_string())
             }
+            SecretError::Conflict { .. } => StepError::permanent(
+                Reason::Conflict,
+                format!("{self}; choose another spec.outputSecretName"),
+            ),
         }
     }
 }

@@ -28,8 +28,9 @@ pub mod keys {
 pub mod annotations {
     /// The UCS URL last registered.
     pub const UCS_URL: &str = "digitalchannels.dev/ucs-url";
-    /// HMAC of the tenant user's credentials, keyed with the API key, so a rotated
-    /// password is noticed without keeping it anywhere.
+    /// HMAC of the tenant user's credentials, keyed with the environment's client secret
+    /// (which the Secret's readers do not hold), so a rotated password is noticed without
+    /// keeping it anywhere.
     pub const CREDENTIALS_FINGERPRINT: &str = "digitalchannels.dev/credentials-fingerprint";
     /// Nexus's operationId of the provisioning.
     pub const OPERATION_ID: &str = "digitalchannels.dev/operation-id";
@@ -59,9 +60,9 @@ pub struct TenantRun {
     pub api_key: Option<SecretString>,
 }
 
-fn fingerprint(api_key: &SecretString, credentials: &Credentials) -> String {
+fn fingerprint(client_secret: &SecretString, credentials: &Credentials) -> String {
     use base64::Engine;
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, api_key.expose().as_bytes());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, client_secret.expose().as_bytes());
     let mut message = credentials.username.as_bytes().to_vec();
     message.push(0);
     message.extend_from_slice(credentials.password.expose().as_bytes());
@@ -287,13 +288,14 @@ pub async fn run_tenant(
         password: user.password.clone(),
         genesys_tenant_id: spec.genesys_tenant_id,
     };
+    let current_fingerprint = fingerprint(&env.client_secret, &user);
     let provisioned = provision_tenant(
         nexus.as_ref(),
         db.as_ref(),
         &token,
         &request,
         &previous,
-        &user,
+        &current_fingerprint,
     )
     .await;
     let (api_key, operation_id) = match provisioned {
@@ -333,7 +335,7 @@ pub async fn run_tenant(
     .collect();
     record.annotations.insert(
         annotations::CREDENTIALS_FINGERPRINT.to_string(),
-        fingerprint(&api_key, &user),
+        current_fingerprint.clone(),
     );
     if let Some(op) = &operation_id {
         record
@@ -425,7 +427,7 @@ async fn provision_tenant(
     token: &SecretString,
     request: &TenantRequest,
     previous: &OutputRecord,
-    user: &Credentials,
+    current_fingerprint: &str,
 ) -> Result<(Outcome, SecretString, Option<String>), StepError> {
     let to_step = upstream("Check the tenant user's rights in Nexus");
     let known_key = previous.value(keys::API_KEY).cloned();
@@ -434,7 +436,8 @@ async fn provision_tenant(
     // whose 409 tells the same.
     let exists = match nexus.get_tenant(token, &request.contact_center_id).await {
         Ok(found) => found.is_some(),
-        Err(e) if matches!(e.kind, ErrorKind::Rejected) => false,
+        // Refused GET: with a recorded key the tenant exists; without, try the create.
+        Err(e) if matches!(e.kind, ErrorKind::Rejected) => known_key.is_some(),
         Err(e) => return Err(to_step(e)),
     };
     if !exists {
@@ -464,7 +467,7 @@ async fn provision_tenant(
     let rotated = previous
         .annotations
         .get(annotations::CREDENTIALS_FINGERPRINT)
-        .is_some_and(|f| *f != fingerprint(&key, user));
+        .is_some_and(|f| f != current_fingerprint);
     if rotated && outcome == Outcome::AlreadyRight {
         return match nexus.update_tenant(token, request).await {
             Ok(()) => Ok((Outcome::Updated, key, previous_op)),

@@ -130,6 +130,7 @@ impl EnvironmentApi for EnvironmentClient {
             method: Method::GET,
             url: format!("{}/contact-centers", self.base),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+            sensitive: vec![ops.password.clone()],
         };
         Ok(self
             .http
@@ -150,6 +151,7 @@ impl EnvironmentApi for EnvironmentClient {
             method: Method::GET,
             url: self.settings_url(contact_center_id),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+            sensitive: vec![ops.password.clone()],
         };
         Ok(self
             .http
@@ -180,6 +182,7 @@ impl EnvironmentApi for EnvironmentClient {
                 r.basic_auth(&ops.username, Some(ops.password.expose()))
                     .json(&body)
             }),
+            sensitive: vec![ops.password.clone()],
         };
         self.http.send(&call).await.map(drop)
     }

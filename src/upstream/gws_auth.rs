@@ -236,6 +236,7 @@ impl GwsAuthClient {
             method,
             url: format!("{}{path}", self.base),
             build: Box::new(build),
+            sensitive: Vec::new(),
         }
     }
 }
@@ -256,9 +257,11 @@ pub(crate) fn urlencode(segment: &str) -> String {
 #[async_trait]
 impl GwsAuthApi for GwsAuthClient {
     async fn list_clients(&self, ops: &Credentials) -> Result<Vec<OAuthClient>> {
-        let call = self.call("list_clients", Method::GET, "/ops/clients", |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose()))
-        });
+        let call = self
+            .call("list_clients", Method::GET, "/ops/clients", |r| {
+                r.basic_auth(&ops.username, Some(ops.password.expose()))
+            })
+            .hiding(&[&ops.password]);
         Ok(self
             .http
             .send_json::<Data<Vec<OAuthClient>>>(&call)
@@ -267,9 +270,11 @@ impl GwsAuthApi for GwsAuthClient {
     }
 
     async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>> {
-        let call = self.call("get_client", Method::GET, &client_path(client_id), |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose()))
-        });
+        let call = self
+            .call("get_client", Method::GET, &client_path(client_id), |r| {
+                r.basic_auth(&ops.username, Some(ops.password.expose()))
+            })
+            .hiding(&[&ops.password]);
         Ok(self
             .http
             .send_optional::<Data<OAuthClient>>(&call)
@@ -283,33 +288,44 @@ impl GwsAuthApi for GwsAuthClient {
         client: &ClientRegistration,
     ) -> Result<OAuthClient> {
         let body = client.create_body();
-        let call = self.call("create_client", Method::POST, "/ops/clients", move |r| {
-            r.basic_auth(&ops.username, Some(ops.password.expose()))
-                .json(&body)
-        });
+        let call = self
+            .call("create_client", Method::POST, "/ops/clients", move |r| {
+                r.basic_auth(&ops.username, Some(ops.password.expose()))
+                    .json(&body)
+            })
+            .hiding(&[&ops.password, &client.secret]);
         Ok(self.http.send_json::<Data<OAuthClient>>(&call).await?.data)
     }
 
     async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()> {
-        let call = self.call(
-            "update_client",
-            Method::PUT,
-            &client_path(client_id),
-            move |r| {
-                r.basic_auth(&ops.username, Some(ops.password.expose()))
-                    .json(body)
-            },
+        let body_secret = SecretString::new(
+            body.pointer("/data/client_secret")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
         );
+        let call = self
+            .call(
+                "update_client",
+                Method::PUT,
+                &client_path(client_id),
+                move |r| {
+                    r.basic_auth(&ops.username, Some(ops.password.expose()))
+                        .json(body)
+                },
+            )
+            .hiding(&[&ops.password, &body_secret]);
         self.http.send(&call).await.map(drop)
     }
 
     async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool> {
-        let call = self.call(
-            "delete_client",
-            Method::DELETE,
-            &client_path(client_id),
-            |r| r.basic_auth(&ops.username, Some(ops.password.expose())),
-        );
+        let call = self
+            .call(
+                "delete_client",
+                Method::DELETE,
+                &client_path(client_id),
+                |r| r.basic_auth(&ops.username, Some(ops.password.expose())),
+            )
+            .hiding(&[&ops.password]);
         match self.http.send(&call).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
@@ -341,10 +357,17 @@ impl GwsAuthApi for GwsAuthClient {
             Grant::Password { .. } => "token_password",
             Grant::RefreshToken(_) => "token_refresh",
         };
-        let call = self.call(operation, Method::POST, "/oauth/token", move |r| {
+        let mut carried = vec![client_secret.clone()];
+        match grant {
+            Grant::Password { password, .. } => carried.push(password.clone()),
+            Grant::RefreshToken(token) => carried.push(token.clone()),
+            Grant::ClientCredentials => {}
+        }
+        let mut call = self.call(operation, Method::POST, "/oauth/token", move |r| {
             r.basic_auth(client_id, Some(client_secret.expose()))
                 .form(&form)
         });
+        call.sensitive = carried;
         let answer: TokenAnswer = self.http.send_json(&call).await?;
         if answer.access_token.is_empty() {
             return Err(UpstreamError::new(

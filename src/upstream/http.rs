@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{ErrorKind, Result, System, UpstreamError};
+use crate::secret::SecretString;
 use crate::telemetry::metrics;
 
 /// Installs ring as the process's TLS crypto provider: reqwest is built without one, and
@@ -95,6 +96,26 @@ pub struct Call<'a> {
     pub method: Method,
     pub url: String,
     pub build: Box<dyn Fn(RequestBuilder) -> RequestBuilder + Send + Sync + 'a>,
+    /// The secrets this request carries: an upstream that echoes one in its error message
+    /// must not carry it into a condition or a log.
+    pub sensitive: Vec<SecretString>,
+}
+
+impl<'a> Call<'a> {
+    /// Names the secrets to scrub from error messages.
+    pub fn hiding(mut self, secrets: &[&SecretString]) -> Self {
+        self.sensitive.extend(secrets.iter().map(|s| (*s).clone()));
+        self
+    }
+
+    fn scrub(&self, mut text: String) -> String {
+        for secret in &self.sensitive {
+            if secret.expose().len() >= 4 {
+                text = text.replace(secret.expose(), "<redacted>");
+            }
+        }
+        text
+    }
 }
 
 impl HttpClient {
@@ -206,7 +227,7 @@ async fn decode_json<T: DeserializeOwned>(call: &Call<'_>, response: Response) -
             ErrorKind::Rejected,
             format!(
                 "status code {code}: {}",
-                envelope_message(&value).unwrap_or_default()
+                call.scrub(envelope_message(&value).unwrap_or_default())
             ),
         ));
     }
@@ -255,7 +276,7 @@ async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamErr
         call.system,
         call.operation,
         kind,
-        format!("HTTP {}: {message}", status.as_u16()),
+        format!("HTTP {}: {}", status.as_u16(), call.scrub(message)),
     )
     .with_status(status.as_u16());
     error.retry_after = retry_after;
@@ -350,6 +371,23 @@ mod tests {
         assert_eq!(
             envelope_message(&oauth).as_deref(),
             Some("invalid_grant: Bad credentials")
+        );
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed() {
+        let call = Call {
+            system: System::Nexus,
+            operation: "create_tenant",
+            method: Method::POST,
+            url: "http://x".into(),
+            build: Box::new(|r| r),
+            sensitive: Vec::new(),
+        }
+        .hiding(&[&SecretString::new("s3cr3t-pass"), &SecretString::new("ab")]);
+        assert_eq!(
+            call.scrub("invalid token 's3cr3t-pass' for ab".into()),
+            "invalid token '<redacted>' for ab"
         );
     }
 

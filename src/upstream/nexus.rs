@@ -163,6 +163,7 @@ impl NexusApi for NexusClient {
                     .header("x-ccid", contact_center_id)
                     .json(&body)
             }),
+            sensitive: vec![api_key.clone()],
         };
         self.http.send(&call).await.map(drop)
     }
@@ -177,6 +178,7 @@ impl NexusApi for NexusClient {
                 r.header("x-api-key", api_key.expose())
                     .header("x-ccid", contact_center_id)
             }),
+            sensitive: vec![api_key.clone()],
         };
         gone_is_false(self.http.send(&call).await)
     }
@@ -193,6 +195,7 @@ impl NexusApi for NexusClient {
             method: Method::POST,
             url: format!("{}/tenants", self.base),
             build: Box::new(move |r| r.bearer_auth(bearer.expose()).json(&body)),
+            sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
         let answer: CreateAnswer = self.http.send_json(&call).await?;
         match answer.data.xapikey {
@@ -220,6 +223,7 @@ impl NexusApi for NexusClient {
             method: Method::GET,
             url: self.tenant_url(contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose())),
+            sensitive: vec![bearer.clone()],
         };
         Ok(self
             .http
@@ -236,6 +240,7 @@ impl NexusApi for NexusClient {
             method: Method::PUT,
             url: self.tenant_url(&tenant.contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose()).json(&body)),
+            sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
         self.http.send(&call).await.map(drop)
     }
@@ -247,6 +252,7 @@ impl NexusApi for NexusClient {
             method: Method::DELETE,
             url: self.tenant_url(contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose())),
+            sensitive: vec![bearer.clone()],
         };
         gone_is_false(self.http.send(&call).await)
     }

@@ -93,7 +93,13 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
             };
             (kind, format!("{} [SQLSTATE {code}]{hint}", db.message()))
         }
-        sqlx::Error::PoolTimedOut => (ErrorKind::Transient, "no connection within 10s".to_string()),
+        sqlx::Error::PoolTimedOut => (
+            ErrorKind::Transient,
+            format!(
+                "{} waiting 10s for a database connection",
+                super::error::TIMED_OUT
+            ),
+        ),
         sqlx::Error::Io(e) => (
             ErrorKind::Transient,
             format!("cannot reach the database: {e}"),
@@ -121,8 +127,7 @@ async fn timed<T>(
     let result = query.await.map_err(|e| db_error(operation, e));
     let code = match &result {
         Ok(_) => "ok".to_string(),
-        Err(e) if e.is_transient() => "unreachable".to_string(),
-        Err(_) => "error".to_string(),
+        Err(e) => e.metric_code(),
     };
     metrics().record_external(
         System::NexusDb.as_str(),
