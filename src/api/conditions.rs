@@ -90,6 +90,15 @@ pub fn merge_conditions(
         .collect()
 }
 
+/// The conditions except one type: the others keep their values and transition times.
+pub fn without(conditions: &[Condition], type_: &str) -> Vec<Condition> {
+    conditions
+        .iter()
+        .filter(|c| c.type_ != type_)
+        .cloned()
+        .collect()
+}
+
 /// Finds a condition by type.
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)

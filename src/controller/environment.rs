@@ -1,12 +1,11 @@
 //! The DigitalChannelsEnvironment controller: dereference → run the steps → status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use tracing::Instrument;
 
 use super::conditions::{ENVIRONMENT_RULES, ready, step_conditions, types};
 use super::context::Context;
@@ -15,8 +14,8 @@ use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
 };
-use super::{Error, KIND_ENVIRONMENT, now_rfc3339, record_reconcile};
-use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions};
+use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
+use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
@@ -28,26 +27,7 @@ pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    // kube-runtime's span covers only the creation of this future: carry our own, so that
-    // every log line of the pass names the resource.
-    let span = tracing::info_span!(
-        "reconcile",
-        kind = KIND_ENVIRONMENT,
-        namespace = %env.namespace().unwrap_or_default(),
-        resource = %env.name_any()
-    );
-    let result = async {
-        if env.metadata.deletion_timestamp.is_some() {
-            cleanup(&env, &ctx).await
-        } else {
-            apply(&env, &ctx).await
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    span.in_scope(|| record_reconcile(KIND_ENVIRONMENT, started, &result));
-    result
+    reconcile_pass(env.as_ref(), apply(&env, &ctx), cleanup(&env, &ctx)).await
 }
 
 fn key(env: &DigitalChannelsEnvironment) -> String {
@@ -65,12 +45,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     let previous = env.status.clone().unwrap_or_default();
 
     if env.spec.suspend {
-        let mut fresh: Vec<Condition> = previous
-            .conditions
-            .iter()
-            .filter(|c| c.type_ != types::SUSPENDED)
-            .cloned()
-            .collect();
+        let mut fresh: Vec<Condition> = without(&previous.conditions, types::SUSPENDED);
         fresh.push(Condition::new(
             types::SUSPENDED,
             ConditionStatus::True,
@@ -89,12 +64,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             "InvalidSpec",
             problems.join("; "),
         );
-        let mut fresh: Vec<Condition> = previous
-            .conditions
-            .iter()
-            .filter(|c| c.type_ != types::READY)
-            .cloned()
-            .collect();
+        let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
         fresh.push(invalid);
         write(ctx, &api, env, &previous, fresh, None).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
@@ -404,12 +374,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
                     users.join(", ")
                 ),
             );
-            let mut fresh: Vec<Condition> = previous
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != types::READY)
-                .cloned()
-                .collect();
+            let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
             fresh.push(blocked);
             write(ctx, &api, env, &previous, fresh, None).await?;
             // The tenants' deletion triggers us through the watch; this is the safety net.
@@ -450,12 +415,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
                         e.message
                     ),
                 );
-                let mut fresh: Vec<Condition> = previous
-                    .conditions
-                    .iter()
-                    .filter(|c| c.type_ != types::READY)
-                    .cloned()
-                    .collect();
+                let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
                 fresh.push(failed);
                 write(ctx, &api, env, &previous, fresh, None).await?;
                 return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));

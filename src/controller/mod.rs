@@ -46,6 +46,38 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
+/// Runs one pass (apply, or cleanup when the resource is being deleted) inside a span that
+/// names the resource: kube-runtime's own span covers only the creation of the future, so
+/// without ours the lines logged during the pass would not say which resource they are about.
+async fn reconcile_pass<K, Apply, Cleanup>(
+    object: &K,
+    apply: Apply,
+    cleanup: Cleanup,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    Apply: std::future::Future<Output = Result<Action, Error>>,
+    Cleanup: std::future::Future<Output = Result<Action, Error>>,
+{
+    use tracing::Instrument;
+    let kind = K::kind(&());
+    let started = Instant::now();
+    let meta = object.meta();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %kind,
+        namespace = %meta.namespace.as_deref().unwrap_or_default(),
+        resource = %meta.name.as_deref().unwrap_or_default()
+    );
+    let result = if meta.deletion_timestamp.is_some() {
+        cleanup.instrument(span.clone()).await
+    } else {
+        apply.instrument(span.clone()).await
+    };
+    span.in_scope(|| record_reconcile(&kind, started, &result));
+    result
+}
+
 fn record_reconcile(kind: &str, started: Instant, result: &Result<Action, Error>) {
     let m = metrics();
     m.reconcile_total

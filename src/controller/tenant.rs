@@ -2,12 +2,11 @@
 //! output Secret → status.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use tracing::Instrument;
 
 use super::conditions::{TENANT_RULES, ready, step_conditions, types};
 use super::context::Context;
@@ -16,8 +15,8 @@ use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
 };
-use super::{Error, KIND_TENANT, now_rfc3339, record_reconcile};
-use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions};
+use super::{Error, KIND_TENANT, now_rfc3339, reconcile_pass};
+use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::validation::tenant_problems;
 use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, TenantStatus};
 use crate::runbook::environment::{ResolvedEnvironment, resolve_environment};
@@ -28,26 +27,12 @@ pub async fn reconcile(
     tenant: Arc<DigitalChannelsTenant>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = Instant::now();
-    // kube-runtime's span covers only the creation of this future: carry our own, so that
-    // every log line of the pass names the resource.
-    let span = tracing::info_span!(
-        "reconcile",
-        kind = KIND_TENANT,
-        namespace = %tenant.namespace().unwrap_or_default(),
-        resource = %tenant.name_any()
-    );
-    let result = async {
-        if tenant.metadata.deletion_timestamp.is_some() {
-            cleanup(&tenant, &ctx).await
-        } else {
-            apply(&tenant, &ctx).await
-        }
-    }
-    .instrument(span.clone())
-    .await;
-    span.in_scope(|| record_reconcile(KIND_TENANT, started, &result));
-    result
+    reconcile_pass(
+        tenant.as_ref(),
+        apply(&tenant, &ctx),
+        cleanup(&tenant, &ctx),
+    )
+    .await
 }
 
 fn key(t: &DigitalChannelsTenant) -> String {
@@ -115,12 +100,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     let previous = t.status.clone().unwrap_or_default();
 
     if t.spec.suspend {
-        let mut fresh: Vec<Condition> = previous
-            .conditions
-            .iter()
-            .filter(|c| c.type_ != types::SUSPENDED)
-            .cloned()
-            .collect();
+        let mut fresh: Vec<Condition> = without(&previous.conditions, types::SUSPENDED);
         fresh.push(Condition::new(
             types::SUSPENDED,
             ConditionStatus::True,
@@ -374,12 +354,7 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
                 .await;
             }
             Err(e) => {
-                let mut fresh: Vec<Condition> = previous
-                    .conditions
-                    .iter()
-                    .filter(|c| c.type_ != types::READY)
-                    .cloned()
-                    .collect();
+                let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
                 fresh.push(Condition::new(
                     types::READY,
                     ConditionStatus::False,
@@ -436,13 +411,4 @@ async fn resolvable_environment(
                 .map(|(_, e)| e.clone())
                 .expect("resolve reports its failure")
         }))
-}
-
-/// The conditions except one type: the others keep their values and transition times.
-fn without(conditions: &[Condition], type_: &str) -> Vec<Condition> {
-    conditions
-        .iter()
-        .filter(|c| c.type_ != type_)
-        .cloned()
-        .collect()
 }
