@@ -167,10 +167,12 @@ impl LocalPostgres {
         let port = free_port()?;
         // A watchdog shell keeps the server tied to this process: when we exit, even
         // without running destructors (a panic in a test, a kill), the server goes too.
+        // It looks at /proc rather than `kill -0`, which a non-root watchdog may not send
+        // to a root parent.
         let script = format!(
             "\"$0\" -D \"$1\" -k \"$2\" -h 127.0.0.1 -p {port} -F -c fsync=off -c full_page_writes=off & pg=$!; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $pg 2>/dev/null; do sleep 1; done; \
-             kill -INT $pg 2>/dev/null; wait $pg",
+             while [ -d /proc/{parent} ] && kill -0 $pg 2>/dev/null; do sleep 1; done; \
+             kill -INT $pg 2>/dev/null; wait $pg; rm -rf \"$2\"",
             parent = std::process::id()
         );
         let mut shell = command(&run_as, Path::new("/bin/sh"));
