@@ -1,6 +1,6 @@
 //! From a runbook report to status conditions: a pure function, tested with tables.
 
-use crate::api::conditions::{Condition, ConditionStatus, find};
+use crate::api::conditions::{Condition, ConditionStatus, find, without};
 use crate::runbook::report::{Outcome, RunReport, Step, StepError};
 
 pub mod types {
@@ -157,6 +157,31 @@ pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
             ),
         ),
     }
+}
+
+/// The conditions while `spec.suspend` is true: all as they were, plus `Suspended`.
+pub fn suspended(previous: &[Condition]) -> Vec<Condition> {
+    let mut fresh = without(previous, types::SUSPENDED);
+    fresh.push(Condition::new(
+        types::SUSPENDED,
+        ConditionStatus::True,
+        "Suspended",
+        "spec.suspend is true: no external calls are made until it is false.",
+    ));
+    fresh
+}
+
+/// The conditions of a spec the schema could not refuse: all as they were, and Ready
+/// False with what is wrong.
+pub fn invalid_spec(previous: &[Condition], problems: &[String]) -> Vec<Condition> {
+    let mut fresh = without(previous, types::READY);
+    fresh.push(Condition::new(
+        types::READY,
+        ConditionStatus::False,
+        "InvalidSpec",
+        problems.join("; "),
+    ));
+    fresh
 }
 
 /// The first step error of a report, if any.

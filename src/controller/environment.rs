@@ -7,7 +7,9 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::conditions::{ENVIRONMENT_RULES, ready, step_conditions, types};
+use super::conditions::{
+    ENVIRONMENT_RULES, invalid_spec, ready, step_conditions, suspended, types,
+};
 use super::context::Context;
 use super::nexus_restart::{self, Rollout};
 use super::secrets::KubeSecretStore;
@@ -45,27 +47,14 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     let previous = env.status.clone().unwrap_or_default();
 
     if env.spec.suspend {
-        let mut fresh: Vec<Condition> = without(&previous.conditions, types::SUSPENDED);
-        fresh.push(Condition::new(
-            types::SUSPENDED,
-            ConditionStatus::True,
-            "Suspended",
-            "spec.suspend is true: no external calls are made until it is false.",
-        ));
+        let fresh = suspended(&previous.conditions);
         write(ctx, &api, env, &previous, fresh, None).await?;
         return Ok(Action::await_change());
     }
 
     let problems = environment_problems(&env.spec);
     if !problems.is_empty() {
-        let invalid = Condition::new(
-            types::READY,
-            ConditionStatus::False,
-            "InvalidSpec",
-            problems.join("; "),
-        );
-        let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
-        fresh.push(invalid);
+        let fresh = invalid_spec(&previous.conditions, &problems);
         write(ctx, &api, env, &previous, fresh, None).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         return Ok(Action::await_change());

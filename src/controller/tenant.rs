@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::conditions::{TENANT_RULES, ready, step_conditions, types};
+use super::conditions::{TENANT_RULES, invalid_spec, ready, step_conditions, suspended, types};
 use super::context::Context;
 use super::environment::next_action;
 use super::secrets::KubeSecretStore;
@@ -100,27 +100,14 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     let previous = t.status.clone().unwrap_or_default();
 
     if t.spec.suspend {
-        let mut fresh: Vec<Condition> = without(&previous.conditions, types::SUSPENDED);
-        fresh.push(Condition::new(
-            types::SUSPENDED,
-            ConditionStatus::True,
-            "Suspended",
-            "spec.suspend is true: no external calls are made until it is false.",
-        ));
+        let fresh = suspended(&previous.conditions);
         write(ctx, &api, t, &previous, fresh, None).await?;
         return Ok(Action::await_change());
     }
 
     let problems = tenant_problems(&t.spec);
     if !problems.is_empty() {
-        let invalid = Condition::new(
-            types::READY,
-            ConditionStatus::False,
-            "InvalidSpec",
-            problems.join("; "),
-        );
-        let mut fresh = without(&previous.conditions, types::READY);
-        fresh.push(invalid);
+        let fresh = invalid_spec(&previous.conditions, &problems);
         write(ctx, &api, t, &previous, fresh, None).await?;
         ctx.set_ready(KIND_TENANT, &key(t), Some(false));
         return Ok(Action::await_change());
