@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::manifests::{Bundle, SecretManifest, secret_manifest};
-use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome};
+use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome, key_of};
 use crate::secret::SecretString;
 
 pub struct FileStore {
@@ -88,17 +88,7 @@ impl FileStore {
 impl SecretStore for FileStore {
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secrets = self.secrets.lock().expect("store lock");
-        let secret = secrets.get(name).ok_or_else(|| SecretError::NotFound {
-            name: name.to_string(),
-        })?;
-        secret
-            .data
-            .get(key)
-            .cloned()
-            .ok_or_else(|| SecretError::KeyMissing {
-                name: name.to_string(),
-                key: key.to_string(),
-            })
+        key_of(name, key, secrets.get(name).map(|s| &s.data))
     }
 
     async fn create_generated(

@@ -51,11 +51,7 @@ pub const ENVIRONMENT_RULES: &[ConditionRule] = &[
 pub const TENANT_RULES: &[ConditionRule] = &[
     ConditionRule {
         type_: types::CONTACT_CENTER_RESOLVED,
-        steps: &[
-            Step::Environment,
-            Step::Credentials,
-            Step::ContactCenterResolved,
-        ],
+        steps: &[Step::Credentials, Step::ContactCenterResolved],
         true_reason: "Resolved",
     },
     ConditionRule {
@@ -182,11 +178,6 @@ pub fn invalid_spec(previous: &[Condition], problems: &[String]) -> Vec<Conditio
         problems.join("; "),
     ));
     fresh
-}
-
-/// The first step error of a report, if any.
-pub fn first_error(report: &RunReport) -> Option<&StepError> {
-    report.failure().map(|(_, e)| e)
 }
 
 #[cfg(test)]

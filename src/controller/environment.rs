@@ -22,7 +22,7 @@ use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
-use crate::runbook::environment::{delete_environment, resolve_environment, run_environment};
+use crate::runbook::environment::{delete_environment, read_environment, run_environment};
 use crate::runbook::report::{Reason, RunReport, Step};
 
 pub async fn reconcile(
@@ -370,13 +370,9 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
         let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-        let mut report = RunReport::default();
-        let outcome = match resolve_environment(env, &store, false, &mut report).await {
-            Some(resolved) => delete_environment(&ctx.runbook, &resolved).await,
-            None => Err(report
-                .failure()
-                .map(|(_, e)| e.clone())
-                .expect("resolve reports its failure")),
+        let outcome = match read_environment(env, &store).await {
+            Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,
+            Err(e) => Err(e),
         };
         match &outcome {
             // The Secrets are gone (typically the whole namespace is being deleted): the

@@ -10,7 +10,7 @@ use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::api::{FIELD_MANAGER, managed_labels};
-use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome};
+use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome, key_of};
 use crate::secret::SecretString;
 
 pub struct KubeSecretStore {
@@ -68,15 +68,8 @@ fn decode(secret: &Secret) -> BTreeMap<String, SecretString> {
 #[async_trait]
 impl SecretStore for KubeSecretStore {
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
-        let secret = self.get(name).await?.ok_or_else(|| SecretError::NotFound {
-            name: name.to_string(),
-        })?;
-        decode(&secret)
-            .remove(key)
-            .ok_or_else(|| SecretError::KeyMissing {
-                name: name.to_string(),
-                key: key.to_string(),
-            })
+        let data = self.get(name).await?.map(|s| decode(&s));
+        key_of(name, key, data.as_ref())
     }
 
     async fn create_generated(

@@ -19,7 +19,7 @@ use super::{Error, KIND_TENANT, now_rfc3339, reconcile_pass};
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::validation::tenant_problems;
 use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, TenantStatus};
-use crate::runbook::environment::{ResolvedEnvironment, resolve_environment};
+use crate::runbook::environment::{ResolvedEnvironment, read_environment};
 use crate::runbook::report::{Outcome, Reason, RunReport, Step, StepError};
 use crate::runbook::tenant::{delete_tenant, run_tenant};
 
@@ -48,6 +48,16 @@ fn owner_reference(t: &DigitalChannelsTenant) -> Option<OwnerReference> {
     t.controller_owner_ref(&())
 }
 
+/// The tenant's environment, if it exists.
+async fn fetch_environment(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+) -> Result<Option<DigitalChannelsEnvironment>, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
+    Ok(envs.get_opt(&t.spec.environment_ref.name).await?)
+}
+
 /// The environment, once it is Ready, with its Secrets read; else why the tenant waits.
 async fn ready_environment(
     t: &DigitalChannelsTenant,
@@ -55,8 +65,7 @@ async fn ready_environment(
 ) -> Result<Result<ResolvedEnvironment, String>, Error> {
     let ns = t.namespace().unwrap_or_default();
     let env_name = &t.spec.environment_ref.name;
-    let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(env) = envs.get_opt(env_name).await? else {
+    let Some(env) = fetch_environment(t, ctx).await? else {
         return Ok(Err(format!(
             "DigitalChannelsEnvironment {env_name} does not exist in namespace {ns}."
         )));
@@ -79,19 +88,12 @@ async fn ready_environment(
         )));
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    let mut report = RunReport::default();
-    Ok(
-        match resolve_environment(&env, &store, false, &mut report).await {
-            Some(resolved) => Ok(resolved),
-            None => Err(format!(
-                "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
-                report
-                    .failure()
-                    .map(|(_, e)| e.message.clone())
-                    .unwrap_or_default()
-            )),
-        },
-    )
+    Ok(read_environment(&env, &store).await.map_err(|e| {
+        format!(
+            "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
+            e.message
+        )
+    }))
 }
 
 async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error> {
@@ -379,23 +381,15 @@ async fn resolvable_environment(
     t: &DigitalChannelsTenant,
     ctx: &Context,
 ) -> Result<Result<ResolvedEnvironment, StepError>, Error> {
-    let ns = t.namespace().unwrap_or_default();
-    let env_name = &t.spec.environment_ref.name;
-    let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
-    let Some(env) = envs.get_opt(env_name).await? else {
+    let Some(env) = fetch_environment(t, ctx).await? else {
         return Ok(Err(StepError::permanent(
             Reason::WaitingForEnvironment,
-            format!("DigitalChannelsEnvironment {env_name} no longer exists"),
+            format!(
+                "DigitalChannelsEnvironment {} no longer exists",
+                t.spec.environment_ref.name
+            ),
         )));
     };
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    let mut report = RunReport::default();
-    Ok(resolve_environment(&env, &store, false, &mut report)
-        .await
-        .ok_or_else(|| {
-            report
-                .failure()
-                .map(|(_, e)| e.clone())
-                .expect("resolve reports its failure")
-        }))
+    let store = KubeSecretStore::new(ctx.client.clone(), &t.namespace().unwrap_or_default(), None);
+    Ok(read_environment(&env, &store).await)
 }

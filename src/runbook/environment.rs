@@ -138,6 +138,22 @@ pub async fn resolve_environment(
     })
 }
 
+/// Reads an environment's Secrets without generating anything: what a tenant and a
+/// cleanup need. The error is the step that failed.
+pub async fn read_environment(
+    env: &DigitalChannelsEnvironment,
+    store: &dyn SecretStore,
+) -> Result<ResolvedEnvironment, StepError> {
+    let mut report = RunReport::default();
+    match resolve_environment(env, store, false, &mut report).await {
+        Some(resolved) => Ok(resolved),
+        None => Err(report
+            .failure()
+            .map(|(_, e)| e.clone())
+            .expect("resolve reports its failure")),
+    }
+}
+
 /// What an environment run did.
 #[derive(Debug, Default)]
 pub struct EnvironmentRun {

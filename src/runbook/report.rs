@@ -15,7 +15,6 @@ pub enum Step {
     ClientVerified,
     GapiRegistered,
     // Tenant.
-    Environment,
     ContactCenterResolved,
     ChatServiceRegistered,
     TenantToken,
@@ -33,7 +32,6 @@ impl Step {
             Step::ClientRegistered => "ClientRegistered",
             Step::ClientVerified => "ClientVerified",
             Step::GapiRegistered => "GapiRegistered",
-            Step::Environment => "Environment",
             Step::ContactCenterResolved => "ContactCenterResolved",
             Step::ChatServiceRegistered => "ChatServiceRegistered",
             Step::TenantToken => "TenantToken",
@@ -52,7 +50,6 @@ impl Step {
             Step::ClientRegistered => "register the OAuth client in GWS Auth",
             Step::ClientVerified => "verify the client with a client_credentials token",
             Step::GapiRegistered => "register GWS in the nex_gapis table",
-            Step::Environment => "read the environment",
             Step::ContactCenterResolved => "resolve the contact center",
             Step::ChatServiceRegistered => "register the chatservice-uri setting",
             Step::TenantToken => "get the tenant token (password grant)",
@@ -84,8 +81,6 @@ pub enum Outcome {
     Obtained,
     /// A cached value was reused (a token).
     Reused,
-    /// The step does not apply (e.g. no UCS configured).
-    Skipped,
     /// A person must act; the report's detail says what.
     ManualStepRequired,
 }
@@ -100,7 +95,6 @@ impl Outcome {
             Outcome::Verified => "verified",
             Outcome::Obtained => "obtained",
             Outcome::Reused => "reused",
-            Outcome::Skipped => "skipped",
             Outcome::ManualStepRequired => "manual step required",
         }
     }

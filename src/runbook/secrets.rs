@@ -46,6 +46,24 @@ impl SecretError {
     }
 }
 
+/// One key of a Secret's data (`None`: the Secret does not exist), or which of the two is
+/// missing.
+pub fn key_of(
+    name: &str,
+    key: &str,
+    data: Option<&BTreeMap<String, SecretString>>,
+) -> Result<SecretString, SecretError> {
+    let data = data.ok_or_else(|| SecretError::NotFound {
+        name: name.to_string(),
+    })?;
+    data.get(key)
+        .cloned()
+        .ok_or_else(|| SecretError::KeyMissing {
+            name: name.to_string(),
+            key: key.to_string(),
+        })
+}
+
 /// What earlier runs recorded about a tenant, kept with its output Secret.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OutputRecord {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use digital_channels_operator::local_postgres::LocalPostgres;
 use digital_channels_operator::runbook::secrets::{
-    OutputRecord, SecretError, SecretStore, WriteOutcome,
+    OutputRecord, SecretError, SecretStore, WriteOutcome, key_of,
 };
 use digital_channels_operator::runbook::{RealConnector, Runbook};
 use digital_channels_operator::secret::SecretString;
@@ -162,16 +162,7 @@ impl MemoryStore {
 impl SecretStore for MemoryStore {
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secrets = self.secrets.lock().unwrap();
-        let s = secrets
-            .get(name)
-            .ok_or_else(|| SecretError::NotFound { name: name.into() })?;
-        s.data
-            .get(key)
-            .cloned()
-            .ok_or_else(|| SecretError::KeyMissing {
-                name: name.into(),
-                key: key.into(),
-            })
+        key_of(name, key, secrets.get(name).map(|s| &s.data))
     }
 
     async fn create_generated(
