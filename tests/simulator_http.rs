@@ -1198,6 +1198,39 @@ async fn injected_failures_then_success_and_timeouts() {
 }
 
 #[tokio::test]
+async fn admin_surface_changes_a_tenant_user_password() {
+    let h = start_default().await;
+    h.create_client().await;
+    let change = |password: &str| json!({"contactCenterId": DEMO_CC_T100, "username": "nexus", "password": password});
+    let resp = h
+        .req(Method::POST, "/_sim/tenant-users/password")
+        .json(&change("rotated-password"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let old = h.password_grant(DEMO_CC_T100, "nexus_password").await;
+    assert!(
+        old.status().is_client_error(),
+        "the old password no longer works"
+    );
+    let new = h.password_grant(DEMO_CC_T100, "rotated-password").await;
+    assert_eq!(new.status(), StatusCode::OK);
+    // Only T100's user changed.
+    let other = h.password_grant(DEMO_CC_T200, "nexus_password").await;
+    assert_eq!(other.status(), StatusCode::OK);
+
+    let resp = h
+        .req(Method::POST, "/_sim/tenant-users/password")
+        .json(&json!({"contactCenterId": DEMO_CC_T100}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    h.finish().await;
+}
+
+#[tokio::test]
 async fn admin_surface_state_and_faults() {
     let h = start_default().await;
     let resp = h
