@@ -46,6 +46,18 @@ fn kube_message(e: &kube::Error) -> String {
     }
 }
 
+/// The operator's bookkeeping annotations on an output Secret.
+fn operator_annotations(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("digitalchannels.dev/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn decode(secret: &Secret) -> BTreeMap<String, SecretString> {
     let mut data: BTreeMap<String, SecretString> = secret
         .data
@@ -108,13 +120,7 @@ impl SecretStore for KubeSecretStore {
     async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError> {
         Ok(self.get(name).await?.map(|s| OutputRecord {
             data: decode(&s),
-            annotations: s
-                .metadata
-                .annotations
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k.starts_with("digitalchannels.dev/"))
-                .collect(),
+            annotations: operator_annotations(&s),
         }))
     }
 
@@ -133,11 +139,8 @@ impl SecretStore for KubeSecretStore {
                 // Extra keys someone added are tolerated; ours must be exact.
                 let current = decode(s);
                 let same_data = record.data.iter().all(|(k, v)| current.get(k) == Some(v));
-                let annotations = s.metadata.annotations.clone().unwrap_or_default();
-                let same_annotations = record
-                    .annotations
-                    .iter()
-                    .all(|(k, v)| annotations.get(k) == Some(v));
+                // Exactly ours: one we no longer set must be dropped by the next apply.
+                let same_annotations = operator_annotations(s) == record.annotations;
                 let labels = s.metadata.labels.clone().unwrap_or_default();
                 let same_labels = managed_labels()
                     .iter()
