@@ -39,8 +39,9 @@ type Rule = (
     &'static [&'static str],
 );
 
-/// In every watched namespace (ClusterRole when cluster-wide, Role per namespace otherwise).
-const WATCH_RULES: &[Rule] = &[
+/// On the operator's own kinds: always in the ClusterRole, so that a watched namespace being
+/// deleted (its Roles go first) cannot strand the finalizers.
+const RESOURCE_RULES: &[Rule] = &[
     (
         "digitalchannels.dev",
         &["digitalchannelsenvironments", "digitalchannelstenants"],
@@ -65,6 +66,16 @@ const WATCH_RULES: &[Rule] = &[
         &["update"],
         &[],
     ),
+];
+
+/// Whether a namespace is being deleted: any namespace when cluster-wide ...
+const NAMESPACE_GET_ANY: &[Rule] = &[("", &["namespaces"], &["get"], &[])];
+/// ... the watched ones otherwise (ci/all-options-values.yaml watches these two).
+const NAMESPACE_GET_WATCHED: &[Rule] =
+    &[("", &["namespaces"], &["get"], &["tenants-a", "tenants-b"])];
+
+/// In every watched namespace (ClusterRole when cluster-wide, Role per namespace otherwise).
+const WATCH_RULES: &[Rule] = &[
     (
         "",
         &["secrets"],
@@ -507,10 +518,10 @@ fn all_options_values_set_every_value_and_render_them() {
     ] {
         assert_eq!(k.get(kind).copied(), Some(n), "{kind} in {k:?}");
     }
-    assert!(
-        !k.contains_key("ClusterRole") && !k.contains_key("ClusterRoleBinding"),
-        "a namespace list needs no cluster-wide rights"
-    );
+    // A namespace list: cluster-wide rights on the operator's own kinds only (see
+    // rbac_rules_are_exactly_the_documented_set); Secrets stay in the Roles.
+    assert_eq!(k.get("ClusterRole").copied(), Some(1), "{k:?}");
+    assert_eq!(k.get("ClusterRoleBinding").copied(), Some(1), "{k:?}");
 
     let dep = one(&objs, "Deployment");
     assert_eq!(s(dep, "metadata.name"), "dc-operator-all");
@@ -967,6 +978,10 @@ fn deployment_meets_the_restricted_pod_security_standard() {
 /// these sets are equal.
 type Grant = (String, String, String, String);
 
+fn grants_of_tables(tables: &[&[Rule]]) -> BTreeSet<Grant> {
+    tables.iter().flat_map(|t| grants_of_table(t)).collect()
+}
+
 fn grants_of_table(rules: &[Rule]) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     for (group, resources, verbs, names) in rules {
@@ -1074,7 +1089,7 @@ fn rbac_rules_are_exactly_the_documented_set() {
     let want: BTreeMap<_, _> = [
         (
             key("ClusterRole", "", RELEASE),
-            grants_of_table(WATCH_RULES),
+            grants_of_tables(&[RESOURCE_RULES, NAMESPACE_GET_ANY, WATCH_RULES]),
         ),
         (
             key(
@@ -1095,6 +1110,10 @@ fn rbac_rules_are_exactly_the_documented_set() {
         "dc-operator-sa",
     );
     let want: BTreeMap<_, _> = [
+        (
+            key("ClusterRole", "", "dc-operator-all"),
+            grants_of_tables(&[RESOURCE_RULES, NAMESPACE_GET_WATCHED]),
+        ),
         (
             key("Role", "tenants-a", "dc-operator-all"),
             grants_of_table(WATCH_RULES),
@@ -1129,7 +1148,7 @@ fn rbac_rules_are_exactly_the_documented_set() {
     let want: BTreeMap<_, _> = [
         (
             key("ClusterRole", "", RELEASE),
-            grants_of_table(WATCH_RULES),
+            grants_of_tables(&[RESOURCE_RULES, NAMESPACE_GET_ANY, WATCH_RULES]),
         ),
         (
             key("Role", "nexus", "digital-channels-operator-nexus-restart"),
@@ -1149,8 +1168,10 @@ fn rbac_rules_are_exactly_the_documented_set() {
 
     // Each rule is explained in docs/install.md.
     let doc = fs::read_to_string(root().join("docs/install.md")).expect("docs/install.md");
-    for (_, resources, verbs, _) in WATCH_RULES
+    for (_, resources, verbs, _) in RESOURCE_RULES
         .iter()
+        .chain(NAMESPACE_GET_ANY)
+        .chain(WATCH_RULES)
         .chain(LEASE_RULES)
         .chain(NEXUS_RULES_NAMED)
     {

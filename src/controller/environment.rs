@@ -23,7 +23,7 @@ use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
 use crate::runbook::environment::{delete_environment, read_environment, run_environment};
-use crate::runbook::report::{Reason, RunReport, Step};
+use crate::runbook::report::{RunReport, Step};
 
 pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
@@ -374,10 +374,14 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
             Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,
             Err(e) => Err(e),
         };
+        let skip = match &outcome {
+            Ok(()) => false,
+            Err(e) => super::cleanup_can_never_succeed(ctx, &ns, e).await,
+        };
         match &outcome {
             // The Secrets are gone (typically the whole namespace is being deleted): the
             // cleanup can never succeed, so let go loudly instead of hanging.
-            Err(e) if matches!(e.reason, Reason::SecretNotFound | Reason::SecretKeyMissing) => {
+            Err(e) if skip => {
                 ctx.event(
                     &env.object_ref(&()),
                     true,

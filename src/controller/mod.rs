@@ -136,6 +136,44 @@ fn error_policy<K: kube::Resource<DynamicType = ()>>(
     Action::requeue(ctx.backoff(&key, None))
 }
 
+/// kube-runtime reports a failed watch (a missing RBAC rule, an API server outage) only in the
+/// controller's output stream, and retries it with backoff: log it, or it goes unseen.
+/// Reconcile errors are logged by `record_reconcile`.
+async fn log_watch_failure<K, E>(
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, watcher::Error>>,
+) where
+    K: kube::Resource,
+{
+    if let Err(kube::runtime::controller::Error::QueueError(e)) = result {
+        tracing::warn!(error = %e, "watch failed; retrying with backoff");
+    }
+}
+
+/// Whether a failed cleanup can never succeed, so that holding the finalizer would only hang
+/// the deletion: what it needs is gone (the environment, a Secret, a key), or its namespace is
+/// being deleted, in which case its Secrets, and the Role that let the operator read them, go
+/// first. Anything else (an upstream down, a refused credential) blocks the deletion instead.
+pub(crate) async fn cleanup_can_never_succeed(
+    ctx: &Context,
+    namespace: &str,
+    error: &crate::runbook::StepError,
+) -> bool {
+    use crate::runbook::Reason;
+    if matches!(
+        error.reason,
+        Reason::WaitingForEnvironment | Reason::SecretNotFound | Reason::SecretKeyMissing
+    ) {
+        return true;
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    namespaces
+        .get_opt(namespace)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+}
+
 /// Names of the Secrets an environment reads.
 pub fn environment_secret_names(env: &DigitalChannelsEnvironment) -> Vec<String> {
     let spec = &env.spec;
@@ -251,7 +289,7 @@ pub async fn run_scope(
         )
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(environment::reconcile, error_policy, ctx.clone())
-        .for_each(|_| async {});
+        .for_each(log_watch_failure);
 
     let tenants = Controller::new(
         api_for::<DigitalChannelsTenant>(&client, ns),
@@ -283,7 +321,7 @@ pub async fn run_scope(
         )
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(tenant::reconcile, error_policy, ctx)
-        .for_each(|_| async {});
+        .for_each(log_watch_failure);
 
     tokio::join!(envs, tenants);
 }

@@ -309,6 +309,10 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
             }
             (Err(e), Some(_)) => Err(e),
         };
+        let skip = match &outcome {
+            Ok(()) => false,
+            Err(e) => super::cleanup_can_never_succeed(ctx, &ns, e).await,
+        };
         match outcome {
             Ok(()) => {
                 ctx.event(
@@ -322,14 +326,7 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
             }
             // The environment or the Secrets are gone (typically the namespace is being
             // deleted): the cleanup can never succeed, so let go loudly instead of hanging.
-            Err(e)
-                if matches!(
-                    e.reason,
-                    Reason::WaitingForEnvironment
-                        | Reason::SecretNotFound
-                        | Reason::SecretKeyMissing
-                ) =>
-            {
+            Err(e) if skip => {
                 ctx.event(
                     &t.object_ref(&()),
                     true,

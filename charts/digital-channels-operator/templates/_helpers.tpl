@@ -98,11 +98,12 @@ Checks on combinations of values that the schema cannot express.
 {{- end }}
 
 {{/*
-The rules the operator needs in every namespace it watches: a ClusterRole when it watches the
-whole cluster, a Role in each namespace otherwise. docs/install.md explains each rule; the test
-tests/packaging.rs holds the same set and fails when this one changes.
+The rules on the operator's own kinds. Always a ClusterRole, also with watchNamespaces: when a
+watched namespace is deleted, its Roles go at once while the environments and tenants wait for the
+operator to remove its finalizer, which it could then no longer do. docs/install.md explains each
+rule; tests/packaging.rs holds the same set and fails when this one changes.
 */}}
-{{- define "dco.watchRules" -}}
+{{- define "dco.resourceRules" -}}
 # DigitalChannelsEnvironment and DigitalChannelsTenant: list+watch feed the controllers' caches (and
 # the start-up check that the CRDs are installed), get reads one object, patch/update add and remove
 # the finalizer digitalchannels.dev/cleanup. No create/delete: users own these objects.
@@ -119,6 +120,21 @@ tests/packaging.rs holds the same set and fails when this one changes.
 - apiGroups: ["digitalchannels.dev"]
   resources: ["digitalchannelsenvironments/finalizers", "digitalchannelstenants/finalizers"]
   verbs: ["update"]
+# Namespaces, get only: a cleanup whose Secrets can no longer be read lets go (CleanupSkipped) only
+# when the namespace itself is being deleted, instead of holding it Terminating forever.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  {{- with (include "dco.watchNamespaces" . | fromJsonArray) }}
+  resourceNames: {{ . | toJson }}
+  {{- end }}
+  verbs: ["get"]
+{{- end }}
+
+{{/*
+The rules the operator needs in every namespace it watches: in the ClusterRole when it watches the
+whole cluster, a Role in each namespace otherwise (so it reads Secrets only there).
+*/}}
+{{- define "dco.watchRules" -}}
 # Secrets: read the referenced ones (ops credentials, database URL, CA, tenant credentials, UCS
 # API key) and watch them so that a rotated password is picked up at once; create/update/patch the
 # generated OAuth client secret and the tenant's output Secret. No delete: both are removed by the
