@@ -14,7 +14,6 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
@@ -69,16 +68,6 @@ fn secret(name: &str, labels: &[(&str, &str)]) -> Secret {
     );
     secret.data = Some([("key".to_owned(), ByteString(b"value".to_vec()))].into());
     secret
-}
-
-fn owner_ref(uid: &str, name: &str) -> OwnerReference {
-    OwnerReference {
-        api_version: "fake.digitalchannels.dev/v1".into(),
-        kind: "Widget".into(),
-        name: name.into(),
-        uid: uid.into(),
-        ..Default::default()
-    }
 }
 
 /// The HTTP code and reason of an API error.
@@ -732,85 +721,6 @@ async fn delete_honours_finalizers() {
         ..Default::default()
     };
     assert_eq!(api_error(secrets.delete("p", &dp).await).0, 409);
-}
-
-#[tokio::test]
-async fn deleting_an_owner_collects_its_dependents() {
-    let server = FakeApiServer::start().await;
-    let widgets: Api<Widget> = Api::default_namespaced(server.client());
-    let secrets: Api<Secret> = Api::default_namespaced(server.client());
-    let owner = widgets
-        .create(&PostParams::default(), &widget("owner", 1))
-        .await
-        .unwrap();
-    let owner_uid = owner.uid().unwrap();
-    let keeper = widgets
-        .create(&PostParams::default(), &widget("keeper", 1))
-        .await
-        .unwrap();
-
-    let owned = |name: &str, owners: Vec<OwnerReference>, finalizer: bool| {
-        let mut s = secret(name, &[]);
-        s.metadata.owner_references = Some(owners);
-        if finalizer {
-            s.metadata.finalizers = Some(vec!["example.com/keep".into()]);
-        }
-        s
-    };
-    let pp = PostParams::default();
-    let plain = secrets
-        .create(
-            &pp,
-            &owned("plain", vec![owner_ref(&owner_uid, "owner")], false),
-        )
-        .await
-        .unwrap();
-    secrets
-        .create(
-            &pp,
-            &owned(
-                "grandchild",
-                vec![owner_ref(&plain.uid().unwrap(), "plain")],
-                false,
-            ),
-        )
-        .await
-        .unwrap();
-    secrets
-        .create(
-            &pp,
-            &owned("finalized", vec![owner_ref(&owner_uid, "owner")], true),
-        )
-        .await
-        .unwrap();
-    let shared_owners = vec![
-        owner_ref(&owner_uid, "owner"),
-        owner_ref(&keeper.uid().unwrap(), "keeper"),
-    ];
-    secrets
-        .create(&pp, &owned("shared", shared_owners, false))
-        .await
-        .unwrap();
-
-    widgets
-        .delete("owner", &DeleteParams::default())
-        .await
-        .unwrap();
-
-    let left = names(server.list_as::<Secret>(Some("default")));
-    assert_eq!(left, ["finalized", "shared"]);
-    let finalized = server.get_as::<Secret>("default", "finalized").unwrap();
-    assert!(finalized.metadata.deletion_timestamp.is_some());
-    let shared = server.get_as::<Secret>("default", "shared").unwrap();
-    assert_eq!(names_of_owners(&shared), ["keeper"]);
-}
-
-fn names_of_owners(object: &impl ResourceExt) -> Vec<String> {
-    object
-        .owner_references()
-        .iter()
-        .map(|o| o.name.clone())
-        .collect()
 }
 
 #[tokio::test]

@@ -13,19 +13,20 @@
 //!   deployments): the main resource ignores `status`, `/status` changes only `status`;
 //! - merge, strategic-merge (as merge), JSON (RFC 6902, a failed `test` is 422) and
 //!   server-side apply patches (approximated as a merge patch that creates when absent);
-//! - finalizers, `deletionTimestamp`, and background garbage collection by owner uid;
+//! - finalizers and `deletionTimestamp`;
 //! - watches replay the last [`HISTORY_LIMIT`] events from a resourceVersion, answer a
 //!   compacted one with an `ERROR` 410 event, end after `timeoutSeconds`, and support
 //!   bookmarks and `sendInitialEvents` streaming lists;
 //! - metadata-only requests (`as=PartialObjectMetadata` in `Accept`).
 //!
-//! Not modelled: discovery, admission and validation, defaulting, `managedFields` and apply
-//! field ownership, `propagationPolicy` (always background), deleting a namespace's contents
-//! with it, list `resourceVersion` semantics (lists always serve the latest state).
+//! Not modelled, because `tests/e2e/` proves it on a real API server: RBAC, admission and
+//! validation, `managedFields` and apply field ownership, garbage collection by owner
+//! reference, deleting a namespace's contents with it. Nor discovery, defaulting, or list
+//! `resourceVersion` semantics (lists always serve the latest state).
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::collections::BTreeMap;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -312,7 +313,7 @@ impl FakeApiServer {
     pub fn remove(&self, resource: &ResourceKey, namespace: &str, name: &str) -> Option<Value> {
         let key = ObjKey::new(resource, namespace, name);
         self.shared
-            .mutate(false, |store| store.remove_now(&key, None, false))
+            .mutate(false, |store| store.remove_now(&key, None))
             .0
     }
 
@@ -536,14 +537,8 @@ impl Store {
         }
     }
 
-    /// Removes an object now (DELETED event carrying `final_state` or the stored object),
-    /// then optionally garbage-collects its dependents.
-    fn remove_now(
-        &mut self,
-        key: &ObjKey,
-        final_state: Option<Value>,
-        collect_garbage: bool,
-    ) -> Option<Value> {
+    /// Removes an object now (DELETED event carrying `final_state` or the stored object).
+    fn remove_now(&mut self, key: &ObjKey, final_state: Option<Value>) -> Option<Value> {
         let previous = self.objects.remove(key)?;
         let mut object = final_state.unwrap_or_else(|| previous.clone());
         self.rv += 1;
@@ -554,9 +549,6 @@ impl Store {
             object.clone(),
             Some(previous),
         );
-        if collect_garbage && let Some(uid) = meta_str(&object, "uid") {
-            self.collect_garbage(uid);
-        }
         Some(object)
     }
 
@@ -564,7 +556,7 @@ impl Store {
     fn delete(&mut self, key: &ObjKey) -> Option<Deletion> {
         let object = self.objects.get(key)?.clone();
         if finalizers(&object).is_empty() {
-            return self.remove_now(key, None, true).map(Deletion::Removed);
+            return self.remove_now(key, None).map(Deletion::Removed);
         }
         if meta_str(&object, "deletionTimestamp").is_some() {
             return Some(Deletion::Pending(object));
@@ -578,41 +570,6 @@ impl Store {
             marked,
             ChangeKind::Modified,
         )))
-    }
-
-    /// Background garbage collection after the object with `owner_uid` went away: dependents
-    /// with another live owner lose the dangling reference, the others are deleted.
-    fn collect_garbage(&mut self, owner_uid: &str) {
-        let dependents: Vec<ObjKey> = self
-            .objects
-            .iter()
-            .filter(|(_, o)| owner_uids(o).contains(&owner_uid))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in dependents {
-            // An earlier step of this collection may have removed it already.
-            let Some(object) = self.objects.get(&key).cloned() else {
-                continue;
-            };
-            let live: HashSet<&str> = self
-                .objects
-                .values()
-                .filter_map(|o| meta_str(o, "uid"))
-                .collect();
-            let has_live_owner = owner_uids(&object)
-                .iter()
-                .any(|u| *u != owner_uid && live.contains(u));
-            if has_live_owner {
-                let mut pruned = object;
-                if let Some(Value::Array(refs)) = meta_mut(&mut pruned).get_mut("ownerReferences") {
-                    refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
-                }
-                normalize(&mut pruned);
-                self.put(key, pruned, ChangeKind::Modified);
-            } else {
-                self.delete(&key);
-            }
-        }
     }
 
     /// Creates an object; `namespace` is authoritative ("" for cluster-scoped).
@@ -786,7 +743,7 @@ impl Store {
         if deleting && finalizers(&new).is_empty() {
             // The last finalizer is gone: the object is removed (one DELETED event).
             return self
-                .remove_now(key, Some(new), true)
+                .remove_now(key, Some(new))
                 .ok_or_else(|| ApiError::not_found(resource, &key.name));
         }
         Ok(self.put(key.clone(), new, ChangeKind::Modified))
@@ -850,7 +807,7 @@ impl Store {
         }
         if meta_str(&new, "deletionTimestamp").is_some() && finalizers(&new).is_empty() {
             return self
-                .remove_now(&key, Some(new), true)
+                .remove_now(&key, Some(new))
                 .ok_or_else(|| ApiError::not_found(resource, &name));
         }
         Ok(self.put(key, new, ChangeKind::Modified))
