@@ -1,0 +1,16 @@
+//! End to end against a real Kubernetes API server (`KUBECONFIG`; CI starts `../shared/k8s`).
+//! Without one every scenario prints that it skipped; with `DC_E2E_REQUIRED=1` it fails instead.
+//!
+//! Every scenario runs `dc-operator run` on this machine, logged in as the ServiceAccount that
+//! `helm template` renders, with exactly the chart's RBAC applied to the cluster, against its own
+//! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
+
+mod harness;
+mod leader;
+mod namespace_deletion;
+mod output_secret;
+mod pod_security;
+mod provisioning;
+mod rbac;
+mod resources;
+mod rotation;
