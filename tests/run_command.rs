@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::fake_apiserver::{FakeApiServer, Verb};
 use common::{Sim, environment};
 use digital_channels_operator::api::DigitalChannelsEnvironment;
-use digital_channels_operator::controller::leader::{LEASE_NAME, LeaderElector};
+use digital_channels_operator::controller::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 
@@ -230,21 +230,33 @@ async fn run_exits_with_a_clear_message_when_the_crds_are_missing() {
     );
 }
 
+/// Short enough for a test; the same proportions as the defaults (15 s, 10 s, 2 s).
+fn fast_timing() -> LeaseTiming {
+    LeaseTiming {
+        lease_duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1200),
+        retry_period: Duration::from_millis(200),
+    }
+}
+
+/// Rewrites the Lease's renewTime, as a holder whose clock is off by `skew` would write it.
+fn set_renew_time(api: &FakeApiServer, skew: jiff::SignedDuration) {
+    let mut lease = api.get_as::<Lease>("dc-system", LEASE_NAME).unwrap();
+    lease.spec.as_mut().unwrap().renew_time = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now() + skew),
+    );
+    api.insert(
+        &common::fake_apiserver::ResourceKey::of::<Lease>(),
+        serde_json::to_value(&lease).unwrap(),
+    );
+}
+
 #[tokio::test]
-async fn only_one_replica_holds_the_lease() {
+async fn only_one_replica_holds_the_lease_whatever_the_holders_clock_says() {
     let api = FakeApiServer::start().await;
-    let a = LeaderElector::new(
-        api.client(),
-        "dc-system",
-        "a".into(),
-        Duration::from_secs(15),
-    );
-    let b = LeaderElector::new(
-        api.client(),
-        "dc-system",
-        "b".into(),
-        Duration::from_secs(15),
-    );
+    let elector =
+        |id: &str| LeaderElector::new(api.client(), "dc-system", id.into(), fast_timing());
+    let (a, b) = (elector("a"), elector("b"));
     assert!(a.try_acquire().await.unwrap());
     assert!(
         !b.try_acquire().await.unwrap(),
@@ -252,17 +264,27 @@ async fn only_one_replica_holds_the_lease() {
     );
     assert!(a.try_acquire().await.unwrap(), "a renews");
 
-    // The holder stops renewing: once the lease expires, b takes over.
-    let mut lease = api.get_as::<Lease>("dc-system", LEASE_NAME).unwrap();
-    let stale = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
-    lease.spec.as_mut().unwrap().renew_time = Some(
-        k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(stale),
+    // The holder's clock is an hour behind: its renewTime looks long expired, but the record
+    // just changed, so by b's own clock the lease is live.
+    set_renew_time(&api, jiff::SignedDuration::from_hours(-1));
+    assert!(
+        !b.try_acquire().await.unwrap(),
+        "clock skew must not expire a live lease"
     );
-    api.insert(
-        &common::fake_apiserver::ResourceKey::of::<Lease>(),
-        serde_json::to_value(&lease).unwrap(),
+    // An hour ahead: looks valid for an hour, yet expires a lease duration after b saw it last
+    // change.
+    set_renew_time(&api, jiff::SignedDuration::from_hours(1));
+    assert!(!b.try_acquire().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !b.try_acquire().await.unwrap(),
+        "not before the lease duration"
     );
-    assert!(b.try_acquire().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        b.try_acquire().await.unwrap(),
+        "expired by b's clock: b takes over"
+    );
     assert!(!a.try_acquire().await.unwrap(), "a lost it");
     let spec = api
         .get_as::<Lease>("dc-system", LEASE_NAME)
@@ -271,4 +293,100 @@ async fn only_one_replica_holds_the_lease() {
         .unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("b"));
     assert_eq!(spec.lease_transitions, Some(1));
+}
+
+#[tokio::test]
+async fn the_holder_gives_up_at_the_renew_deadline_when_the_api_server_hangs() {
+    // An API server that accepts connections and never answers, as a throttled or partitioned
+    // one looks to the client (which would otherwise retry for minutes).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hung = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let timing = fast_timing();
+    let elector = LeaderElector::new(client, "dc-system", "a".into(), timing);
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), elector.keep_leadership())
+        .await
+        .expect("keep_leadership must return at the renew deadline, not wait for the client");
+    let took = started.elapsed();
+    assert!(
+        took >= timing.renew_deadline && took < timing.renew_deadline + timing.retry_period * 3,
+        "gave up after {took:?}"
+    );
+    hung.abort();
+}
+
+#[tokio::test]
+async fn a_replica_that_loses_the_lease_exits_at_once() {
+    let api = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .args([
+            "run",
+            "--namespace",
+            "dc",
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("DC_LEADER_ELECTION_NAMESPACE", "dc-system")
+        .env("POD_NAME", "replica-a")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    api.wait_for(Duration::from_secs(20), |a| {
+        a.get_as::<Lease>("dc-system", LEASE_NAME).filter(|l| {
+            l.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some("replica-a")
+        })
+    })
+    .await
+    .expect("replica-a takes the Lease");
+
+    // Another replica holds it now (as after a partition): replica-a must stop at its next
+    // renewal (every 2 s), not finish what it was doing.
+    let mut lease = api.get_as::<Lease>("dc-system", LEASE_NAME).unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("replica-b".into());
+    spec.renew_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+        jiff::Timestamp::now(),
+    ));
+    api.insert(
+        &common::fake_apiserver::ResourceKey::of::<Lease>(),
+        serde_json::to_value(&lease).unwrap(),
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after losing the Lease");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "exits non-zero so Kubernetes restarts it"
+    );
+    let holder = api
+        .get_as::<Lease>("dc-system", LEASE_NAME)
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_eq!(
+        holder.as_deref(),
+        Some("replica-b"),
+        "the new holder keeps it"
+    );
 }

@@ -1,21 +1,67 @@
 //! Leader election with a coordination.k8s.io Lease, so two replicas never reconcile at
-//! once. A replica that cannot renew its lease in time exits, and Kubernetes restarts it
-//! as a follower.
+//! once. It follows client-go's `leaderelection` semantics:
+//!
+//! - a lease held by another replica expires `leaseDurationSeconds` after *this* replica last
+//!   saw its record change, on this replica's monotonic clock: the holder's `renewTime` is
+//!   never compared with the local clock, so clock skew between nodes cannot make a live lease
+//!   look expired;
+//! - the holder renews every retry period; a renewal that has not succeeded within the renew
+//!   deadline (each attempt bounded by a timeout, so a throttled or hung API server cannot
+//!   stretch it) means the lease is lost;
+//! - the renew deadline is shorter than the lease duration, so the holder gives up before any
+//!   other replica can consider the lease expired. The caller must then stop writing at once.
+//!
+//! Why not a crate: kube-leader-election targets kube 4, and kube-lease-manager computes expiry
+//! from the holder's `renewTime` against the local clock (with a skew allowance), which is the
+//! behaviour this module exists to avoid.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
+use tokio::time::Instant;
 
 /// Name of the Lease, in the operator's namespace.
 pub const LEASE_NAME: &str = "digital-channels-operator";
 
+/// client-go's and controller-runtime's defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseTiming {
+    /// How long a lease stays valid after its record last changed.
+    pub lease_duration: Duration,
+    /// How long the holder keeps trying to renew before it gives up; < `lease_duration`.
+    pub renew_deadline: Duration,
+    /// How often the holder renews and a standby looks.
+    pub retry_period: Duration,
+}
+
+impl Default for LeaseTiming {
+    fn default() -> Self {
+        Self {
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The lease record as last seen, and when (on this replica's clock) it was first seen so.
+struct Observed {
+    holder: String,
+    renew_time: Option<MicroTime>,
+    transitions: Option<i32>,
+    duration: Duration,
+    at: Instant,
+}
+
 pub struct LeaderElector {
     api: Api<Lease>,
     identity: String,
-    lease_duration: Duration,
+    timing: LeaseTiming,
+    observed: Mutex<Option<Observed>>,
 }
 
 impl LeaderElector {
@@ -23,17 +69,55 @@ impl LeaderElector {
         client: kube::Client,
         namespace: &str,
         identity: String,
-        lease_duration: Duration,
+        timing: LeaseTiming,
     ) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             identity,
-            lease_duration,
+            timing,
+            observed: Mutex::new(None),
         }
     }
 
     pub fn identity(&self) -> &str {
         &self.identity
+    }
+
+    /// Records `spec` as seen now, unless it is the record already seen (then the time of
+    /// that first sighting stands). Returns when the record was first seen.
+    fn observe(&self, spec: &LeaseSpec) -> Instant {
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        let same = observed.as_ref().is_some_and(|o| {
+            o.holder == holder
+                && o.renew_time == spec.renew_time
+                && o.transitions == spec.lease_transitions
+        });
+        if !same {
+            *observed = Some(Observed {
+                holder,
+                renew_time: spec.renew_time.clone(),
+                transitions: spec.lease_transitions,
+                duration: Duration::from_secs(
+                    spec.lease_duration_seconds.unwrap_or(0).max(0) as u64
+                ),
+                at: Instant::now(),
+            });
+        }
+        observed.as_ref().map_or_else(Instant::now, |o| o.at)
+    }
+
+    /// Whether another replica's lease is still valid, by this replica's observation.
+    fn held_by_another(&self, spec: &LeaseSpec) -> bool {
+        let first_seen = self.observe(spec);
+        let holder = spec.holder_identity.as_deref().unwrap_or_default();
+        let duration = self
+            .observed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(Duration::ZERO, |o| o.duration);
+        !holder.is_empty() && holder != self.identity && first_seen.elapsed() < duration
     }
 
     /// Takes the lease when it is free or expired, renews it when it is ours. Returns
@@ -42,46 +126,45 @@ impl LeaderElector {
     pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
         let now = jiff::Timestamp::now();
         let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
+            let spec = self.spec(now, now, 0);
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(LEASE_NAME.to_string()),
                     labels: Some(crate::api::managed_labels()),
                     ..Default::default()
                 },
-                spec: Some(self.spec(now, now, 0)),
+                spec: Some(spec.clone()),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(true),
+                Ok(_) => {
+                    self.observe(&spec);
+                    Ok(true)
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
                 Err(e) => Err(e),
             };
         };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let holder = spec.holder_identity.clone().unwrap_or_default();
-        let renewed = spec
-            .renew_time
-            .as_ref()
-            .map(|t| t.0)
-            .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-        let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(0).max(0) as u64);
-        let expired = now.duration_since(renewed).unsigned_abs() > duration;
-        let ours = holder == self.identity;
-        if !ours && !holder.is_empty() && !expired {
+        let current = lease.spec.clone().unwrap_or_default();
+        if self.held_by_another(&current) {
             return Ok(false);
         }
-        let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(!ours);
-        let acquired = if ours {
-            spec.acquire_time.map(|t| t.0).unwrap_or(now)
-        } else {
-            now
+        let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
+        let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
+        let acquired = match (&current.acquire_time, ours) {
+            (Some(t), true) => t.0,
+            _ => now,
         };
-        lease.spec = Some(self.spec(acquired, now, transitions));
+        let spec = self.spec(acquired, now, transitions);
+        lease.spec = Some(spec.clone());
         match self
             .api
             .replace(LEASE_NAME, &PostParams::default(), &lease)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.observe(&spec);
+                Ok(true)
+            }
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
         }
@@ -95,7 +178,7 @@ impl LeaderElector {
     ) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.lease_duration.as_secs() as i32),
+            lease_duration_seconds: Some(self.timing.lease_duration.as_secs() as i32),
             acquire_time: Some(MicroTime(acquired)),
             renew_time: Some(MicroTime(renewed)),
             lease_transitions: Some(transitions),
@@ -127,44 +210,49 @@ impl LeaderElector {
         }
     }
 
-    /// Waits until this replica holds the lease.
+    /// Waits until this replica holds the lease, looking every retry period.
     pub async fn wait_for_leadership(&self) {
         let mut logged = false;
         loop {
-            match self.try_acquire().await {
-                Ok(true) => {
+            match tokio::time::timeout(self.timing.retry_period * 2, self.try_acquire()).await {
+                Ok(Ok(true)) => {
                     tracing::info!(identity = %self.identity, "acquired the leader lease");
                     return;
                 }
-                Ok(false) if !logged => {
+                Ok(Ok(false)) if !logged => {
                     tracing::info!(identity = %self.identity, "another replica leads; standing by");
                     logged = true;
                 }
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "cannot read or take the leader lease"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot read or take the leader lease"),
+                Err(_) => tracing::warn!("reading the leader lease timed out"),
             }
-            tokio::time::sleep(self.lease_duration / 3).await;
+            tokio::time::sleep(self.timing.retry_period).await;
         }
     }
 
-    /// Renews the lease until it cannot for a whole lease duration; then returns, and the
-    /// caller must stop reconciling.
+    /// Renews the lease every retry period and returns as soon as it is lost: taken by
+    /// another replica, or not renewed within the renew deadline (every attempt is cut off
+    /// at that deadline). The caller must stop writing at once.
     pub async fn keep_leadership(&self) {
-        let mut last_renewal = tokio::time::Instant::now();
+        let mut last_renewal = Instant::now();
         loop {
-            tokio::time::sleep(self.lease_duration / 3).await;
-            match self.try_acquire().await {
-                Ok(true) => last_renewal = tokio::time::Instant::now(),
-                Ok(false) => {
+            tokio::time::sleep(self.timing.retry_period).await;
+            let deadline = last_renewal + self.timing.renew_deadline;
+            match tokio::time::timeout_at(deadline, self.try_acquire()).await {
+                Ok(Ok(true)) => last_renewal = Instant::now(),
+                Ok(Ok(false)) => {
                     tracing::error!("the leader lease was taken by another replica");
                     return;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot renew the leader lease"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the leader lease"),
+                Err(_) => {}
             }
-            // Stop well before the lease can expire, so another replica never starts while
-            // this one still acts.
-            if last_renewal.elapsed() > self.lease_duration * 2 / 3 {
-                tracing::error!("could not renew the leader lease in time");
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    renew_deadline = ?self.timing.renew_deadline,
+                    "could not renew the leader lease within the renew deadline"
+                );
                 return;
             }
         }

@@ -10,7 +10,7 @@ pub mod status;
 pub mod tenant;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -353,7 +353,6 @@ pub async fn run(
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let leadership_lost = CancellationToken::new();
     let mut elector_held = None;
     if settings.leader_election {
         let identity = std::env::var("POD_NAME")
@@ -362,47 +361,36 @@ pub async fn run(
             client.clone(),
             &settings.leader_election_namespace,
             identity,
-            Duration::from_secs(15),
+            leader::LeaseTiming::default(),
         ));
         tokio::select! {
             _ = elector.wait_for_leadership() => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
-        let lost = leadership_lost.clone();
         let keeper = elector.clone();
+        let stopping = shutdown.clone();
         tokio::spawn(async move {
             keeper.keep_leadership().await;
-            lost.cancel();
+            if !stopping.is_cancelled() {
+                // Another replica may lead from now on: not one more write from this one, so
+                // no waiting for in-flight passes. Kubernetes restarts the pod as a standby.
+                tracing::error!("lost the leader lease; exiting at once");
+                std::process::exit(1);
+            }
         });
         elector_held = Some(elector);
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
-    let stop = CancellationToken::new();
-    let stop_on = stop.clone();
-    let lost = leadership_lost.clone();
-    let outer = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = outer.cancelled() => {}
-            _ = lost.cancelled() => {}
-        }
-        stop_on.cancel();
-    });
     tracing::info!(scopes = ?scopes, "controllers starting");
     futures::future::join_all(
         scopes
             .into_iter()
-            .map(|scope| run_scope(ctx.clone(), scope, settings.concurrency, stop.clone())),
+            .map(|scope| run_scope(ctx.clone(), scope, settings.concurrency, shutdown.clone())),
     )
     .await;
-    if let Some(elector) = &elector_held
-        && !leadership_lost.is_cancelled()
-    {
+    if let Some(elector) = &elector_held {
         elector.release().await;
-    }
-    if leadership_lost.is_cancelled() && !shutdown.is_cancelled() {
-        return Err("lost the leader lease; exiting so another replica can lead".to_string());
     }
     tracing::info!("controllers stopped");
     Ok(())

@@ -94,5 +94,5 @@ async fn only_the_lease_holder_reconciles_and_the_other_takes_over_after_a_kill(
     s.finish().await;
 }
 
-/// How often a standby replica looks at the Lease.
-const RETRY_PERIOD: Duration = Duration::from_secs(5);
+/// How often a standby replica looks at the Lease (`LeaseTiming::default`).
+const RETRY_PERIOD: Duration = Duration::from_secs(2);
