@@ -565,6 +565,20 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("apply {name}: {e}"))
     }
 
+    /// `kubectl apply -n NS -f examples/simulator/`, pointed at this scenario's simulator.
+    pub fn apply_examples(&self) {
+        let out = kubectl_stdin(
+            &["apply", "-n", &self.ns, "-f", "-"],
+            &simulator_examples(&self.sim),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl apply -n {} -f examples/simulator/: {}",
+            self.ns,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,

@@ -8,7 +8,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
 use crate::harness::{Scenario, Scope, cluster};
-use crate::resources::{apply_environment, apply_secrets, apply_tenant, tenant_manifest};
+use crate::resources::{apply_environment, apply_secrets, ready_t100, tenant_manifest};
 
 const OUTPUT: &str = "t100-digital-channels";
 const UCS_ANNOTATION: &str = "digitalchannels.dev/ucs-url";
@@ -115,10 +115,7 @@ async fn deleting_a_tenant_garbage_collects_its_output_secret() {
     };
     let mut s = Scenario::new(client, "gc", Scope::Namespaces).await;
     s.start_operator("replica-a");
-    apply_secrets(&s).await;
-    apply_environment(&s, "prod", "Retain").await;
-    apply_tenant(&s, "t100", "prod", "t100", "Retain").await;
-    s.wait_tenant_ready("t100").await;
+    ready_t100(&s).await;
     assert!(
         s.api::<Secret>()
             .get_opt(OUTPUT)

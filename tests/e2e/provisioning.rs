@@ -8,7 +8,7 @@ use digital_channels_operator::simulator::DEMO_CC_T100;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
 
-use crate::harness::{Scenario, Scope, cluster, kubectl_stdin, simulator_examples};
+use crate::harness::{Scenario, Scope, cluster};
 
 #[tokio::test]
 async fn the_examples_provision_and_clean_up() {
@@ -17,16 +17,7 @@ async fn the_examples_provision_and_clean_up() {
     };
     let mut s = Scenario::new(client, "examples", Scope::Namespaces).await;
     s.start_operator("replica-a");
-    let out = kubectl_stdin(
-        &["apply", "-n", &s.ns, "-f", "-"],
-        &simulator_examples(&s.sim),
-    );
-    assert!(
-        out.status.success(),
-        "kubectl apply -n {} -f examples/simulator/: {}",
-        s.ns,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.apply_examples();
 
     let tenant = s.wait_tenant_ready("t100").await;
     let status = tenant.status.expect("status");

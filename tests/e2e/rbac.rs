@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{
-    Scenario, Scope, can_i, cluster, kind_of, kubectl_stdin, simulator_examples, wait_for,
-};
+use crate::harness::{Scenario, Scope, can_i, cluster, kind_of, wait_for};
 
 #[tokio::test]
 async fn the_chart_grants_narrow_rights_in_both_modes() {
@@ -104,15 +102,7 @@ async fn cluster_wide_mode_provisions_with_the_cluster_role() {
     // Exclusive: this operator watches every namespace, so no other scenario runs meanwhile.
     let mut s = Scenario::new(client, "cluster", Scope::ClusterWide).await;
     s.start_operator("replica-a");
-    let out = kubectl_stdin(
-        &["apply", "-n", &s.ns, "-f", "-"],
-        &simulator_examples(&s.sim),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.apply_examples();
     s.wait_tenant_ready("t100").await;
     s.wait_environment_ready("prod").await;
     s.finish().await;
@@ -140,15 +130,7 @@ async fn a_missing_rule_fails_the_scenario_with_the_forbidden_answer() {
     let mut s =
         Scenario::with_rbac_edit(client, "norule", Scope::Namespaces, without_status_rule).await;
     s.start_operator("replica-a");
-    let out = kubectl_stdin(
-        &["apply", "-n", &s.ns, "-f", "-"],
-        &simulator_examples(&s.sim),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    s.apply_examples();
     let forbidden = wait_for(
         "the operator to meet a Forbidden answer",
         Duration::from_secs(60),

@@ -93,3 +93,11 @@ pub async fn apply_tenant(
     s.apply(tenant_manifest(name, env, domain, policy, json!({})))
         .await
 }
+
+/// The usual start: Secrets, environment `prod` and tenant `t100` (both Retain), Ready.
+pub async fn ready_t100(s: &Scenario) -> DigitalChannelsTenant {
+    apply_secrets(s).await;
+    apply_environment(s, "prod", "Retain").await;
+    apply_tenant(s, "t100", "prod", "t100", "Retain").await;
+    s.wait_tenant_ready("t100").await
+}

@@ -11,7 +11,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::harness::{Scenario, Scope, cluster, condition, is_true, wait_for};
-use crate::resources::{apply_environment, apply_secrets, apply_tenant, contact_center};
+use crate::resources::{contact_center, ready_t100};
 
 /// Well below the resync interval (30 s here, 10 min by default): only the watch explains it.
 const ACTED_ON_WITHIN: Duration = Duration::from_secs(15);
@@ -34,10 +34,7 @@ async fn a_rotated_tenant_password_is_acted_on_within_seconds() {
     };
     let mut s = Scenario::new(client, "rotation", Scope::Namespaces).await;
     s.start_operator("replica-a");
-    apply_secrets(&s).await;
-    apply_environment(&s, "prod", "Retain").await;
-    apply_tenant(&s, "t100", "prod", "t100", "Retain").await;
-    s.wait_tenant_ready("t100").await;
+    ready_t100(&s).await;
     let updates_before = s.sim.calls("nexus.update_tenant").await;
 
     // Rotated in GWS first, then in the Secret: the tenant update carries the new password.
