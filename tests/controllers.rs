@@ -745,3 +745,99 @@ async fn an_output_secret_that_is_not_ours_is_refused() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_tenant_for_the_same_contact_center_or_name_is_refused_naming_the_first() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    let key = h.output_key().unwrap();
+
+    // The same contact center (by id, where t100 used its domain), another name.
+    let mut twin = tenant("twin", "t100", false);
+    twin.metadata.uid = None;
+    twin.spec.contact_center_domain = None;
+    twin.spec.contact_center_id = Some(DEMO_CC_T100.to_string());
+    twin.spec.tenant_name = "twin".to_string();
+    twin.spec.credentials_secret.name = "t100-user".to_string();
+    // Another contact center, the same tenant name.
+    let mut namesake = tenant("namesake", "t200", false);
+    namesake.metadata.uid = None;
+    namesake.spec.tenant_name = "t100".to_string();
+    namesake.spec.credentials_secret.name = "t200-user".to_string();
+    for t in [&twin, &namesake] {
+        h.api.apply_as(t);
+    }
+    for (name, what) in [("twin", "contact center"), ("namesake", "tenant name t100")] {
+        let refused = h
+            .api
+            .wait_for(WAIT, |api| {
+                let t = api.get_as::<DigitalChannelsTenant>(NS, name)?;
+                let ready = find(&t.status.as_ref()?.conditions, "Ready")?.clone();
+                (ready.reason == "Conflict").then_some(ready)
+            })
+            .await
+            .unwrap_or_else(|| panic!("{name} was not refused"));
+        assert_eq!(refused.status, ConditionStatus::False);
+        assert!(
+            refused.message.contains("DigitalChannelsTenant dc/t100"),
+            "{}",
+            refused.message
+        );
+        assert!(refused.message.contains(what), "{}", refused.message);
+        assert!(
+            h.api
+                .get_as::<Secret>(NS, &format!("{name}-digital-channels"))
+                .is_none()
+        );
+    }
+    let snapshot = h.sim.handle.snapshot();
+    assert_eq!(
+        snapshot.creates("nexus.create_tenant"),
+        1,
+        "no second Nexus tenant"
+    );
+    assert_eq!(h.output_key(), Some(key), "the first keeps its key");
+    let first = conditions(&h.get_tenant().unwrap());
+    assert_eq!(find(&first, "Ready").unwrap().status, ConditionStatus::True);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_environment_for_the_same_client_is_refused_naming_the_first() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    let updates = h.sim.handle.snapshot().calls("auth.update_client");
+
+    let mut second = environment(&h.sim.url());
+    second.metadata.uid = None;
+    second.metadata.name = Some("prod-copy".to_string());
+    second.spec.client.secret = None;
+    h.api.apply_as(&second);
+    let refused = h
+        .api
+        .wait_for(WAIT, |api| {
+            let e = api.get_as::<DigitalChannelsEnvironment>(NS, "prod-copy")?;
+            let ready = find(&e.status.as_ref()?.conditions, "Ready")?.clone();
+            (ready.reason == "Conflict").then_some(ready)
+        })
+        .await
+        .expect("the second environment is refused");
+    assert!(
+        refused
+            .message
+            .contains("DigitalChannelsEnvironment dc/prod")
+            && refused.message.contains("nexus_client"),
+        "{}",
+        refused.message
+    );
+    h.settle().await;
+    assert_eq!(
+        h.sim.handle.snapshot().calls("auth.update_client"),
+        updates,
+        "the first environment's client is left alone"
+    );
+    h.stop().await;
+}

@@ -295,6 +295,96 @@ async fn a_lost_answer_recovers_the_key_from_nex_apikeys() {
 }
 
 #[tokio::test]
+async fn two_tenants_with_the_same_name_keep_their_own_keys() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let env = env_run.resolved.expect("resolved");
+    // Two contact centers, one tenant name: Nexus keeps one nex_apikeys row named "shared"
+    // for each tenant id.
+    let named_shared = |name: &str, domain: &str| {
+        let mut t = tenant(name, domain, false);
+        t.spec.tenant_name = "shared".to_string();
+        t.spec.credentials_secret.name = format!("{domain}-user");
+        t
+    };
+    let (a, b) = (named_shared("a", "t100"), named_shared("b", "t200"));
+    assert_holds(&run_tenant(&rb, &a, &env, &store).await.report);
+    assert_holds(&run_tenant(&rb, &b, &env, &store).await.report);
+    let key_a = store.get("a-digital-channels", keys::API_KEY).unwrap();
+    let key_b = store.get("b-digital-channels", keys::API_KEY).unwrap();
+    assert_ne!(key_a, key_b);
+    for _ in 0..2 {
+        for t in [&a, &b] {
+            assert_holds(&run_tenant(&rb, t, &env, &store).await.report);
+        }
+    }
+    assert_eq!(
+        store.get("a-digital-channels", keys::API_KEY),
+        Some(key_a.clone())
+    );
+    assert_eq!(
+        store.get("b-digital-channels", keys::API_KEY),
+        Some(key_b.clone()),
+        "b must never be handed a's key"
+    );
+
+    // Lost answers: each recovers its own key, by contact center.
+    for (t, output, key) in [
+        (&a, "a-digital-channels", &key_a),
+        (&b, "b-digital-channels", &key_b),
+    ] {
+        store.remove(output);
+        let run = run_tenant(&rb, t, &env, &store).await;
+        assert_eq!(
+            outcome(&run.report, Step::TenantProvisioned),
+            Outcome::Recovered
+        );
+        assert_eq!(store.get(output, keys::API_KEY).as_ref(), Some(key));
+    }
+}
+
+#[tokio::test]
+async fn a_recorded_key_is_never_replaced_and_ambiguous_rows_are_refused() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let key = store.get("t100-digital-channels", keys::API_KEY).unwrap();
+    let env = run_environment(&rb, &environment(&sim.url()), &store)
+        .await
+        .resolved
+        .expect("resolved");
+    let t100 = tenant("t100", "t100", true);
+
+    // A second row for the same tenant id and name: recovery cannot choose, and says so.
+    sqlx::query("INSERT INTO nex_apikeys (id, name, tenantid) VALUES ($1, 't100', $2)")
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(digital_channels_operator::simulator::DEMO_CC_T100)
+        .execute(&sim.db.pool)
+        .await
+        .unwrap();
+    store.remove("t100-digital-channels");
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    let (step, failure) = run.report.failure().expect("refused");
+    assert_eq!(step.step, Step::TenantProvisioned);
+    assert_eq!(failure.reason, Reason::Conflict);
+    assert!(failure.message.contains("2 rows"), "{}", failure.message);
+    assert_eq!(
+        store.get("t100-digital-channels", keys::API_KEY),
+        None,
+        "nothing written"
+    );
+
+    // The recorded key is kept, whatever nex_apikeys holds.
+    store.put("t100-digital-channels", &[(keys::API_KEY, key.as_str())]);
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(store.get("t100-digital-channels", keys::API_KEY), Some(key));
+}
+
+#[tokio::test]
 async fn a_rotated_client_secret_updates_the_client_and_the_row() {
     let sim = Sim::start().await;
     let store = sample_store(&sim.db.url);

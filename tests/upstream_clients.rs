@@ -295,10 +295,18 @@ async fn nexus_provisioning_and_the_database() {
         ErrorKind::Conflict
     );
     assert_eq!(
-        db.find_api_key("t100").await.unwrap(),
-        Some(created.api_key.clone())
+        db.find_api_keys(DEMO_CC_T100, "t100").await.unwrap(),
+        vec![created.api_key.clone()]
     );
-    assert_eq!(db.find_api_key("nobody").await.unwrap(), None);
+    assert_eq!(
+        db.find_api_keys(DEMO_CC_T200, "t100").await.unwrap(),
+        vec![],
+        "another contact center's tenant of the same name"
+    );
+    assert_eq!(
+        db.find_api_keys(DEMO_CC_T100, "nobody").await.unwrap(),
+        vec![]
+    );
     nexus.update_tenant(&token, &request).await.unwrap();
 
     nexus

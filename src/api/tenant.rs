@@ -129,6 +129,10 @@ pub struct TenantStatus {
     /// Nexus's operationId from the tenant provisioning answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
+    /// SHA-256 (first 16 bytes, base64url) of the API key the operator recorded: tells that
+    /// key from one edited in the output Secret. The key cannot be derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_digest: Option<String>,
     /// Ready, ContactCenterResolved, ChatServiceRegistered, UcsRegistered, TenantProvisioned, DesignerEnvConfigured, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

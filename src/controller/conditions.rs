@@ -180,6 +180,18 @@ pub fn invalid_spec(previous: &[Condition], problems: &[String]) -> Vec<Conditio
     fresh
 }
 
+/// Ready=False with reason Conflict: another resource holds what this one would take.
+pub fn conflict(previous: &[Condition], why: &str) -> Vec<Condition> {
+    let mut fresh = without(previous, types::READY);
+    fresh.push(Condition::new(
+        types::READY,
+        ConditionStatus::False,
+        "Conflict",
+        why,
+    ));
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

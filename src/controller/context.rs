@@ -38,6 +38,8 @@ impl Default for ControllerConfig {
 
 pub struct Context {
     pub client: kube::Client,
+    /// Both kinds as the controllers see them, to refuse a second claim on one upstream.
+    pub caches: super::identity::Caches,
     pub runbook: Runbook,
     pub config: ControllerConfig,
     recorder: Recorder,
@@ -53,6 +55,7 @@ impl Context {
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            caches: super::identity::Caches::default(),
             client,
             runbook,
             config,

@@ -8,9 +8,10 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
 use super::conditions::{
-    ENVIRONMENT_RULES, invalid_spec, ready, step_conditions, suspended, types,
+    ENVIRONMENT_RULES, conflict, invalid_spec, ready, step_conditions, suspended, types,
 };
 use super::context::Context;
+use super::identity;
 use super::nexus_restart::{self, Rollout};
 use super::secrets::KubeSecretStore;
 use super::status::{
@@ -58,6 +59,14 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         write(ctx, &api, env, &previous, fresh, None).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         return Ok(Action::await_change());
+    }
+
+    if let Some(why) = identity::environment_conflict(&ctx.caches, env) {
+        let fresh = conflict(&previous.conditions, &why);
+        write(ctx, &api, env, &previous, fresh, None).await?;
+        ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
+        // The other environment's deletion is not watched from here: look again later.
+        return Ok(Action::requeue(ctx.config.max_backoff));
     }
 
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod context;
 pub mod environment;
+pub mod identity;
 pub mod leader;
 pub mod nexus_restart;
 pub mod secrets;
@@ -267,6 +268,7 @@ pub async fn run_scope(
     )
     .with_config(config.clone());
     let env_store = envs.store();
+    ctx.caches.register_environments(env_store.clone());
     let envs = envs
         .watches(
             api_for::<Secret>(&client, ns),
@@ -297,6 +299,7 @@ pub async fn run_scope(
     )
     .with_config(config);
     let tenant_store = tenants.store();
+    ctx.caches.register_tenants(tenant_store.clone());
     let tenant_store_for_envs = tenant_store.clone();
     let tenants = tenants
         .watches(

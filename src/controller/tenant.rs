@@ -8,9 +8,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::conditions::{TENANT_RULES, invalid_spec, ready, step_conditions, suspended, types};
+use super::conditions::{
+    TENANT_RULES, conflict, invalid_spec, ready, step_conditions, suspended, types,
+};
 use super::context::Context;
 use super::environment::next_action;
+use super::identity;
 use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
@@ -137,6 +140,14 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         }
     };
 
+    if let Some(why) = identity::tenant_conflict(&ctx.caches, t, &env.spec.nexus_url) {
+        let fresh = conflict(&previous.conditions, &why);
+        write(ctx, &api, t, &previous, fresh, None).await?;
+        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+        // The other tenant's deletion is not watched from here: look again later.
+        return Ok(Action::requeue(ctx.config.max_backoff));
+    }
+
     // Once provisioned, the contact center is pinned: a new contact center in GWS must not
     // make discovery pick another one and provision a second tenant.
     let mut pinned = t.clone();
@@ -177,6 +188,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         contact_center_id: run.contact_center_id.clone(),
         operation_id: run.operation_id.clone(),
         output_secret_name: Some(run.output_secret_name.clone()),
+        api_key_digest: run.api_key_digest.clone(),
     };
     let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
     ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
@@ -219,6 +231,7 @@ struct StatusDetails {
     contact_center_id: Option<String>,
     operation_id: Option<String>,
     output_secret_name: Option<String>,
+    api_key_digest: Option<String>,
 }
 
 async fn write(
@@ -247,6 +260,9 @@ async fn write(
         operation_id: details
             .operation_id
             .or_else(|| previous.operation_id.clone()),
+        api_key_digest: details
+            .api_key_digest
+            .or_else(|| previous.api_key_digest.clone()),
         conditions,
     };
     if apply_status(api, &t.name_any(), previous, &status).await?

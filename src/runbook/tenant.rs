@@ -58,6 +58,16 @@ pub struct TenantRun {
     pub output_secret_name: String,
     /// The API key, for showing it masked; it is written only to the output Secret.
     pub api_key: Option<SecretString>,
+    /// [`api_key_digest`] of that key, for the tenant's status.
+    pub api_key_digest: Option<String>,
+}
+
+/// SHA-256 of an API key, first 16 bytes, base64url: a record of which key the operator
+/// holds that reveals nothing of it (the keys are random UUIDs).
+pub fn api_key_digest(key: &SecretString) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, key.expose().as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
 }
 
 fn fingerprint(client_secret: &SecretString, credentials: &Credentials) -> String {
@@ -289,12 +299,17 @@ pub async fn run_tenant(
         genesys_tenant_id: spec.genesys_tenant_id,
     };
     let current_fingerprint = fingerprint(&env.client_secret, &user);
+    let recorded_digest = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.api_key_digest.clone());
     let provisioned = provision_tenant(
         nexus.as_ref(),
         db.as_ref(),
         &token,
         &request,
         &previous,
+        recorded_digest.as_deref(),
         &current_fingerprint,
     )
     .await;
@@ -360,6 +375,7 @@ pub async fn run_tenant(
     if failed {
         return run;
     }
+    run.api_key_digest = Some(api_key_digest(&api_key));
     run.api_key = Some(api_key);
 
     // DesignerEnv: manual until acknowledged.
@@ -427,6 +443,7 @@ async fn provision_tenant(
     token: &SecretString,
     request: &TenantRequest,
     previous: &OutputRecord,
+    recorded_digest: Option<&str>,
     current_fingerprint: &str,
 ) -> Result<(Outcome, SecretString, Option<String>), StepError> {
     let to_step = upstream("Check the tenant user's rights in Nexus");
@@ -447,21 +464,26 @@ async fn provision_tenant(
             Err(e) => return Err(to_step(e)),
         }
     }
-    // nex_apikeys is Nexus's own record: it wins over a recorded key that was edited.
-    let stored_key = db.find_api_key(&request.name).await.map_err(&to_step)?;
-    let (key, outcome) = match (known_key, stored_key) {
-        (Some(known), Some(stored)) if known != stored => (stored, Outcome::Recovered),
-        (Some(known), _) => (known, Outcome::AlreadyRight),
-        (None, Some(stored)) => (stored, Outcome::Recovered),
-        (None, None) => {
-            return Err(StepError::permanent(
-                Reason::Conflict,
-                format!(
-                    "tenant {} ({}) exists in Nexus but its API key was never recorded and nex_apikeys has no key \
-                     named {}; put the key into the output Secret under xapikey, or remove the tenant from Nexus",
-                    request.name, request.contact_center_id, request.name
-                ),
-            ));
+    // The tenant exists and its create answer is not in this pass. The key the operator
+    // recorded stands; one edited in the output Secret, or a lost one, is recovered from
+    // the tenant's own nex_apikeys row, and only if that row is the key once recorded.
+    let edited = |k: &SecretString| recorded_digest.is_some_and(|d| api_key_digest(k) != d);
+    let (key, outcome) = match known_key {
+        Some(known) if !edited(&known) => (known, Outcome::AlreadyRight),
+        _ => {
+            let key = recover_api_key(db, request).await?;
+            if edited(&key) {
+                return Err(StepError::permanent(
+                    Reason::Conflict,
+                    format!(
+                        "the xapikey of tenant {} ({}) is not the key the operator recorded, and nex_apikeys holds \
+                         yet another one; the operator will not choose: put the right key into the output Secret \
+                         under xapikey",
+                        request.name, request.contact_center_id
+                    ),
+                ));
+            }
+            (key, Outcome::Recovered)
         }
     };
     let rotated = previous
@@ -485,6 +507,41 @@ async fn provision_tenant(
         };
     }
     Ok((outcome, key, previous_op))
+}
+
+/// The key of a tenant whose create answer was lost: the one `nex_apikeys` row of this
+/// tenant (its name, and its contact center where the table has a `tenantid` column).
+/// Several rows, or none, and nothing is guessed.
+async fn recover_api_key(
+    db: &dyn crate::upstream::NexusDb,
+    request: &TenantRequest,
+) -> Result<SecretString, StepError> {
+    let rows = db
+        .find_api_keys(&request.contact_center_id, &request.name)
+        .await
+        .map_err(upstream(
+            "Check the database URL in the environment's Secret",
+        ))?;
+    let who = format!("tenant {} ({})", request.name, request.contact_center_id);
+    match <[SecretString; 1]>::try_from(rows) {
+        Ok([key]) => Ok(key),
+        Err(rows) if rows.is_empty() => Err(StepError::permanent(
+            Reason::Conflict,
+            format!(
+                "{who} exists in Nexus but its API key was never recorded and nex_apikeys has no key named {} \
+                 for it; put the key into the output Secret under xapikey, or remove the tenant from Nexus",
+                request.name
+            ),
+        )),
+        Err(rows) => Err(StepError::permanent(
+            Reason::Conflict,
+            format!(
+                "{who} exists in Nexus but its API key was never recorded, and {} rows of nex_apikeys match it; \
+                 the operator will not choose one: put the right key into the output Secret under xapikey",
+                rows.len()
+            ),
+        )),
+    }
 }
 
 /// Tenant cleanup for `deletionPolicy: Delete`: the Nexus tenant and its PlatformUCS

@@ -38,13 +38,17 @@ pub trait NexusDb: Send + Sync {
     ) -> Result<u64>;
     /// Returns the rows deleted.
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64>;
-    /// The API key (the row id) of the `nex_apikeys` row with this name.
-    async fn find_api_key(&self, name: &str) -> Result<Option<SecretString>>;
+    /// The API keys (row ids) of the tenant's own `nex_apikeys` rows: named after the tenant
+    /// and, where the table has a `tenantid` column, of its contact center. Normally one;
+    /// the caller refuses to choose among several.
+    async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>>;
 }
 
 /// The sqlx implementation. Connections are opened lazily and kept in a small pool.
 pub struct PgNexusDb {
     pool: PgPool,
+    /// Whether `nex_apikeys` has the `tenantid` column, asked once.
+    has_tenant_column: tokio::sync::OnceCell<bool>,
 }
 
 impl PgNexusDb {
@@ -64,11 +68,33 @@ impl PgNexusDb {
             .acquire_timeout(Duration::from_secs(10))
             .idle_timeout(Duration::from_secs(300))
             .connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            has_tenant_column: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn has_tenant_column(&self) -> Result<bool> {
+        self.has_tenant_column
+            .get_or_try_init(|| async {
+                let (exists,): (bool,) = timed(
+                    "find_api_keys",
+                    sqlx::query_as(
+                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                         WHERE table_name = 'nex_apikeys' AND column_name = 'tenantid' \
+                         AND table_schema = ANY (current_schemas(false)))",
+                    )
+                    .fetch_one(&self.pool),
+                )
+                .await?;
+                Ok(exists)
+            })
+            .await
+            .copied()
     }
 }
 
@@ -204,14 +230,18 @@ impl NexusDb for PgNexusDb {
         Ok(done.rows_affected())
     }
 
-    async fn find_api_key(&self, name: &str) -> Result<Option<SecretString>> {
-        let row: Option<(String,)> = timed(
-            "find_api_key",
-            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1 LIMIT 1")
+    async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>> {
+        let query = if self.has_tenant_column().await? {
+            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1 AND tenantid = $2")
                 .bind(name)
-                .fetch_optional(&self.pool),
-        )
-        .await?;
-        Ok(row.map(|(id,)| SecretString::new(id)))
+                .bind(tenant_id)
+        } else {
+            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1").bind(name)
+        };
+        let rows: Vec<(String,)> = timed("find_api_keys", query.fetch_all(&self.pool)).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id,)| SecretString::new(id))
+            .collect())
     }
 }

@@ -1,0 +1,151 @@
+//! Who owns what upstream. Two tenants on one Nexus must never share a contact center or a
+//! tenant name (the second would be handed the first's Nexus tenant and key), and two
+//! environments must never manage the same client id on one GWS Auth (each would reset the
+//! other's client secret on every pass). The older resource keeps its claim; the newer one
+//! is refused with a condition that names the older.
+
+use std::sync::{Arc, RwLock};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+
+use crate::api::common::trim_url;
+use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
+
+/// The controllers' caches of both kinds, one store per watched scope.
+#[derive(Default)]
+pub struct Caches {
+    tenants: RwLock<Vec<Store<DigitalChannelsTenant>>>,
+    environments: RwLock<Vec<Store<DigitalChannelsEnvironment>>>,
+}
+
+impl Caches {
+    pub fn register_tenants(&self, store: Store<DigitalChannelsTenant>) {
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(store);
+    }
+
+    pub fn register_environments(&self, store: Store<DigitalChannelsEnvironment>) {
+        self.environments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(store);
+    }
+
+    fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {
+        let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+        stores.iter().flat_map(|s| s.state()).collect()
+    }
+
+    fn environments(&self) -> Vec<Arc<DigitalChannelsEnvironment>> {
+        let stores = self.environments.read().unwrap_or_else(|e| e.into_inner());
+        stores.iter().flat_map(|s| s.state()).collect()
+    }
+}
+
+/// Who keeps a claim, first to last: one that already acts upstream (it carries the
+/// finalizer, added with its first external object), then the older (creation time has
+/// whole seconds only), then by namespace and name, so that both sides agree.
+fn age_key<K: kube::Resource>(o: &K) -> (bool, Option<jiff::Timestamp>, String, String) {
+    let meta = o.meta();
+    let acting = meta
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == crate::api::FINALIZER);
+    (
+        !acting,
+        meta.creation_timestamp.as_ref().map(|t| t.0),
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+fn is_other<K: kube::Resource>(me: &K, other: &K) -> bool {
+    other.meta().deletion_timestamp.is_none()
+        && other.meta().uid != me.meta().uid
+        && age_key(other) < age_key(me)
+}
+
+/// The contact center a tenant has claimed: resolved, or named in its spec.
+fn claimed_contact_center(t: &DigitalChannelsTenant) -> Option<&str> {
+    t.status
+        .as_ref()
+        .and_then(|s| s.contact_center_id.as_deref())
+        .or(t.spec.contact_center_id.as_deref())
+}
+
+/// Why `tenant`, on the Nexus at `nexus_url`, must not proceed: an older tenant there
+/// claims the same contact center, domain or tenant name.
+pub fn tenant_conflict(
+    caches: &Caches,
+    tenant: &DigitalChannelsTenant,
+    nexus_url: &str,
+) -> Option<String> {
+    let environments = caches.environments();
+    let nexus_of = |t: &DigitalChannelsTenant| {
+        environments
+            .iter()
+            .find(|e| e.namespace() == t.namespace() && e.name_any() == t.spec.environment_ref.name)
+            .map(|e| trim_url(&e.spec.nexus_url).to_string())
+    };
+    let mut rivals: Vec<Arc<DigitalChannelsTenant>> = caches
+        .tenants()
+        .into_iter()
+        .filter(|o| is_other(tenant, o.as_ref()))
+        .filter(|o| nexus_of(o).as_deref() == Some(trim_url(nexus_url)))
+        .collect();
+    rivals.sort_by_key(|o| age_key(o.as_ref()));
+    rivals.iter().find_map(|o| {
+        let what = if o.spec.tenant_name == tenant.spec.tenant_name {
+            format!("the tenant name {}", tenant.spec.tenant_name)
+        } else if let (Some(a), Some(b)) = (claimed_contact_center(o), claimed_contact_center(tenant))
+            && a == b
+        {
+            format!("the contact center {a}")
+        } else if let (Some(a), Some(b)) = (
+            &o.spec.contact_center_domain,
+            &tenant.spec.contact_center_domain,
+        ) && a == b
+            && claimed_contact_center(tenant).is_none()
+        {
+            format!("the contact center domain {a}")
+        } else {
+            return None;
+        };
+        Some(format!(
+            "DigitalChannelsTenant {}/{} already uses {what} on the Nexus at {}; two tenants cannot share it. \
+             Delete one of them, or give this one its own contact center and tenant name.",
+            o.namespace().unwrap_or_default(),
+            o.name_any(),
+            trim_url(nexus_url)
+        ))
+    })
+}
+
+/// Why `env` must not proceed: an older environment manages the same client id on the same
+/// GWS Auth.
+pub fn environment_conflict(caches: &Caches, env: &DigitalChannelsEnvironment) -> Option<String> {
+    let mut rivals: Vec<Arc<DigitalChannelsEnvironment>> = caches
+        .environments()
+        .into_iter()
+        .filter(|o| is_other(env, o.as_ref()))
+        .filter(|o| {
+            trim_url(&o.spec.auth_url) == trim_url(&env.spec.auth_url)
+                && o.spec.client.id == env.spec.client.id
+        })
+        .collect();
+    rivals.sort_by_key(|o| age_key(o.as_ref()));
+    rivals.first().map(|o| {
+        format!(
+            "DigitalChannelsEnvironment {}/{} already manages the OAuth client {} on {}; two environments would \
+             reset each other's client secret. Use that environment, or another client id (spec.client.id).",
+            o.namespace().unwrap_or_default(),
+            o.name_any(),
+            env.spec.client.id,
+            trim_url(&env.spec.auth_url)
+        )
+    })
+}
