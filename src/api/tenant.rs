@@ -43,10 +43,14 @@ use super::conditions::{Condition, conditions_schema};
     )
 )]
 #[x_kube(validation = Rule::new("!(has(self.contactCenterId) && has(self.contactCenterDomain))").message("set contactCenterId or contactCenterDomain, not both"))]
+// Identity: changing these would orphan the Nexus tenant or leave its key behind.
+#[x_kube(validation = Rule::new("(has(self.contactCenterId) ? self.contactCenterId : '') == (has(oldSelf.contactCenterId) ? oldSelf.contactCenterId : '')").message(IMMUTABLE_CONTACT_CENTER_ID))]
+#[x_kube(validation = Rule::new("(has(self.contactCenterDomain) ? self.contactCenterDomain : '') == (has(oldSelf.contactCenterDomain) ? oldSelf.contactCenterDomain : '')").message(IMMUTABLE_CONTACT_CENTER_DOMAIN))]
+#[x_kube(validation = Rule::new("(has(self.outputSecretName) ? self.outputSecretName : '') == (has(oldSelf.outputSecretName) ? oldSelf.outputSecretName : '')").message(IMMUTABLE_OUTPUT_SECRET_NAME))]
 #[serde(rename_all = "camelCase")]
 pub struct DigitalChannelsTenantSpec {
     /// The DigitalChannelsEnvironment this tenant belongs to, in the same namespace.
-    #[x_kube(validation = Rule::new("self == oldSelf").message("environmentRef is immutable"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE_ENVIRONMENT_REF))]
     pub environment_ref: EnvironmentRef,
     /// Contact center id (UUID). Discovered when absent: by `contactCenterDomain`, or the only contact center.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +79,7 @@ pub struct DigitalChannelsTenantSpec {
     pub ucs: Option<UcsSpec>,
     /// Name of the output Secret (keys xapikey, contactCenterId, tenantName, nexusUrl). Default `<metadata.name>-digital-channels`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(SECRET_NAME_PATTERN))]
     pub output_secret_name: Option<String>,
     /// Retain (default) leaves the Nexus tenant when the resource is deleted; Delete removes it and its PlatformUCS service.
     #[serde(default)]
@@ -84,6 +88,19 @@ pub struct DigitalChannelsTenantSpec {
     #[serde(default)]
     pub suspend: bool,
 }
+
+/// A Secret name: a DNS subdomain (RFC 1123), as the API server requires.
+pub const SECRET_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+const IMMUTABLE_CONTACT_CENTER_ID: &str = "contactCenterId cannot be changed: it names the Nexus tenant. To use another \
+     contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
+const IMMUTABLE_CONTACT_CENTER_DOMAIN: &str = "contactCenterDomain cannot be changed: it chose the Nexus tenant. To use \
+     another contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
+const IMMUTABLE_OUTPUT_SECRET_NAME: &str = "outputSecretName cannot be changed: the API key would stay in the old Secret. \
+     Copy the Secret yourself, or delete this tenant and create a new one";
+const IMMUTABLE_ENVIRONMENT_REF: &str = "environmentRef cannot be changed: the tenant is provisioned through that \
+     environment. Delete this tenant and create a new one in the other environment";
 
 fn default_genesys_tenant_id() -> i64 {
     1

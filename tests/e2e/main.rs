@@ -14,3 +14,4 @@ mod provisioning;
 mod rbac;
 mod resources;
 mod rotation;
+mod schema;
