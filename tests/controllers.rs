@@ -394,6 +394,22 @@ async fn a_rotated_tenant_password_is_pushed_to_nexus() {
     h.stop().await;
 }
 
+/// Calls that change something in GWS or Nexus, so far.
+fn upstream_writes(h: &Harness) -> u64 {
+    let snapshot = h.sim.handle.snapshot();
+    [
+        "auth.create_client",
+        "auth.update_client",
+        "environment.upsert_setting",
+        "nexus.register_ucs",
+        "nexus.create_tenant",
+        "nexus.update_tenant",
+    ]
+    .iter()
+    .map(|op| snapshot.calls(op))
+    .sum()
+}
+
 #[tokio::test]
 async fn the_output_secret_is_rebuilt_when_deleted_or_edited() {
     let h = Harness::start().await;
@@ -402,6 +418,7 @@ async fn the_output_secret_is_rebuilt_when_deleted_or_edited() {
     h.both_ready().await;
     let key = h.output_key().unwrap();
 
+    let writes_before = upstream_writes(&h);
     h.api.delete_as::<Secret>(NS, "t100-digital-channels");
     let rebuilt = h
         .api
@@ -409,6 +426,12 @@ async fn the_output_secret_is_rebuilt_when_deleted_or_edited() {
         .await
         .expect("rebuilt");
     assert_eq!(rebuilt, key, "recovered from nex_apikeys");
+    h.settle().await;
+    assert_eq!(
+        upstream_writes(&h),
+        writes_before,
+        "rebuilding the output Secret writes nothing upstream (the record is in status)"
+    );
 
     h.secret(
         "t100-digital-channels",
@@ -839,5 +862,45 @@ async fn a_second_environment_for_the_same_client_is_refused_naming_the_first() 
         updates,
         "the first environment's client is left alone"
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_waits_while_a_rotated_client_secret_is_not_pushed_yet() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+
+    // The environment's pass hangs at GWS Auth, so the rotated secret is not pushed yet.
+    for op in ["auth.list_clients", "auth.get_client"] {
+        h.sim.handle.faults().timeout_next(op, 100);
+    }
+    h.secret(
+        "prod-nexus-client",
+        &[("client-secret", "a-rotated-client-secret-of-enough-length")],
+    );
+    // Meanwhile something makes the tenant reconcile.
+    h.tenant(|t| {
+        t.metadata.labels = Some([("touched".to_string(), "1".to_string())].into());
+    });
+    let t = h
+        .tenant_condition(
+            "Ready",
+            ConditionStatus::False,
+            Some("WaitingForEnvironment"),
+        )
+        .await;
+    let ready = find(&conditions(&t), "Ready").unwrap().clone();
+    assert!(ready.message.contains("client secret"), "{}", ready.message);
+    assert!(
+        find(&conditions(&t), "TenantProvisioned").is_none_or(|c| c.reason != "Unauthorized"),
+        "no token grant with a secret GWS Auth does not hold yet"
+    );
+
+    // Once pushed, the tenant is Ready again at once.
+    h.sim.handle.faults().clear();
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
     h.stop().await;
 }

@@ -403,6 +403,42 @@ async fn a_rotated_client_secret_updates_the_client_and_the_row() {
     assert!(state.clients["nexus_client"].secret_matches("a-new-client-secret-of-enough-length"));
     let rows = sim.handle.gapis_rows().await.unwrap();
     assert_eq!(rows.len(), 1);
+
+    // The tenants see no password change in it: no tenant update in Nexus.
+    let updates = sim.handle.snapshot().calls("nexus.update_tenant");
+    let resolved = run.resolved.expect("resolved");
+    for t in [tenant("t100", "t100", true), tenant("t200", "t200", false)] {
+        let run = run_tenant(&rb, &t, &resolved, &store).await;
+        assert_holds(&run.report);
+        assert_eq!(
+            outcome(&run.report, Step::TenantProvisioned),
+            Outcome::AlreadyRight
+        );
+    }
+    assert_eq!(
+        sim.handle.snapshot().calls("nexus.update_tenant"),
+        updates,
+        "a client secret rotation is not a tenant password change"
+    );
+}
+
+#[tokio::test]
+async fn an_already_registered_ucs_service_counts_as_registered() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env = run_environment(&rb, &environment(&sim.url()), &store)
+        .await
+        .resolved
+        .expect("resolved");
+    // Nexus answers the PlatformUCS POST with 409, "Resource already exists".
+    sim.handle.faults().fail_next("nexus.register_ucs", 1, 409);
+    let run = run_tenant(&rb, &tenant("t100", "t100", true), &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::UcsRegistered),
+        Outcome::AlreadyRight
+    );
 }
 
 #[tokio::test]

@@ -153,6 +153,10 @@ pub struct EnvironmentStatus {
     /// Secret that holds the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_name: Option<String>,
+    /// HMAC (keyed with the environment's fingerprint key) of the client secret GWS Auth was
+    /// last verified to hold: tenants wait while the Secret holds another one, not yet pushed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_digest: Option<String>,
     /// Ready, ClientRegistered, ClientVerified, GapiRegistered, NexusRestarted, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

@@ -150,6 +150,13 @@ pub struct TenantStatus {
     /// key from one edited in the output Secret. The key cannot be derived from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_digest: Option<String>,
+    /// The PlatformUCS URL the operator registered (no GET of the service is known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ucs_url: Option<String>,
+    /// HMAC of the tenant user's credentials the Nexus tenant holds, keyed with the
+    /// environment's fingerprint key: a rotated password is noticed without keeping it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_fingerprint: Option<String>,
     /// Ready, ContactCenterResolved, ChatServiceRegistered, UcsRegistered, TenantProvisioned, DesignerEnvConfigured, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

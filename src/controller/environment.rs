@@ -49,21 +49,21 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
 
     if env.spec.suspend {
         let fresh = suspended(&previous.conditions);
-        write(ctx, &api, env, &previous, fresh, None).await?;
+        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
         return Ok(Action::await_change());
     }
 
     let problems = environment_problems(&env.spec);
     if !problems.is_empty() {
         let fresh = invalid_spec(&previous.conditions, &problems);
-        write(ctx, &api, env, &previous, fresh, None).await?;
+        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         return Ok(Action::await_change());
     }
 
     if let Some(why) = identity::environment_conflict(&ctx.caches, env) {
         let fresh = conflict(&previous.conditions, &why);
-        write(ctx, &api, env, &previous, fresh, None).await?;
+        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         // The other environment's deletion is not watched from here: look again later.
         return Ok(Action::requeue(ctx.config.max_backoff));
@@ -97,19 +97,20 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
-    let wrote_ready = write(
-        ctx,
-        &api,
-        env,
-        &previous,
-        all,
-        Some(
-            run.resolved
-                .as_ref()
-                .map(|r| r.client_secret_ref.name.clone()),
-        ),
-    )
-    .await?;
+    // Once GWS Auth verifiably holds the client secret, tenants may use it.
+    let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
+    let details = StatusDetails {
+        client_secret_name: run
+            .resolved
+            .as_ref()
+            .map(|r| r.client_secret_ref.name.clone()),
+        client_secret_digest: run
+            .resolved
+            .as_ref()
+            .filter(|_| verified)
+            .map(|r| r.client_secret_digest()),
+    };
+    let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
 
     Ok(next_action(
@@ -148,6 +149,13 @@ pub fn next_action(
     }
 }
 
+/// What a pass learnt besides conditions; `None` keeps what status had.
+#[derive(Default)]
+struct StatusDetails {
+    client_secret_name: Option<String>,
+    client_secret_digest: Option<String>,
+}
+
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
 async fn write(
     ctx: &Context,
@@ -155,7 +163,7 @@ async fn write(
     env: &DigitalChannelsEnvironment,
     previous: &EnvironmentStatus,
     fresh: Vec<Condition>,
-    client_secret_name: Option<Option<String>>,
+    details: StatusDetails,
 ) -> Result<bool, Error> {
     let conditions = merge_conditions(
         &previous.conditions,
@@ -165,9 +173,12 @@ async fn write(
     );
     let status = EnvironmentStatus {
         observed_generation: env.metadata.generation,
-        client_secret_name: client_secret_name
-            .flatten()
+        client_secret_name: details
+            .client_secret_name
             .or_else(|| previous.client_secret_name.clone()),
+        client_secret_digest: details
+            .client_secret_digest
+            .or_else(|| previous.client_secret_digest.clone()),
         conditions,
     };
     if apply_status(api, &env.name_any(), previous, &status).await?
@@ -374,7 +385,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
             );
             let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
             fresh.push(blocked);
-            write(ctx, &api, env, &previous, fresh, None).await?;
+            write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
             // The tenants' deletion triggers us through the watch; this is the safety net.
             return Ok(Action::requeue(Duration::from_secs(60)));
         }
@@ -415,7 +426,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
                 );
                 let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
                 fresh.push(failed);
-                write(ctx, &api, env, &previous, fresh, None).await?;
+                write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
                 return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
             }
             Ok(()) => {

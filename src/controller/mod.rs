@@ -182,6 +182,7 @@ pub fn environment_secret_names(env: &DigitalChannelsEnvironment) -> Vec<String>
         spec.ops_credentials_secret.name.clone(),
         spec.database.url_secret.name.clone(),
         spec.client_secret_ref(&env.name_any()).name,
+        crate::runbook::environment::fingerprint_key_ref(&env.name_any()).name,
     ];
     if let Some(tls) = &spec.tls {
         names.push(tls.ca_secret.name.clone());

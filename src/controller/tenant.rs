@@ -91,12 +91,32 @@ async fn ready_environment(
         )));
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    Ok(read_environment(&env, &store).await.map_err(|e| {
-        format!(
-            "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
-            e.message
-        )
-    }))
+    let resolved = match read_environment(&env, &store).await {
+        Ok(resolved) => resolved,
+        Err(e) => {
+            return Ok(Err(format!(
+                "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
+                e.message
+            )));
+        }
+    };
+    Ok(client_secret_pushed(env_name, &status, resolved))
+}
+
+/// A client secret rotated in its Secret but not yet pushed to GWS Auth would make every
+/// token grant fail: wait for the environment, whose status change releases the tenant.
+fn client_secret_pushed(
+    env_name: &str,
+    status: &crate::api::EnvironmentStatus,
+    resolved: ResolvedEnvironment,
+) -> Result<ResolvedEnvironment, String> {
+    if status.client_secret_digest.as_deref() == Some(resolved.client_secret_digest().as_str()) {
+        Ok(resolved)
+    } else {
+        Err(format!(
+            "DigitalChannelsEnvironment {env_name} has not yet verified its current client secret with GWS Auth."
+        ))
+    }
 }
 
 async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error> {
@@ -189,6 +209,8 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         operation_id: run.operation_id.clone(),
         output_secret_name: Some(run.output_secret_name.clone()),
         api_key_digest: run.api_key_digest.clone(),
+        ucs_url: run.ucs_url.clone(),
+        credentials_fingerprint: run.credentials_fingerprint.clone(),
     };
     let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
     ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
@@ -232,6 +254,8 @@ struct StatusDetails {
     operation_id: Option<String>,
     output_secret_name: Option<String>,
     api_key_digest: Option<String>,
+    ucs_url: Option<String>,
+    credentials_fingerprint: Option<String>,
 }
 
 async fn write(
@@ -263,6 +287,14 @@ async fn write(
         api_key_digest: details
             .api_key_digest
             .or_else(|| previous.api_key_digest.clone()),
+        // Dropped with spec.ucs, so that a later spec.ucs registers again.
+        ucs_url: match t.spec.ucs {
+            Some(_) => details.ucs_url.or_else(|| previous.ucs_url.clone()),
+            None => None,
+        },
+        credentials_fingerprint: details
+            .credentials_fingerprint
+            .or_else(|| previous.credentials_fingerprint.clone()),
         conditions,
     };
     if apply_status(api, &t.name_any(), previous, &status).await?

@@ -19,11 +19,37 @@ pub struct ResolvedEnvironment {
     pub ops: Credentials,
     pub client_secret_ref: SecretKeyRef,
     pub client_secret: SecretString,
+    /// See [`fingerprint_key_ref`].
+    pub fingerprint_key: SecretString,
     pub database_url: SecretString,
     pub ca_pem: Option<Vec<u8>>,
 }
 
 impl ResolvedEnvironment {
+    /// HMAC-SHA256 of `parts` keyed with the fingerprint key, first 16 bytes, base64url:
+    /// tells whether a secret changed without keeping it, and cannot be reversed or tried
+    /// against guesses without the key.
+    pub fn fingerprint(&self, parts: &[&str]) -> String {
+        use base64::Engine;
+        let key = ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            self.fingerprint_key.expose().as_bytes(),
+        );
+        let mut context = ring::hmac::Context::with_key(&key);
+        for part in parts {
+            context.update(part.as_bytes());
+            context.update(&[0]);
+        }
+        let tag = context.sign();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+    }
+
+    /// [`Self::fingerprint`] of the client secret: what the environment records once GWS
+    /// Auth holds it, so that a tenant can tell a rotation not pushed yet.
+    pub fn client_secret_digest(&self) -> String {
+        self.fingerprint(&["client-secret", self.client_secret.expose()])
+    }
+
     pub fn registration(&self) -> ClientRegistration {
         ClientRegistration {
             client_id: self.spec.client.id.clone(),
@@ -95,31 +121,23 @@ pub async fn resolve_environment(
 
     let started = Instant::now();
     let secret_ref = spec.client_secret_ref(&name);
-    let resolved = match store.read(&secret_ref.name, &secret_ref.key).await {
-        Ok(secret) if !secret.is_empty() => Ok((secret, Outcome::AlreadyRight)),
-        Ok(_) => Err(StepError::permanent(
-            Reason::SecretKeyMissing,
-            format!(
-                "Secret {} key {} is empty; delete the key to have a secret generated",
-                secret_ref.name, secret_ref.key
-            ),
-        )),
-        Err(SecretError::NotFound { .. }) if generate => store
-            .create_generated(&secret_ref.name, &secret_ref.key, &SecretString::generate())
-            .await
-            .map(|s| (s, Outcome::Created))
-            .map_err(|e| e.to_step_error("client secret")),
-        Err(e) => Err(e.to_step_error("client secret")),
-    };
-    let client_secret = match resolved {
-        Ok((secret, outcome)) => {
+    let key_ref = fingerprint_key_ref(&name);
+    let resolved = async {
+        let (secret, outcome) =
+            read_or_generate(store, &secret_ref, generate, "client secret").await?;
+        let (key, _) = read_or_generate(store, &key_ref, generate, "fingerprint key").await?;
+        Ok::<_, StepError>((secret, key, outcome))
+    }
+    .await;
+    let (client_secret, fingerprint_key) = match resolved {
+        Ok((secret, key, outcome)) => {
             report.push(
                 Step::ClientSecret,
                 started,
                 Ok(outcome),
                 format!("Secret {}", secret_ref.name),
             );
-            secret
+            (secret, key)
         }
         Err(e) => {
             report.push(Step::ClientSecret, started, Err(e), "");
@@ -133,9 +151,45 @@ pub async fn resolve_environment(
         ops,
         client_secret_ref: secret_ref,
         client_secret,
+        fingerprint_key,
         database_url,
         ca_pem,
     })
+}
+
+/// Where the environment's fingerprint key lives: 32 random bytes, generated once and never
+/// rotated, that key the HMACs the operator records (the tenant credentials' fingerprint,
+/// the client secret's digest). Readers of status or of an output Secret do not hold it.
+pub fn fingerprint_key_ref(environment_name: &str) -> SecretKeyRef {
+    SecretKeyRef {
+        name: format!("{environment_name}-fingerprint-key"),
+        key: "key".to_string(),
+    }
+}
+
+/// A Secret key's value; with `generate`, a random one stored when the Secret is absent.
+async fn read_or_generate(
+    store: &dyn SecretStore,
+    at: &SecretKeyRef,
+    generate: bool,
+    what: &str,
+) -> Result<(SecretString, Outcome), StepError> {
+    match store.read(&at.name, &at.key).await {
+        Ok(secret) if !secret.is_empty() => Ok((secret, Outcome::AlreadyRight)),
+        Ok(_) => Err(StepError::permanent(
+            Reason::SecretKeyMissing,
+            format!(
+                "Secret {} key {} is empty; delete the key to have a {what} generated",
+                at.name, at.key
+            ),
+        )),
+        Err(SecretError::NotFound { .. }) if generate => store
+            .create_generated(&at.name, &at.key, &SecretString::generate())
+            .await
+            .map(|s| (s, Outcome::Created))
+            .map_err(|e| e.to_step_error(what)),
+        Err(e) => Err(e.to_step_error(what)),
+    }
 }
 
 /// Reads an environment's Secrets without generating anything: what a tenant and a

@@ -24,13 +24,13 @@ pub mod keys {
     pub const NEXUS_URL: &str = "nexusUrl";
 }
 
-/// Bookkeeping kept as annotations on the output Secret. No secret values.
+/// Bookkeeping kept as annotations on the output Secret, for `provision`, which has no
+/// status. The controllers keep the same in the tenant's status, which wins. No secrets.
 pub mod annotations {
     /// The UCS URL last registered.
     pub const UCS_URL: &str = "digitalchannels.dev/ucs-url";
-    /// HMAC of the tenant user's credentials, keyed with the environment's client secret
-    /// (which the Secret's readers do not hold), so a rotated password is noticed without
-    /// keeping it anywhere.
+    /// HMAC of the tenant user's credentials (see `credentials_fingerprint`), so a rotated
+    /// password is noticed without keeping it anywhere.
     pub const CREDENTIALS_FINGERPRINT: &str = "digitalchannels.dev/credentials-fingerprint";
     /// Nexus's operationId of the provisioning.
     pub const OPERATION_ID: &str = "digitalchannels.dev/operation-id";
@@ -60,6 +60,25 @@ pub struct TenantRun {
     pub api_key: Option<SecretString>,
     /// [`api_key_digest`] of that key, for the tenant's status.
     pub api_key_digest: Option<String>,
+    /// The PlatformUCS URL registered, for the tenant's status.
+    pub ucs_url: Option<String>,
+    /// The credentials' fingerprint the Nexus tenant was provisioned or updated with.
+    pub credentials_fingerprint: Option<String>,
+}
+
+/// What the operator recorded of a tenant: the tenant's status, else (for `provision`, or
+/// a tenant from before status held it) the output Secret's annotations.
+fn recorded<'a>(
+    tenant: &'a DigitalChannelsTenant,
+    previous: &'a OutputRecord,
+    from_status: impl Fn(&'a crate::api::TenantStatus) -> Option<&'a String>,
+    annotation: &str,
+) -> Option<&'a String> {
+    tenant
+        .status
+        .as_ref()
+        .and_then(from_status)
+        .or_else(|| previous.annotations.get(annotation))
 }
 
 /// SHA-256 of an API key, first 16 bytes, base64url: a record of which key the operator
@@ -70,14 +89,15 @@ pub fn api_key_digest(key: &SecretString) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
 }
 
-fn fingerprint(client_secret: &SecretString, credentials: &Credentials) -> String {
-    use base64::Engine;
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, client_secret.expose().as_bytes());
-    let mut message = credentials.username.as_bytes().to_vec();
-    message.push(0);
-    message.extend_from_slice(credentials.password.expose().as_bytes());
-    let tag = ring::hmac::sign(&key, &message);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+/// The tenant user's credentials as a fingerprint, to notice a rotated password without
+/// keeping it: keyed with the environment's fingerprint key, so neither a client secret
+/// rotation changes it nor can a reader of status or of the output Secret test guesses.
+fn credentials_fingerprint(env: &ResolvedEnvironment, credentials: &Credentials) -> String {
+    env.fingerprint(&[
+        "tenant-user",
+        &credentials.username,
+        credentials.password.expose(),
+    ])
 }
 
 fn upstream(hint: &str) -> impl Fn(UpstreamError) -> StepError + '_ {
@@ -257,7 +277,12 @@ pub async fn run_tenant(
     let mut record = OutputRecord::default();
     if let Some(ucs) = &spec.ucs {
         let started = Instant::now();
-        let registered = previous.annotations.get(annotations::UCS_URL);
+        let registered = recorded(
+            tenant,
+            &previous,
+            |s| s.ucs_url.as_ref(),
+            annotations::UCS_URL,
+        );
         let result = if registered.is_some_and(|u| trim_url(u) == trim_url(&ucs.url)) {
             Ok(Outcome::AlreadyRight)
         } else {
@@ -272,6 +297,11 @@ pub async fn run_tenant(
                         Outcome::Created
                     }
                 })
+                // "Already exists": registered, as wanted.
+                .or_else(|e| match e.kind {
+                    ErrorKind::Conflict => Ok(Outcome::AlreadyRight),
+                    _ => Err(e),
+                })
                 .map_err(upstream(
                     "Check spec.ucs.apiKeySecret, or the tenant token's rights in Nexus",
                 ))
@@ -285,6 +315,7 @@ pub async fn run_tenant(
         record
             .annotations
             .insert(annotations::UCS_URL.to_string(), ucs.url.clone());
+        run.ucs_url = Some(ucs.url.clone());
     }
 
     // The Nexus tenant.
@@ -298,7 +329,14 @@ pub async fn run_tenant(
         password: user.password.clone(),
         genesys_tenant_id: spec.genesys_tenant_id,
     };
-    let current_fingerprint = fingerprint(&env.client_secret, &user);
+    let current_fingerprint = credentials_fingerprint(env, &user);
+    let recorded_fingerprint = recorded(
+        tenant,
+        &previous,
+        |s| s.credentials_fingerprint.as_ref(),
+        annotations::CREDENTIALS_FINGERPRINT,
+    )
+    .cloned();
     let recorded_digest = tenant
         .status
         .as_ref()
@@ -309,8 +347,11 @@ pub async fn run_tenant(
         &token,
         &request,
         &previous,
-        recorded_digest.as_deref(),
-        &current_fingerprint,
+        &Records {
+            api_key_digest: recorded_digest.as_deref(),
+            credentials: recorded_fingerprint.as_deref(),
+            current_credentials: &current_fingerprint,
+        },
     )
     .await;
     let (api_key, operation_id) = match provisioned {
@@ -376,6 +417,7 @@ pub async fn run_tenant(
         return run;
     }
     run.api_key_digest = Some(api_key_digest(&api_key));
+    run.credentials_fingerprint = Some(current_fingerprint);
     run.api_key = Some(api_key);
 
     // DesignerEnv: manual until acknowledged.
@@ -432,6 +474,13 @@ async fn register_chat_service(
     })
 }
 
+/// What the operator recorded of the tenant, and the credentials' fingerprint now.
+struct Records<'a> {
+    api_key_digest: Option<&'a str>,
+    credentials: Option<&'a str>,
+    current_credentials: &'a str,
+}
+
 /// Creates the tenant once and keeps its key. When the tenant exists but its key was
 /// never recorded (the create's answer was lost), the key is recovered from
 /// `nex_apikeys` rather than provisioning twice. A rotated tenant password is pushed
@@ -443,9 +492,9 @@ async fn provision_tenant(
     token: &SecretString,
     request: &TenantRequest,
     previous: &OutputRecord,
-    recorded_digest: Option<&str>,
-    current_fingerprint: &str,
+    records: &Records<'_>,
 ) -> Result<(Outcome, SecretString, Option<String>), StepError> {
+    let recorded_digest = records.api_key_digest;
     let to_step = upstream("Check the tenant user's rights in Nexus");
     let known_key = previous.value(keys::API_KEY).cloned();
     let previous_op = previous.annotations.get(annotations::OPERATION_ID).cloned();
@@ -486,10 +535,9 @@ async fn provision_tenant(
             (key, Outcome::Recovered)
         }
     };
-    let rotated = previous
-        .annotations
-        .get(annotations::CREDENTIALS_FINGERPRINT)
-        .is_some_and(|f| f != current_fingerprint);
+    let rotated = records
+        .credentials
+        .is_some_and(|f| f != records.current_credentials);
     if rotated && outcome == Outcome::AlreadyRight {
         return match nexus.update_tenant(token, request).await {
             Ok(()) => Ok((Outcome::Updated, key, previous_op)),
