@@ -385,6 +385,59 @@ async fn a_recorded_key_is_never_replaced_and_ambiguous_rows_are_refused() {
 }
 
 #[tokio::test]
+async fn a_create_whose_answer_was_lost_is_looked_for_not_sent_again() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let calls = |op: &str| sim.handle.snapshot().calls(op);
+
+    // The client is created but its answer never arrives.
+    sim.handle
+        .faults()
+        .lose_answer_next("auth.create_client", 1, 504);
+    let run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let (step, e) = run.report.failure().expect("the answer was lost");
+    assert_eq!(step.step, Step::ClientRegistered);
+    assert!(e.transient, "{e:?}");
+    assert_eq!(calls("auth.create_client"), 1, "not sent twice blindly");
+    let run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    assert_holds(&run.report);
+    assert_eq!(calls("auth.create_client"), 1, "the next pass found it");
+    let env = run.resolved.expect("resolved");
+
+    // The same for the tenant: the next pass finds it and recovers its key.
+    sim.handle
+        .faults()
+        .lose_answer_next("nexus.create_tenant", 1, 504);
+    let t100 = tenant("t100", "t100", false);
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    let (step, e) = run.report.failure().expect("the answer was lost");
+    assert_eq!(step.step, Step::TenantProvisioned);
+    assert!(e.transient, "{e:?}");
+    assert_eq!(calls("nexus.create_tenant"), 1, "not sent twice blindly");
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::TenantProvisioned),
+        Outcome::Recovered
+    );
+    assert_eq!(calls("nexus.create_tenant"), 1);
+    let rows = sim.handle.apikey_rows().await.unwrap();
+    let own = rows.iter().find(|r| r.name == "t100").expect("t100's row");
+    assert_eq!(
+        store.get("t100-digital-channels", keys::API_KEY).as_deref(),
+        Some(own.id.as_str())
+    );
+
+    // A tenant GET answered 404 (the route is assumed) does not mean absent while Nexus's
+    // table holds the tenant's key: no second create.
+    sim.handle.faults().fail_next("nexus.get_tenant", 1, 404);
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(calls("nexus.create_tenant"), 1);
+}
+
+#[tokio::test]
 async fn a_rotated_client_secret_updates_the_client_and_the_row() {
     let sim = Sim::start().await;
     let store = sample_store(&sim.db.url);

@@ -501,7 +501,15 @@ async fn provision_tenant(
     // The GET is an assumed endpoint: when Nexus refuses it, fall through to the create,
     // whose 409 tells the same.
     let exists = match nexus.get_tenant(token, &request.contact_center_id).await {
-        Ok(found) => found.is_some(),
+        Ok(Some(_)) => true,
+        // A 404 may be an unknown route rather than an absent tenant: with a key recorded,
+        // Nexus's own table decides before anything is created again.
+        Ok(None) if known_key.is_some() => !db
+            .find_api_keys(&request.contact_center_id, &request.name)
+            .await
+            .map_err(&to_step)?
+            .is_empty(),
+        Ok(None) => false,
         // Refused GET: with a recorded key the tenant exists; without, try the create.
         Err(e) if matches!(e.kind, ErrorKind::Rejected) => known_key.is_some(),
         Err(e) => return Err(to_step(e)),

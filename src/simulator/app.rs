@@ -110,6 +110,12 @@ impl App {
                 )
                 .into_response()
             }
+            Some(Fault::LoseAnswer(status)) => {
+                let _done = handler.await;
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+                ApiError::new(status, format!("injected: the answer of {op} was lost"))
+                    .into_response()
+            }
             None => handler.await.unwrap_or_else(IntoResponse::into_response),
         };
         // Operation and status only: paths, bodies and headers may carry secrets.

@@ -32,6 +32,9 @@ pub(crate) enum Fault {
     Fail(u16),
     /// Hang longer than any client timeout, so that the client gives up.
     Timeout,
+    /// Do the work, then answer this status instead of the result: the effect happened but
+    /// the client cannot know it (a reply lost on the way, a proxy timing out).
+    LoseAnswer(u16),
 }
 
 /// The fault rules, shared by the handle and the server. Cloning shares the same rules.
@@ -57,6 +60,11 @@ impl Faults {
     /// The next `n` requests of `op` hang (about 300 s, or until shutdown).
     pub fn timeout_next(&self, op: &str, n: u32) {
         self.push(op, n, Fault::Timeout);
+    }
+
+    /// The next `n` requests of `op` take effect, but their answer is replaced by `status`.
+    pub fn lose_answer_next(&self, op: &str, n: u32, status: u16) {
+        self.push(op, n, Fault::LoseAnswer(status));
     }
 
     /// From now on a `fraction` (0.0..=1.0) of the requests of `op` answer `status`.
@@ -114,6 +122,8 @@ pub(crate) enum FaultMode {
     Fail,
     Timeout,
     Fraction,
+    #[serde(rename = "lose_answer")]
+    LoseAnswer,
 }
 
 fn one() -> u32 {
@@ -140,6 +150,9 @@ impl FaultRequest {
         match self.mode {
             FaultMode::Fail => faults.fail_next(&self.operation, self.count, self.status),
             FaultMode::Timeout => faults.timeout_next(&self.operation, self.count),
+            FaultMode::LoseAnswer => {
+                faults.lose_answer_next(&self.operation, self.count, self.status)
+            }
             FaultMode::Fraction => {
                 if !(0.0..=1.0).contains(&self.fraction) {
                     return Err("fraction must be between 0 and 1".to_owned());

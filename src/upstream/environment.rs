@@ -130,6 +130,7 @@ impl EnvironmentApi for EnvironmentClient {
             method: Method::GET,
             url: format!("{}/contact-centers", self.base),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+            at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
         Ok(self
@@ -151,6 +152,7 @@ impl EnvironmentApi for EnvironmentClient {
             method: Method::GET,
             url: self.settings_url(contact_center_id),
             build: Box::new(|r| r.basic_auth(&ops.username, Some(ops.password.expose()))),
+            at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
         Ok(self
@@ -182,6 +184,7 @@ impl EnvironmentApi for EnvironmentClient {
                 r.basic_auth(&ops.username, Some(ops.password.expose()))
                     .json(&body)
             }),
+            at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
         self.http.send(&call).await.map(drop)

@@ -236,6 +236,7 @@ impl GwsAuthClient {
             method,
             url: format!("{}{path}", self.base),
             build: Box::new(build),
+            at_most_once: false,
             sensitive: Vec::new(),
         }
     }
@@ -293,7 +294,8 @@ impl GwsAuthApi for GwsAuthClient {
                 r.basic_auth(&ops.username, Some(ops.password.expose()))
                     .json(&body)
             })
-            .hiding(&[&ops.password, &client.secret]);
+            .hiding(&[&ops.password, &client.secret])
+            .at_most_once();
         Ok(self.http.send_json::<Data<OAuthClient>>(&call).await?.data)
     }
 

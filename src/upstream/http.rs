@@ -99,9 +99,20 @@ pub struct Call<'a> {
     /// The secrets this request carries: an upstream that echoes one in its error message
     /// must not carry it into a condition or a log.
     pub sensitive: Vec<SecretString>,
+    /// A create that must not be sent twice: retried only when it certainly never reached the
+    /// upstream (connection refused, 429, 503). After a timeout or another 5xx its effect is
+    /// unknown, so
+    /// the error goes back to the caller, which looks (a GET) before it creates again.
+    pub at_most_once: bool,
 }
 
 impl<'a> Call<'a> {
+    /// See [`Call::at_most_once`](Self::at_most_once).
+    pub fn at_most_once(mut self) -> Self {
+        self.at_most_once = true;
+        self
+    }
+
     /// Names the secrets to scrub from error messages.
     pub fn hiding(mut self, secrets: &[&SecretString]) -> Self {
         self.sensitive.extend(secrets.iter().map(|s| (*s).clone()));
@@ -166,7 +177,11 @@ impl HttpClient {
             );
             match outcome {
                 Ok(response) => return Ok(response),
-                Err(error) if error.is_transient() && attempt + 1 < self.retry.attempts => {
+                Err(error)
+                    if error.is_transient()
+                        && attempt + 1 < self.retry.attempts
+                        && (!call.at_most_once || never_reached(&error)) =>
+                {
                     let wait = match error.retry_after {
                         Some(after) if after > self.retry.max_retry_after => return Err(error),
                         Some(after) => after,
@@ -283,11 +298,24 @@ async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamErr
     error
 }
 
+/// Whether a failed request certainly had no effect upstream: the connection was never
+/// made, or the upstream said it did not handle the request (429 Too Many Requests, 503
+/// Service Unavailable). A 500, 502 or 504, a timeout or a reset leave it unknown.
+fn never_reached(error: &UpstreamError) -> bool {
+    match error.status {
+        Some(status) => status == 429 || status == 503,
+        None => error.detail.starts_with(CONNECT_FAILED),
+    }
+}
+
+/// How a refused or unroutable connection is worded (see [`never_reached`]).
+const CONNECT_FAILED: &str = "cannot connect to";
+
 fn error_from_transport(call: &Call<'_>, error: &reqwest::Error) -> UpstreamError {
     let what = if error.is_timeout() {
         super::error::TIMED_OUT.to_string()
     } else if error.is_connect() {
-        format!("cannot connect to {}", host_of(&call.url))
+        format!("{CONNECT_FAILED} {}", host_of(&call.url))
     } else {
         format!("request failed: {}", without_url(error))
     };
@@ -382,6 +410,7 @@ mod tests {
             method: Method::POST,
             url: "http://x".into(),
             build: Box::new(|r| r),
+            at_most_once: false,
             sensitive: Vec::new(),
         }
         .hiding(&[&SecretString::new("s3cr3t-pass"), &SecretString::new("ab")]);

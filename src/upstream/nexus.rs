@@ -163,6 +163,7 @@ impl NexusApi for NexusClient {
                     .header("x-ccid", contact_center_id)
                     .json(&body)
             }),
+            at_most_once: false,
             sensitive: vec![api_key.clone()],
         };
         self.http.send(&call).await.map(drop)
@@ -178,6 +179,7 @@ impl NexusApi for NexusClient {
                 r.header("x-api-key", api_key.expose())
                     .header("x-ccid", contact_center_id)
             }),
+            at_most_once: false,
             sensitive: vec![api_key.clone()],
         };
         gone_is_false(self.http.send(&call).await)
@@ -195,6 +197,7 @@ impl NexusApi for NexusClient {
             method: Method::POST,
             url: format!("{}/tenants", self.base),
             build: Box::new(move |r| r.bearer_auth(bearer.expose()).json(&body)),
+            at_most_once: true,
             sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
         let answer: CreateAnswer = self.http.send_json(&call).await?;
@@ -223,6 +226,7 @@ impl NexusApi for NexusClient {
             method: Method::GET,
             url: self.tenant_url(contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose())),
+            at_most_once: false,
             sensitive: vec![bearer.clone()],
         };
         Ok(self
@@ -240,6 +244,7 @@ impl NexusApi for NexusClient {
             method: Method::PUT,
             url: self.tenant_url(&tenant.contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose()).json(&body)),
+            at_most_once: false,
             sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
         self.http.send(&call).await.map(drop)
@@ -252,6 +257,7 @@ impl NexusApi for NexusClient {
             method: Method::DELETE,
             url: self.tenant_url(contact_center_id),
             build: Box::new(move |r| r.bearer_auth(bearer.expose())),
+            at_most_once: false,
             sensitive: vec![bearer.clone()],
         };
         gone_is_false(self.http.send(&call).await)
