@@ -507,6 +507,37 @@ async fn deletion_with_delete_is_blocked_by_tenants_then_cleans_up() {
 }
 
 #[tokio::test]
+async fn a_tenant_with_delete_cleans_up_even_when_its_retained_environment_goes_first() {
+    let h = Harness::start().await;
+    h.env(|_| {}); // deletionPolicy Retain
+    h.tenant(|t| t.spec.deletion_policy = DeletionPolicy::Delete);
+    h.both_ready().await;
+
+    // As `kubectl delete -f` with the environment's file before the tenant's.
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    let env = h
+        .env_condition("Ready", ConditionStatus::False, Some("DeletionBlocked"))
+        .await;
+    let message = find(&env.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("t100"), "{message}");
+    h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("environment gone after its tenant");
+    let state = h.sim.handle.snapshot();
+    assert!(state.tenants.is_empty(), "the Nexus tenant was deleted");
+    assert!(
+        state.clients.contains_key("nexus_client"),
+        "Retain: the client stays"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn suspend_stops_external_calls() {
     let h = Harness::start().await;
     h.env(|_| {});
@@ -719,12 +750,9 @@ async fn a_cleanup_that_can_never_succeed_lets_go_with_a_warning() {
     h.env(|_| {});
     h.tenant(|t| t.spec.deletion_policy = DeletionPolicy::Delete);
     h.both_ready().await;
-    // The namespace is being torn down: the environment (Retain) and the Secrets go first.
-    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
-    h.api
-        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
-        .await
-        .expect("environment gone");
+    // The tenant user's Secret goes first (as `kubectl delete -f examples/` does): no token,
+    // so the Nexus tenant can never be deleted.
+    h.api.delete_as::<Secret>(NS, "t100-user");
     h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
     h.api
         .wait_for(WAIT, |_| h.get_tenant().is_none().then_some(()))

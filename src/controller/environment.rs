@@ -363,32 +363,41 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         return Ok(Action::await_change());
     }
     let previous = env.status.clone().unwrap_or_default();
-    if env.spec.deletion_policy == DeletionPolicy::Delete {
-        let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
-        let users: Vec<String> = tenants
-            .list(&ListParams::default())
-            .await?
-            .into_iter()
-            .filter(|t| t.spec.environment_ref.name == name)
-            .map(|t| t.name_any())
-            .collect();
-        if !users.is_empty() {
-            let blocked = Condition::new(
-                types::READY,
-                ConditionStatus::False,
-                "DeletionBlocked",
-                format!(
-                    "deletionPolicy is Delete and {} tenant(s) still use this environment: {}. Delete them first; the OAuth client and nex_gapis row are removed after.",
-                    users.len(),
-                    users.join(", ")
-                ),
-            );
-            let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
-            fresh.push(blocked);
-            write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
-            // The tenants' deletion triggers us through the watch; this is the safety net.
-            return Ok(Action::requeue(Duration::from_secs(60)));
-        }
+    // With Delete, every tenant must go first (the client serves them all); with Retain,
+    // those with deletionPolicy Delete, whose cleanup needs this environment to reach Nexus.
+    let policy = env.spec.deletion_policy;
+    let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
+    let users: Vec<String> = tenants
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|t| t.spec.environment_ref.name == name)
+        .filter(|t| {
+            policy == DeletionPolicy::Delete || t.spec.deletion_policy == DeletionPolicy::Delete
+        })
+        .map(|t| t.name_any())
+        .collect();
+    if !users.is_empty() {
+        let why = match policy {
+            DeletionPolicy::Delete => format!(
+                "deletionPolicy is Delete and {} tenant(s) still use this environment: {}. Delete them first; the OAuth client and nex_gapis row are removed after.",
+                users.len(),
+                users.join(", ")
+            ),
+            DeletionPolicy::Retain => format!(
+                "{} tenant(s) with deletionPolicy Delete need this environment to delete their Nexus tenant: {}. Delete them first (or set their deletionPolicy to Retain); this environment goes after.",
+                users.len(),
+                users.join(", ")
+            ),
+        };
+        let blocked = Condition::new(types::READY, ConditionStatus::False, "DeletionBlocked", why);
+        let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
+        fresh.push(blocked);
+        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
+        // The tenants' deletion triggers us through the watch; this is the safety net.
+        return Ok(Action::requeue(Duration::from_secs(60)));
+    }
+    if policy == DeletionPolicy::Delete {
         let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
         let outcome = match read_environment(env, &store).await {
             Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,
