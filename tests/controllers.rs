@@ -645,6 +645,49 @@ async fn an_invalid_spec_is_a_condition() {
     h.stop().await;
 }
 
+fn nexus_deployment() -> Deployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nexus", "namespace": NS, "generation": 1},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "nexus"}},
+                 "template": {"metadata": {"labels": {"app": "nexus"}}, "spec": {"containers": []}}},
+        "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}
+    }))
+    .unwrap()
+}
+
+fn restarted_at(h: &Harness) -> Option<String> {
+    h.api
+        .get_as::<Deployment>(NS, "nexus")?
+        .spec?
+        .template
+        .metadata?
+        .annotations?
+        .get("kubectl.kubernetes.io/restartedAt")
+        .cloned()
+}
+
+#[tokio::test]
+async fn an_owed_nexus_restart_survives_a_failed_write() {
+    let h = Harness::start_with(SimulatorConfig {
+        gapis_cache: true,
+        ..SimulatorConfig::default()
+    })
+    .await;
+    h.api.apply_as(&nexus_deployment());
+    // The pass that inserts the nex_gapis row fails at its next Kubernetes write.
+    h.api
+        .fail_next(Verb::Patch, "digitalchannelsenvironments", 500);
+    h.env(|e| {
+        e.spec.nexus_deployment =
+            Some(serde_json::from_value(serde_json::json!({"name": "nexus"})).unwrap())
+    });
+    h.env_condition("NexusRestarted", ConditionStatus::False, Some("RollingOut"))
+        .await;
+    assert!(restarted_at(&h).is_some(), "the owed restart happened");
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn nexus_is_restarted_before_tenants_proceed() {
     // Nexus sees nex_gapis only after a restart: a tenant provisioned before it would fail.

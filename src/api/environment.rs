@@ -157,6 +157,13 @@ pub struct EnvironmentStatus {
     /// last verified to hold: tenants wait while the Secret holds another one, not yet pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_digest: Option<String>,
+    /// With `nexusDeployment`: an HMAC of the nex_gapis row the running Nexus has loaded (set
+    /// when a restart's rollout completed). A row that differs means a restart is owed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexus_gapi_digest: Option<String>,
+    /// With `nexusDeployment`: the same of the row a restart in flight was made for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nexus_restart_for: Option<String>,
     /// Ready, ClientRegistered, ClientVerified, GapiRegistered, NexusRestarted, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

@@ -78,19 +78,30 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
 
     let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
     let mut requeue_soon = None;
+    let mut nexus = NexusRecord {
+        loaded: previous.nexus_gapi_digest.clone(),
+        restart_for: previous.nexus_restart_for.clone(),
+    };
     if let Some(deployment) = &env.spec.nexus_deployment {
         let deployment_ns = deployment.namespace.clone().unwrap_or_else(|| ns.clone());
-        let (condition, wait) = nexus_condition(
+        // The row as it is now; Nexus must have loaded exactly this one.
+        let row = run
+            .resolved
+            .as_ref()
+            .filter(|_| matches!(run.report.outcome_of(Step::GapiRegistered), Some(Ok(_))))
+            .map(|r| r.gapi_digest());
+        let (condition, wait, record) = nexus_condition(
             ctx,
             &previous.conditions,
-            run.gapi_changed(),
-            run.report.succeeded(),
+            &nexus,
+            row,
             &deployment_ns,
             &deployment.name,
         )
         .await?;
         fresh.push(condition);
         requeue_soon = wait;
+        nexus = record;
     }
     let mut all = fresh.clone();
     all.push(ready(
@@ -100,6 +111,11 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     // Once GWS Auth verifiably holds the client secret, tenants may use it.
     let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
     let details = StatusDetails {
+        // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
+        nexus: Some(match env.spec.nexus_deployment {
+            Some(_) => nexus,
+            None => NexusRecord::default(),
+        }),
         client_secret_name: run
             .resolved
             .as_ref()
@@ -154,6 +170,16 @@ pub fn next_action(
 struct StatusDetails {
     client_secret_name: Option<String>,
     client_secret_digest: Option<String>,
+    nexus: Option<NexusRecord>,
+}
+
+/// Which `nex_gapis` row the running Nexus has loaded, and which one a restart in flight is
+/// for (both as [`ResolvedEnvironment::gapi_digest`]). Compared with the row on every pass,
+/// so that a restart owed is never forgotten, whatever write failed in between.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct NexusRecord {
+    loaded: Option<String>,
+    restart_for: Option<String>,
 }
 
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
@@ -179,6 +205,14 @@ async fn write(
         client_secret_digest: details
             .client_secret_digest
             .or_else(|| previous.client_secret_digest.clone()),
+        nexus_gapi_digest: match &details.nexus {
+            Some(n) => n.loaded.clone(),
+            None => previous.nexus_gapi_digest.clone(),
+        },
+        nexus_restart_for: match &details.nexus {
+            Some(n) => n.restart_for.clone(),
+            None => previous.nexus_restart_for.clone(),
+        },
         conditions,
     };
     if apply_status(api, &env.name_any(), previous, &status).await?
@@ -203,21 +237,55 @@ async fn write(
     Ok(is_ready(&status.conditions))
 }
 
-/// NexusRestarted: restart when the row changed, then follow the rollout. Every failure
-/// becomes the condition (never an error of the pass), so a pending restart is persisted
-/// and retried on the next pass.
+/// NexusRestarted: restart while the running Nexus has not loaded the current row (`row`),
+/// then follow the rollout. Every failure becomes the condition (never an error of the
+/// pass), and the record of what was loaded and what is in flight goes to status.
 async fn nexus_condition(
     ctx: &Context,
     previous: &[Condition],
-    gapi_changed: bool,
-    run_ok: bool,
+    record: &NexusRecord,
+    row: Option<String>,
     namespace: &str,
     name: &str,
-) -> Result<(Condition, Option<Duration>), Error> {
+) -> Result<(Condition, Option<Duration>, NexusRecord), Error> {
     let condition = |status, reason: &str, message: String| {
         Condition::new(types::NEXUS_RESTARTED, status, reason, message)
     };
     let backoff_key = format!("restart/{namespace}/{name}");
+    let Some(row) = row else {
+        // The row step failed this pass: nothing to compare with; keep what was.
+        let kept = find(previous, types::NEXUS_RESTARTED)
+            .cloned()
+            .unwrap_or_else(|| {
+                condition(
+                    ConditionStatus::Unknown,
+                    "Pending",
+                    "Waiting for nex_gapis to be registered.".to_string(),
+                )
+            });
+        return Ok((kept, None, record.clone()));
+    };
+    if record.loaded.as_deref() == Some(row.as_str()) {
+        let done = find(previous, types::NEXUS_RESTARTED)
+            .filter(|c| c.status == ConditionStatus::True)
+            .cloned()
+            .unwrap_or_else(|| {
+                condition(
+                    ConditionStatus::True,
+                    "UpToDate",
+                    "Nexus has read the current nex_gapis row.".to_string(),
+                )
+            });
+        let settled = NexusRecord {
+            loaded: Some(row),
+            restart_for: None,
+        };
+        return Ok((done, None, settled));
+    }
+    let in_flight = NexusRecord {
+        loaded: record.loaded.clone(),
+        restart_for: Some(row.clone()),
+    };
     let restart = || async {
         match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
             Ok(()) => {
@@ -246,33 +314,45 @@ async fn nexus_condition(
             ),
         }
     };
-    if gapi_changed {
-        return Ok(restart().await);
-    }
-    let Some(old) = find(previous, types::NEXUS_RESTARTED) else {
-        // Nothing changed and nothing is in flight: the running Nexus has the row.
-        return Ok(if run_ok {
-            (
-                condition(
-                    ConditionStatus::True,
-                    "UpToDate",
-                    "Nexus has read the current nex_gapis row.".to_string(),
-                ),
-                None,
-            )
-        } else {
-            (
-                condition(
-                    ConditionStatus::Unknown,
-                    "Pending",
-                    "Waiting for nex_gapis to be registered.".to_string(),
-                ),
-                None,
-            )
-        });
+    let old = find(previous, types::NEXUS_RESTARTED)
+        .filter(|_| record.restart_for.as_deref() == Some(row.as_str()))
+        .cloned();
+    // Owed and not in flight for this row (new, changed again, or a pass that restarted
+    // could not record it): restart.
+    let Some(old) = old else {
+        let (c, wait) = restart().await;
+        return Ok((c, wait, in_flight));
+    };
+    let (c, wait) = follow_restart(ctx, &old, namespace, name, &backoff_key, restart).await?;
+    let record = if c.status == ConditionStatus::True {
+        NexusRecord {
+            loaded: Some(row),
+            restart_for: None,
+        }
+    } else {
+        in_flight
+    };
+    Ok((c, wait, record))
+}
+
+/// A restart in flight: retry a failed one, follow a rollout.
+async fn follow_restart<F, Fut>(
+    ctx: &Context,
+    old: &Condition,
+    namespace: &str,
+    name: &str,
+    backoff_key: &str,
+    restart: F,
+) -> Result<(Condition, Option<Duration>), Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = (Condition, Option<Duration>)>,
+{
+    let condition = |status, reason: &str, message: String| {
+        Condition::new(types::NEXUS_RESTARTED, status, reason, message)
     };
     match (old.status, old.reason.as_str()) {
-        (ConditionStatus::False, "RestartFailed") if run_ok => Ok(restart().await),
+        (ConditionStatus::False, "RestartFailed") => Ok(restart().await),
         (ConditionStatus::False, "RollingOut" | "RolloutStuck") => {
             let (rollout, restarted_at) =
                 match nexus_restart::rollout_status(&ctx.client, namespace, name).await {
@@ -287,7 +367,7 @@ async fn nexus_condition(
                                     kube_reason(&e)
                                 ),
                             ),
-                            Some(ctx.backoff(&backoff_key, None)),
+                            Some(ctx.backoff(backoff_key, None)),
                         ));
                     }
                 };
@@ -316,7 +396,7 @@ async fn nexus_condition(
                             "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
                         ),
                     ),
-                    Some(ctx.backoff(&backoff_key, None)),
+                    Some(ctx.backoff(backoff_key, None)),
                 ),
                 // The message names the restart time, not the elapsed time, so that it stays
                 // the same from pass to pass and writes no status.

@@ -44,6 +44,17 @@ impl ResolvedEnvironment {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
     }
 
+    /// [`Self::fingerprint`] of the `nex_gapis` row the environment wants: what Nexus must
+    /// have loaded.
+    pub fn gapi_digest(&self) -> String {
+        self.fingerprint(&[
+            "nex_gapis",
+            crate::api::common::trim_url(&self.spec.gws_url),
+            &self.spec.client.id,
+            self.client_secret.expose(),
+        ])
+    }
+
     /// [`Self::fingerprint`] of the client secret: what the environment records once GWS
     /// Auth holds it, so that a tenant can tell a rotation not pushed yet.
     pub fn client_secret_digest(&self) -> String {
