@@ -837,6 +837,40 @@ async fn an_output_secret_that_is_not_ours_is_refused() {
         !credentials.data.unwrap().contains_key("xapikey"),
         "the credentials Secret is untouched"
     );
+    assert_eq!(
+        h.sim.handle.snapshot().calls("nexus.create_tenant"),
+        0,
+        "checked before the create: no key made that could not be kept"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_whose_output_secret_write_failed_is_kept_and_written_later() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    // The output Secret cannot be written right after the create.
+    for _ in 0..3 {
+        h.api.fail_next(Verb::Patch, "secrets", 500);
+    }
+    h.tenant(|_| {});
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().creates("nexus.create_tenant") == 1).then_some(())
+        })
+        .await
+        .expect("created");
+    // Nexus's table cannot give the key back either (another schema, a lag).
+    sqlx::query("DELETE FROM nex_apikeys WHERE name = 't100'")
+        .execute(&h.sim.db.pool)
+        .await
+        .unwrap();
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    let key = h.output_key().expect("written at last");
+    assert_eq!(h.sim.handle.snapshot().creates("nexus.create_tenant"), 1);
+    assert!(!key.is_empty());
     h.stop().await;
 }
 

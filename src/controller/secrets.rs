@@ -11,6 +11,7 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
 use crate::api::{FIELD_MANAGER, managed_labels};
 use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome, key_of};
+use crate::runbook::tenant::keys;
 use crate::secret::SecretString;
 
 pub struct KubeSecretStore {
@@ -124,6 +125,13 @@ impl SecretStore for KubeSecretStore {
         }))
     }
 
+    async fn check_output(&self, name: &str) -> Result<(), SecretError> {
+        match self.get(name).await? {
+            Some(s) => refuse_foreign(name, &s, self.owner.as_ref(), &OUTPUT_KEYS),
+            None => Ok(()),
+        }
+    }
+
     async fn write_output(
         &self,
         name: &str,
@@ -131,7 +139,8 @@ impl SecretStore for KubeSecretStore {
     ) -> Result<WriteOutcome, SecretError> {
         let existing = self.get(name).await?;
         if let Some(s) = &existing {
-            refuse_foreign(name, s, self.owner.as_ref(), record)?;
+            let keys: Vec<&str> = record.data.keys().map(String::as_str).collect();
+            refuse_foreign(name, s, self.owner.as_ref(), &keys)?;
         }
         let outcome = match &existing {
             None => WriteOutcome::Created,
@@ -191,6 +200,14 @@ impl SecretStore for KubeSecretStore {
     }
 }
 
+/// The keys of an output Secret.
+const OUTPUT_KEYS: [&str; 4] = [
+    keys::API_KEY,
+    keys::CONTACT_CENTER_ID,
+    keys::TENANT_NAME,
+    keys::NEXUS_URL,
+];
+
 /// An existing Secret is ours to write when nothing else controls it, and it is either
 /// labelled as the operator's or holds nothing but the output keys (a user may create it
 /// by hand with a recovered `xapikey`). Anything else — another tenant's output, the
@@ -199,7 +216,7 @@ fn refuse_foreign(
     name: &str,
     secret: &Secret,
     owner: Option<&OwnerReference>,
-    record: &OutputRecord,
+    output_keys: &[&str],
 ) -> Result<(), SecretError> {
     let conflict = |why: String| {
         Err(SecretError::Conflict {
@@ -227,7 +244,7 @@ fn refuse_foreign(
         .iter()
         .flatten()
         .map(|(k, _)| k)
-        .filter(|k| !record.data.contains_key(*k))
+        .filter(|k| !output_keys.contains(&k.as_str()))
         .collect();
     if !ours && !foreign_keys.is_empty() {
         return conflict(format!(

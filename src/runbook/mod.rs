@@ -24,6 +24,8 @@ pub use tokens::TokenCache;
 pub struct Runbook {
     pub connector: std::sync::Arc<dyn Connector>,
     pub tokens: TokenCache,
+    /// Keys from a create answer not yet written to their output Secret.
+    pub pending_keys: tenant::PendingKeys,
 }
 
 impl Runbook {
@@ -31,6 +33,7 @@ impl Runbook {
         Self {
             connector,
             tokens: TokenCache::default(),
+            pending_keys: tenant::PendingKeys::default(),
         }
     }
 }

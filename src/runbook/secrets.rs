@@ -104,6 +104,13 @@ pub trait SecretStore: Send + Sync {
     /// The output Secret as it is now, if it exists.
     async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError>;
 
+    /// Fails with `Conflict` when a Secret of this name exists and is not the operator's to
+    /// write: asked before anything is created upstream, so that no key is made that could
+    /// not be kept.
+    async fn check_output(&self, _name: &str) -> Result<(), SecretError> {
+        Ok(())
+    }
+
     /// Writes the output Secret when it differs from `record`.
     async fn write_output(
         &self,

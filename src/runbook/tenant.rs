@@ -49,6 +49,42 @@ pub fn designer_env_instructions(tenant_name: &str) -> String {
     )
 }
 
+/// API keys that Nexus's create answer gave but that are not in their output Secret yet
+/// (its write failed): the only copy, kept and used by the next pass until it is written.
+/// A restart loses them; the key is then recovered from the tenant's `nex_apikeys` row.
+#[derive(Clone, Default)]
+pub struct PendingKeys(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, SecretString>>>,
+);
+
+impl PendingKeys {
+    fn slot(nexus_url: &str, contact_center_id: &str) -> String {
+        format!("{}|{contact_center_id}", trim_url(nexus_url))
+    }
+
+    fn keep(&self, nexus_url: &str, contact_center_id: &str, key: &SecretString) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(Self::slot(nexus_url, contact_center_id), key.clone());
+    }
+
+    fn get(&self, nexus_url: &str, contact_center_id: &str) -> Option<SecretString> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&Self::slot(nexus_url, contact_center_id))
+            .cloned()
+    }
+
+    fn written(&self, nexus_url: &str, contact_center_id: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&Self::slot(nexus_url, contact_center_id));
+    }
+}
+
 /// What a tenant run found and did.
 #[derive(Debug, Default)]
 pub struct TenantRun {
@@ -168,6 +204,16 @@ pub async fn run_tenant(
             return run;
         }
     };
+    // Before anything upstream: a key created now must have a place to go.
+    if let Err(e) = store.check_output(&run.output_secret_name).await {
+        run.report.push(
+            Step::OutputSecret,
+            Instant::now(),
+            Err(e.to_step_error("output")),
+            run.output_secret_name.clone(),
+        );
+        return run;
+    }
 
     let clients = (|| {
         Ok::<_, UpstreamError>((
@@ -341,6 +387,10 @@ pub async fn run_tenant(
         .status
         .as_ref()
         .and_then(|s| s.api_key_digest.clone());
+    let pending = runbook
+        .pending_keys
+        .get(&env.spec.nexus_url, &cc_id)
+        .filter(|_| previous.value(keys::API_KEY).is_none());
     let provisioned = provision_tenant(
         nexus.as_ref(),
         db.as_ref(),
@@ -351,9 +401,13 @@ pub async fn run_tenant(
             api_key_digest: recorded_digest.as_deref(),
             credentials: recorded_fingerprint.as_deref(),
             current_credentials: &current_fingerprint,
+            pending_key: pending,
         },
     )
     .await;
+    if let Ok((Outcome::Created, key, _)) = &provisioned {
+        runbook.pending_keys.keep(&env.spec.nexus_url, &cc_id, key);
+    }
     let (api_key, operation_id) = match provisioned {
         Ok((outcome, key, operation_id)) => {
             run.report.push(
@@ -416,6 +470,7 @@ pub async fn run_tenant(
     if failed {
         return run;
     }
+    runbook.pending_keys.written(&env.spec.nexus_url, &cc_id);
     run.api_key_digest = Some(api_key_digest(&api_key));
     run.credentials_fingerprint = Some(current_fingerprint);
     run.api_key = Some(api_key);
@@ -479,6 +534,8 @@ struct Records<'a> {
     api_key_digest: Option<&'a str>,
     credentials: Option<&'a str>,
     current_credentials: &'a str,
+    /// The create answer's key of an earlier pass, not yet written anywhere.
+    pending_key: Option<SecretString>,
 }
 
 /// Creates the tenant once and keeps its key. When the tenant exists but its key was
@@ -496,7 +553,10 @@ async fn provision_tenant(
 ) -> Result<(Outcome, SecretString, Option<String>), StepError> {
     let recorded_digest = records.api_key_digest;
     let to_step = upstream("Check the tenant user's rights in Nexus");
-    let known_key = previous.value(keys::API_KEY).cloned();
+    let known_key = previous
+        .value(keys::API_KEY)
+        .cloned()
+        .or_else(|| records.pending_key.clone());
     let previous_op = previous.annotations.get(annotations::OPERATION_ID).cloned();
     // The GET is an assumed endpoint: when Nexus refuses it, fall through to the create,
     // whose 409 tells the same.
