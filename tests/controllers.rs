@@ -36,9 +36,9 @@ impl Harness {
         Self::start_with(SimulatorConfig::default()).await
     }
 
-    async fn start_with(config: SimulatorConfig) -> Self {
-        let api = FakeApiServer::start().await;
-        let sim = Sim::start_with(config).await;
+    /// A new operator process on the same API server: new Context and Runbook, so no
+    /// cache, token or pending key survives.
+    fn spawn_operator(api: &FakeApiServer) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let controller = ControllerConfig {
             // Long enough that only watches, never the resync, drive these tests.
             resync_interval: Duration::from_secs(3600),
@@ -49,6 +49,22 @@ impl Harness {
         let ctx = Arc::new(Context::new(api.client(), runbook(), controller));
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_scope(ctx, Some(NS.to_string()), 4, stop.clone()));
+        (stop, task)
+    }
+
+    /// Kills the operator (no graceful end of its passes) and starts a new one.
+    async fn restart_operator(&mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+        let (stop, task) = Self::spawn_operator(&self.api);
+        self.stop = stop;
+        self.task = task;
+    }
+
+    async fn start_with(config: SimulatorConfig) -> Self {
+        let api = FakeApiServer::start().await;
+        let sim = Sim::start_with(config).await;
+        let (stop, task) = Self::spawn_operator(&api);
         let h = Self {
             api,
             sim,
@@ -1007,5 +1023,129 @@ async fn a_tenant_waits_while_a_rotated_client_secret_is_not_pushed_yet() {
     h.sim.handle.faults().clear();
     h.tenant_condition("Ready", ConditionStatus::True, None)
         .await;
+    h.stop().await;
+}
+
+/// Crash matrix, Kubernetes writes: the output Secret was written but the status write never
+/// happened (the process died in between). A new process converges without a single
+/// upstream write and with the same key.
+#[tokio::test]
+async fn crash_matrix_status_write_lost_then_a_new_process_converges() {
+    let mut h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.settle().await;
+    let key = h.output_key().unwrap();
+    let writes = upstream_writes(&h);
+
+    // Both status writes lost: as if neither resource had ever recorded anything.
+    h.task.abort();
+    for (plural, name) in [
+        ("digitalchannelstenants", "t100"),
+        ("digitalchannelsenvironments", "prod"),
+    ] {
+        let resource = ResourceKey::new("digitalchannels.dev", "v1alpha1", plural);
+        let mut object = h
+            .api
+            .objects(&resource, Some(NS))
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == name)
+            .unwrap();
+        object.as_object_mut().unwrap().remove("status");
+        h.api.insert(&resource, object);
+    }
+    h.restart_operator().await;
+    h.both_ready().await;
+    h.settle().await;
+    assert_eq!(h.output_key(), Some(key), "the same key");
+    assert_eq!(
+        upstream_writes(&h),
+        writes,
+        "nothing written upstream again"
+    );
+    let snapshot = h.sim.handle.snapshot();
+    assert_eq!(snapshot.creates("nexus.create_tenant"), 1);
+    assert_eq!(snapshot.creates("auth.create_client"), 1);
+    h.stop().await;
+}
+
+/// 50 tenants created at once on one environment while its client secret rotates: the
+/// shared steps run once, every tenant is provisioned once, no status update is lost.
+#[tokio::test]
+async fn fifty_tenants_at_once_while_the_client_secret_rotates() {
+    const N: usize = 50;
+    let h = Harness::start_with(SimulatorConfig {
+        seed: digital_channels_operator::simulator::Seed::with_contact_centers(N),
+        ..SimulatorConfig::default()
+    })
+    .await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    for i in 0..N {
+        let mut t = tenant(&format!("cc{i}"), &format!("cc{i}"), false);
+        t.metadata.uid = None;
+        t.spec.credentials_secret.name = "t100-user".to_string();
+        h.api.apply_as(&t);
+        if i == N / 2 {
+            h.secret(
+                "prod-nexus-client",
+                &[("client-secret", "a-rotated-client-secret-of-enough-length")],
+            );
+        }
+    }
+    let ready = h
+        .api
+        .wait_for(Duration::from_secs(120), |api| {
+            let tenants = api.objects(&ResourceKey::of::<DigitalChannelsTenant>(), Some(NS));
+            let ready = tenants
+                .iter()
+                .filter(|t| {
+                    t["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    }) && t["status"]["contactCenterId"].is_string()
+                })
+                .count();
+            (ready == N).then_some(ready)
+        })
+        .await;
+    assert_eq!(ready, Some(N), "every tenant Ready with its status");
+    let snapshot = h.sim.handle.snapshot();
+    assert_eq!(
+        snapshot.creates("auth.create_client"),
+        1,
+        "the client, once"
+    );
+    assert_eq!(
+        h.sim.handle.gapis_rows().await.unwrap().len(),
+        1,
+        "one nex_gapis row"
+    );
+    assert_eq!(
+        snapshot.creates("nexus.create_tenant"),
+        N as u64,
+        "each tenant once"
+    );
+    assert_eq!(snapshot.tenants.len(), N);
+    assert!(
+        snapshot.clients["nexus_client"].secret_matches("a-rotated-client-secret-of-enough-length"),
+        "the rotation reached GWS Auth"
+    );
+    assert_eq!(
+        snapshot.calls("nexus.update_tenant"),
+        0,
+        "a rotation is not a password change"
+    );
+    let keys: std::collections::BTreeSet<String> = (0..N)
+        .map(|i| {
+            let s = h
+                .api
+                .get_as::<Secret>(NS, &format!("cc{i}-digital-channels"))
+                .unwrap();
+            String::from_utf8(s.data.unwrap()["xapikey"].0.clone()).unwrap()
+        })
+        .collect();
+    assert_eq!(keys.len(), N, "every tenant its own key");
     h.stop().await;
 }

@@ -585,3 +585,121 @@ fn assert_no_secrets(text: &str, store: &common::MemoryStore) {
         }
     }
 }
+
+/// Crash matrix, upstream writes: each write takes effect and its answer is lost, as when
+/// the process dies right after it and before recording anything. A new process (a new
+/// Runbook: no token, no pending key) then converges with exactly one of each effect and
+/// the tenant's own key.
+#[tokio::test]
+async fn crash_matrix_each_upstream_write_lost_then_a_new_process_converges() {
+    for op in [
+        "auth.create_client",
+        "environment.upsert_setting",
+        "nexus.register_ucs",
+        "nexus.create_tenant",
+    ] {
+        let sim = Sim::start().await;
+        let store = sample_store(&sim.db.url);
+        sim.handle.faults().lose_answer_next(op, 1, 504);
+        let first = runbook();
+        let env = run_environment(&first, &environment(&sim.url()), &store).await;
+        if let Some(resolved) = env.resolved.as_ref().filter(|_| env.report.succeeded()) {
+            let _ = run_tenant(&first, &tenant("t100", "t100", true), resolved, &store).await;
+        }
+        if op.contains("create") {
+            // A create is never repeated blindly; the upserts may be, harmlessly.
+            assert_eq!(sim.handle.snapshot().calls(op), 1, "{op}: sent once");
+        }
+
+        // The process died: a new one, with only what was stored.
+        let second = runbook();
+        let env = run_environment(&second, &environment(&sim.url()), &store).await;
+        assert_holds(&env.report);
+        let run = run_tenant(
+            &second,
+            &tenant("t100", "t100", true),
+            &env.resolved.unwrap(),
+            &store,
+        )
+        .await;
+        assert_holds(&run.report);
+        assert_exactly_once(&sim, &store, op, 1).await;
+    }
+}
+
+/// Crash matrix, database writes: the nex_gapis row was inserted, or its secret updated
+/// after a rotation, and nothing else recorded; a new process changes nothing more.
+#[tokio::test]
+async fn crash_matrix_nex_gapis_written_then_a_new_process_converges() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    provision_all(&runbook(), &sim, &store).await;
+    // Rotation: the process updated the row, then died before anything else.
+    let rotated = "a-rotated-secret-written-to-the-row-only";
+    sqlx::query("UPDATE nex_gapis SET clientsecret = $1")
+        .bind(rotated)
+        .execute(&sim.db.pool)
+        .await
+        .unwrap();
+    store.put("prod-nexus-client", &[("client-secret", rotated)]);
+    let run = run_environment(&runbook(), &environment(&sim.url()), &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::GapiRegistered),
+        Outcome::AlreadyRight
+    );
+    assert_eq!(sim.handle.gapis_rows().await.unwrap().len(), 1);
+    assert!(sim.handle.snapshot().clients["nexus_client"].secret_matches(rotated));
+    assert_exactly_once(&sim, &store, "nex_gapis", 2).await;
+}
+
+/// One client, row and UCS service (t100's), one setting per tenant, each of `tenants`
+/// Nexus tenants created once, and t100 holding its own key.
+async fn assert_exactly_once(sim: &Sim, store: &common::MemoryStore, case: &str, tenants: usize) {
+    let state = sim.handle.snapshot();
+    assert_eq!(state.clients.len(), 1, "{case}: one client");
+    assert_eq!(
+        state.tenants.len(),
+        tenants,
+        "{case}: each Nexus tenant once"
+    );
+    assert_eq!(state.ucs_services.len(), 1, "{case}: one UCS service");
+    assert_eq!(
+        state.creates("nexus.create_tenant"),
+        tenants as u64,
+        "{case}: created once"
+    );
+    assert_eq!(
+        state.creates("auth.create_client"),
+        1,
+        "{case}: created once"
+    );
+    assert_eq!(
+        sim.handle.gapis_rows().await.unwrap().len(),
+        1,
+        "{case}: one row"
+    );
+    let settings = &state.settings[digital_channels_operator::simulator::DEMO_CC_T100];
+    assert!(
+        settings.contains_key("chatservice-uri"),
+        "{case}: the setting"
+    );
+    assert_eq!(
+        state.creates("environment.upsert_setting"),
+        tenants as u64,
+        "{case}: one setting created per tenant"
+    );
+    let own = sim
+        .handle
+        .apikey_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "t100")
+        .expect("t100's row");
+    assert_eq!(
+        store.get("t100-digital-channels", keys::API_KEY).as_deref(),
+        Some(own.id.as_str()),
+        "{case}: the tenant's own key"
+    );
+}

@@ -36,7 +36,10 @@ use axum::response::{IntoResponse, Response};
 
 pub use db::{ApiKeyRow, GapiRow};
 pub use faults::{Faults, OPERATIONS};
-pub use seed::{ContactCenter, DEMO_CC_T100, DEMO_CC_T200, DEMO_ENVIRONMENT_ID, Seed, TenantUser};
+pub use seed::{
+    ContactCenter, DEMO_CC_T100, DEMO_CC_T200, DEMO_ENVIRONMENT_ID, Seed, TenantUser,
+    generated_contact_center,
+};
 pub use state::{Client, Setting, StateView, Tenant};
 
 use app::{App, SharedApp};

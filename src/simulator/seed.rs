@@ -12,6 +12,11 @@ pub const DEMO_CC_T200: &str = "9c1f5d2a-3b7e-4c8d-a6f0-2e4b8d9c7a15";
 /// Environment both demo contact centers belong to.
 pub const DEMO_ENVIRONMENT_ID: &str = "0d4c0a52-6f0e-4f59-8a1b-7c2d3e4f5a6b";
 
+/// The id of the `i`-th contact center of [`Seed::with_contact_centers`].
+pub fn generated_contact_center(i: usize) -> String {
+    format!("00000000-0000-4000-8000-{i:012x}")
+}
+
 /// Initial content of the simulated services. Deserializable so that `simulate` can read one
 /// from a file; not serializable, because it holds passwords.
 #[derive(Clone, Default, Deserialize)]
@@ -67,6 +72,27 @@ impl Seed {
                 })
                 .collect(),
         }
+    }
+
+    /// The demo seed plus `n` more contact centers, domains `cc0`, `cc1`, ... (ids
+    /// `00000000-0000-4000-8000-00000000000N`), each with the Person `nexus` /
+    /// `nexus_password`: for load and concurrency tests.
+    pub fn with_contact_centers(n: usize) -> Seed {
+        let mut seed = Seed::demo();
+        for i in 0..n {
+            let id = generated_contact_center(i);
+            seed.contact_centers.push(ContactCenter {
+                id: id.clone(),
+                environment_id: DEMO_ENVIRONMENT_ID.to_owned(),
+                domains: vec![format!("cc{i}")],
+            });
+            seed.tenant_users.push(TenantUser {
+                contact_center_id: id,
+                username: "nexus".to_owned(),
+                password: "nexus_password".to_owned(),
+            });
+        }
+        seed
     }
 
     /// Whether `username` / `password` is a seeded ops user.
