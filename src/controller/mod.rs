@@ -15,10 +15,10 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ListParams;
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
@@ -204,9 +204,10 @@ pub fn tenant_secret_names(t: &DigitalChannelsTenant) -> Vec<String> {
 
 /// The resources in `store` that reference `secret`: the index from a Secret to its
 /// users, so a rotated password is picked up within seconds.
-fn users_of<K>(store: &Store<K>, secret: &Secret, names: fn(&K) -> Vec<String>) -> Vec<ObjectRef<K>>
+fn users_of<K, S>(store: &Store<K>, secret: &S, names: fn(&K) -> Vec<String>) -> Vec<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    S: ResourceExt,
 {
     let ns = secret.namespace();
     let name = secret.name_any();
@@ -252,6 +253,73 @@ pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Resul
     Ok(())
 }
 
+/// The watch of a controller's own kind and the cache it fills, without `managedFields`
+/// (often larger than the object, and never read).
+fn cached<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K>,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    let (store, writer) = kube::runtime::reflector::store();
+    let stream = watcher(api_for::<K>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .reflect(writer)
+        .applied_objects();
+    (stream, store)
+}
+
+/// A Secret as the controllers see it: its metadata only.
+type SecretMeta = PartialObjectMeta<Secret>;
+type SecretTrigger = futures::channel::mpsc::UnboundedReceiver<Result<SecretMeta, watcher::Error>>;
+
+/// One metadata-only watch of the scope's Secrets, shared by both controllers. Only names
+/// matter (which resources use a Secret); a full watch would hold every Secret's data, and a
+/// namespace's Helm release Secrets alone can fill the operator's memory.
+fn secret_triggers(
+    client: &kube::Client,
+    namespace: Option<&str>,
+) -> (SecretTrigger, SecretTrigger) {
+    use futures::channel::mpsc::unbounded;
+    use kube::runtime::WatchStreamExt;
+    let (to_envs, for_envs) = unbounded();
+    let (to_tenants, for_tenants) = unbounded();
+    // An Api of PartialObjectMeta makes metadata-only requests.
+    let api = api_for::<SecretMeta>(client, namespace);
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(mut secret) => {
+                    secret.metadata.managed_fields = None;
+                    let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
+                    let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
+                    if !a && !b {
+                        break; // both controllers stopped
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Secret watch failed; retrying with backoff"),
+            }
+        }
+    });
+    (for_envs, for_tenants)
+}
+
 /// Runs both controllers for one scope until `shutdown` fires.
 pub async fn run_scope(
     ctx: Arc<Context>,
@@ -262,20 +330,16 @@ pub async fn run_scope(
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
+    let (env_secrets, tenant_secrets) = secret_triggers(&client, ns);
 
-    let envs = Controller::new(
-        api_for::<DigitalChannelsEnvironment>(&client, ns),
-        watcher::Config::default(),
-    )
-    .with_config(config.clone());
+    let (stream, store) = cached::<DigitalChannelsEnvironment>(&client, ns);
+    let envs = Controller::for_stream(stream, store).with_config(config.clone());
     let env_store = envs.store();
     ctx.caches.register_environments(env_store.clone());
     let envs = envs
-        .watches(
-            api_for::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |secret| users_of(&env_store, &secret, environment_secret_names),
-        )
+        .watches_stream(env_secrets, move |secret| {
+            users_of(&env_store, &secret, environment_secret_names)
+        })
         // A tenant's deletion may unblock its environment's deletion. Other tenant changes
         // do not concern the environment: mapping them would re-check it on every status write.
         .watches(
@@ -294,20 +358,15 @@ pub async fn run_scope(
         .run(environment::reconcile, error_policy, ctx.clone())
         .for_each(log_watch_failure);
 
-    let tenants = Controller::new(
-        api_for::<DigitalChannelsTenant>(&client, ns),
-        watcher::Config::default(),
-    )
-    .with_config(config);
+    let (stream, store) = cached::<DigitalChannelsTenant>(&client, ns);
+    let tenants = Controller::for_stream(stream, store).with_config(config);
     let tenant_store = tenants.store();
     ctx.caches.register_tenants(tenant_store.clone());
     let tenant_store_for_envs = tenant_store.clone();
     let tenants = tenants
-        .watches(
-            api_for::<Secret>(&client, ns),
-            watcher::Config::default(),
-            move |secret| users_of(&tenant_store, &secret, tenant_secret_names),
-        )
+        .watches_stream(tenant_secrets, move |secret| {
+            users_of(&tenant_store, &secret, tenant_secret_names)
+        })
         // An environment turning Ready releases its waiting tenants at once.
         .watches(
             api_for::<DigitalChannelsEnvironment>(&client, ns),
