@@ -427,6 +427,26 @@ async fn database_errors_are_classified() {
     let error = db.find_gapis("x", "y").await.unwrap_err();
     assert!(error.is_transient(), "{error}");
     assert!(!error.to_string().contains("pw@"), "{error}");
+    assert!(
+        error.detail.contains("refused"),
+        "a refused port says so, not that the pool timed out: {}",
+        error.detail
+    );
+
+    // Without a scheme sqlx would fall back to a local default server: refused up front.
+    for url in [
+        "nexus-postgres.nexus.svc:5432/nexus",
+        "mysql://user:secret-y@host/nexus",
+        "http://host/nexus",
+    ] {
+        let Err(e) = PgNexusDb::connect_lazy(&SecretString::new(url)) else {
+            panic!("{url} was accepted");
+        };
+        assert_eq!(e.kind, ErrorKind::Rejected, "{url}");
+        assert!(e.detail.contains("postgres://"), "{url}: {}", e.detail);
+        assert!(!e.to_string().contains("secret-y"), "{e}");
+    }
+    assert!(PgNexusDb::connect_lazy(&SecretString::new("postgresql://u@h:5432/nexus")).is_ok());
 
     let sim_less = common::TestDb::new().await;
     let empty = PgNexusDb::from_pool(sim_less.pool.clone());

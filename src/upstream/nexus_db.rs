@@ -49,48 +49,92 @@ pub struct PgNexusDb {
     pool: PgPool,
     /// Whether `nex_apikeys` has the `tenantid` column, asked once.
     has_tenant_column: tokio::sync::OnceCell<bool>,
+    /// For [`Self::explain`]; `None` for a pool made elsewhere.
+    options: Option<PgConnectOptions>,
 }
 
 impl PgNexusDb {
     /// Builds the pool without connecting. The URL never appears in an error.
     pub fn connect_lazy(database_url: &SecretString) -> Result<Self> {
-        let options = PgConnectOptions::from_str(database_url.expose()).map_err(|_| {
-            UpstreamError::new(
-                System::NexusDb,
-                "connect",
-                ErrorKind::Rejected,
-                "the database URL is not a valid postgres:// URL",
-            )
-        })?;
+        let refused =
+            |why: &str| UpstreamError::new(System::NexusDb, "connect", ErrorKind::Rejected, why);
+        // Without a scheme, libpq-style parsing falls back to defaults (a local server, the
+        // OS user) and connects somewhere else entirely.
+        let url = database_url.expose();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(refused(
+                "the database URL must start with postgres:// or postgresql:// \
+                 (postgres://user:password@host:5432/nexus?sslmode=require)",
+            ));
+        }
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| refused("the database URL is not a valid postgres:// URL"))?;
         let pool = PgPoolOptions::new()
             .max_connections(2)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(10))
             .idle_timeout(Duration::from_secs(300))
-            .connect_lazy_with(options);
-        Ok(Self::from_pool(pool))
+            .connect_lazy_with(options.clone());
+        let mut db = Self::from_pool(pool);
+        db.options = Some(options);
+        Ok(db)
+    }
+
+    /// A pool that timed out says nothing of why no connection came: one direct attempt,
+    /// bounded, tells (connection refused, bad credentials, ...).
+    async fn explain(&self, error: sqlx::Error) -> sqlx::Error {
+        let (sqlx::Error::PoolTimedOut, Some(options)) = (&error, &self.options) else {
+            return error;
+        };
+        use sqlx::Connection;
+        match tokio::time::timeout(
+            Duration::from_secs(3),
+            sqlx::PgConnection::connect_with(options),
+        )
+        .await
+        {
+            Ok(Err(cause)) => cause,
+            _ => error,
+        }
+    }
+
+    /// A query, with a pool time-out explained, timed and counted.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        query: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        timed(operation, async {
+            match query.await {
+                Err(e) => Err(self.explain(e).await),
+                ok => ok,
+            }
+        })
+        .await
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
         Self {
             pool,
             has_tenant_column: tokio::sync::OnceCell::new(),
+            options: None,
         }
     }
 
     async fn has_tenant_column(&self) -> Result<bool> {
         self.has_tenant_column
             .get_or_try_init(|| async {
-                let (exists,): (bool,) = timed(
-                    "find_api_keys",
-                    sqlx::query_as(
-                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                let (exists,): (bool,) = self
+                    .run(
+                        "find_api_keys",
+                        sqlx::query_as(
+                            "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
                          WHERE table_name = 'nex_apikeys' AND column_name = 'tenantid' \
                          AND table_schema = ANY (current_schemas(false)))",
+                        )
+                        .fetch_one(&self.pool),
                     )
-                    .fetch_one(&self.pool),
-                )
-                .await?;
+                    .await?;
                 Ok(exists)
             })
             .await
@@ -167,7 +211,7 @@ async fn timed<T>(
 #[async_trait]
 impl NexusDb for PgNexusDb {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
-        let rows: Vec<(String, String, Option<String>)> = timed(
+        let rows: Vec<(String, String, Option<String>)> = self.run(
             "find_gapis",
             sqlx::query_as("SELECT url, clientid, clientsecret FROM nex_gapis WHERE url = $1 AND clientid = $2")
                 .bind(url)
@@ -186,7 +230,7 @@ impl NexusDb for PgNexusDb {
     }
 
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()> {
-        timed(
+        self.run(
             "insert_gapi",
             sqlx::query(
                 "INSERT INTO nex_gapis (url, clientid, apikey, clientsecret, created) VALUES ($1, $2, 'NA', $3, now())",
@@ -206,27 +250,31 @@ impl NexusDb for PgNexusDb {
         client_id: &str,
         secret: &SecretString,
     ) -> Result<u64> {
-        let done = timed(
-            "update_gapi_secret",
-            sqlx::query("UPDATE nex_gapis SET clientsecret = $3 WHERE url = $1 AND clientid = $2")
+        let done = self
+            .run(
+                "update_gapi_secret",
+                sqlx::query(
+                    "UPDATE nex_gapis SET clientsecret = $3 WHERE url = $1 AND clientid = $2",
+                )
                 .bind(url)
                 .bind(client_id)
                 .bind(secret.expose())
                 .execute(&self.pool),
-        )
-        .await?;
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64> {
-        let done = timed(
-            "delete_gapis",
-            sqlx::query("DELETE FROM nex_gapis WHERE url = $1 AND clientid = $2")
-                .bind(url)
-                .bind(client_id)
-                .execute(&self.pool),
-        )
-        .await?;
+        let done = self
+            .run(
+                "delete_gapis",
+                sqlx::query("DELETE FROM nex_gapis WHERE url = $1 AND clientid = $2")
+                    .bind(url)
+                    .bind(client_id)
+                    .execute(&self.pool),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -238,7 +286,9 @@ impl NexusDb for PgNexusDb {
         } else {
             sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1").bind(name)
         };
-        let rows: Vec<(String,)> = timed("find_api_keys", query.fetch_all(&self.pool)).await?;
+        let rows: Vec<(String,)> = self
+            .run("find_api_keys", query.fetch_all(&self.pool))
+            .await?;
         Ok(rows
             .into_iter()
             .map(|(id,)| SecretString::new(id))
