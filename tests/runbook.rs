@@ -6,8 +6,9 @@ mod common;
 use common::{Sim, environment, runbook, sample_store, tenant};
 use digital_channels_operator::runbook::environment::run_environment;
 use digital_channels_operator::runbook::report::{Outcome, Reason, Step};
-use digital_channels_operator::runbook::tenant::{delete_tenant, keys, run_tenant};
+use digital_channels_operator::runbook::tenant::{self, delete_tenant, keys, run_tenant};
 use digital_channels_operator::runbook::{RunReport, Runbook};
+use digital_channels_operator::secret::SecretString;
 
 fn outcome(report: &RunReport, step: Step) -> Outcome {
     match report.outcome_of(step) {
@@ -701,5 +702,96 @@ async fn assert_exactly_once(sim: &Sim, store: &common::MemoryStore, case: &str,
         store.get("t100-digital-channels", keys::API_KEY).as_deref(),
         Some(own.id.as_str()),
         "{case}: the tenant's own key"
+    );
+}
+
+/// A tenant provisioned by a version that keyed the credentials fingerprint with the client
+/// secret: after the upgrade its unchanged password must not look rotated.
+#[tokio::test]
+async fn an_upgrade_does_not_look_like_a_password_change() {
+    use base64::Engine;
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let client_secret = store.get("prod-nexus-client", "client-secret").unwrap();
+    let legacy = {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, client_secret.as_bytes());
+        let tag = ring::hmac::sign(&key, b"nexus\0nexus_password");
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+    };
+    store
+        .secrets
+        .lock()
+        .unwrap()
+        .get_mut("t100-digital-channels")
+        .unwrap()
+        .annotations
+        .insert(
+            tenant::annotations::CREDENTIALS_FINGERPRINT.to_string(),
+            legacy,
+        );
+    let env = run_environment(&rb, &environment(&sim.url()), &store)
+        .await
+        .resolved
+        .unwrap();
+    let run = run_tenant(&rb, &tenant("t100", "t100", true), &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::TenantProvisioned),
+        Outcome::AlreadyRight
+    );
+    assert_eq!(sim.handle.snapshot().calls("nexus.update_tenant"), 0);
+}
+
+/// An administrator rotated the tenant's key in Nexus and put the same new key in the
+/// output Secret: both agree, so it is taken (and recorded), not refused.
+#[tokio::test]
+async fn a_key_rotated_in_nexus_and_in_the_secret_alike_is_taken() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    provision_all(&rb, &sim, &store).await;
+    let env = run_environment(&rb, &environment(&sim.url()), &store)
+        .await
+        .resolved
+        .unwrap();
+    let mut t100 = tenant("t100", "t100", true);
+    let old = store.get("t100-digital-channels", keys::API_KEY).unwrap();
+    t100.status = Some(digital_channels_operator::api::TenantStatus {
+        api_key_digest: Some(tenant::api_key_digest(&SecretString::new(old.clone()))),
+        ..Default::default()
+    });
+    let rotated = uuid::Uuid::new_v4().to_string();
+    sqlx::query("UPDATE nex_apikeys SET id = $1 WHERE id = $2")
+        .bind(&rotated)
+        .bind(&old)
+        .execute(&sim.db.pool)
+        .await
+        .unwrap();
+    store
+        .secrets
+        .lock()
+        .unwrap()
+        .get_mut("t100-digital-channels")
+        .unwrap()
+        .data
+        .insert(
+            keys::API_KEY.to_string(),
+            SecretString::new(rotated.clone()),
+        );
+    let run = run_tenant(&rb, &t100, &env, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        outcome(&run.report, Step::TenantProvisioned),
+        Outcome::Recovered
+    );
+    assert_eq!(
+        run.api_key_digest,
+        Some(tenant::api_key_digest(&SecretString::new(rotated.clone())))
+    );
+    assert_eq!(
+        store.get("t100-digital-channels", keys::API_KEY),
+        Some(rotated)
     );
 }

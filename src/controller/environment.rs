@@ -61,6 +61,10 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         return Ok(Action::await_change());
     }
 
+    if !ctx.caches.ready(Duration::from_secs(30)).await {
+        // Without complete caches a rival could go unseen: look again soon.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     if let Some(why) = identity::environment_conflict(&ctx.caches, env) {
         let fresh = conflict(&previous.conditions, &why);
         write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
@@ -89,7 +93,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             .resolved
             .as_ref()
             .filter(|_| matches!(run.report.outcome_of(Step::GapiRegistered), Some(Ok(_))))
-            .map(|r| r.gapi_digest());
+            .and_then(|r| r.gapi_digest());
         let (condition, wait, record) = nexus_condition(
             ctx,
             &previous.conditions,
@@ -124,7 +128,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             .resolved
             .as_ref()
             .filter(|_| verified)
-            .map(|r| r.client_secret_digest()),
+            .and_then(|r| r.client_secret_digest()),
     };
     let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
@@ -265,7 +269,13 @@ async fn nexus_condition(
             });
         return Ok((kept, None, record.clone()));
     };
-    if record.loaded.as_deref() == Some(row.as_str()) {
+    // Status from a version without this record, that saw Nexus load the row: adopt it
+    // rather than restart Nexus for the upgrade.
+    let upgraded = record.loaded.is_none()
+        && record.restart_for.is_none()
+        && find(previous, types::NEXUS_RESTARTED)
+            .is_some_and(|c| c.status == ConditionStatus::True);
+    if upgraded || record.loaded.as_deref() == Some(row.as_str()) {
         let done = find(previous, types::NEXUS_RESTARTED)
             .filter(|c| c.status == ConditionStatus::True)
             .cloned()

@@ -34,6 +34,28 @@ impl Caches {
             .push(store);
     }
 
+    /// Waits (at most `within`) until every cache has listed once: before that an empty
+    /// cache would hide a rival. Returns whether they are.
+    pub async fn ready(&self, within: std::time::Duration) -> bool {
+        let stores: Vec<_> = {
+            let t = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+            let e = self.environments.read().unwrap_or_else(|e| e.into_inner());
+            t.iter()
+                .map(|s| futures::future::Either::Left(s.clone()))
+                .chain(e.iter().map(|s| futures::future::Either::Right(s.clone())))
+                .collect()
+        };
+        let all = futures::future::join_all(stores.iter().map(|s| async move {
+            match s {
+                futures::future::Either::Left(s) => s.wait_until_ready().await.is_ok(),
+                futures::future::Either::Right(s) => s.wait_until_ready().await.is_ok(),
+            }
+        }));
+        tokio::time::timeout(within, all)
+            .await
+            .is_ok_and(|ready| ready.into_iter().all(|r| r))
+    }
+
     fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {
         let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         stores.iter().flat_map(|s| s.state()).collect()
@@ -50,23 +72,33 @@ impl Caches {
 /// whole seconds only), then by namespace and name, so that both sides agree.
 fn age_key<K: kube::Resource>(o: &K) -> (bool, Option<jiff::Timestamp>, String, String) {
     let meta = o.meta();
-    let acting = meta
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == crate::api::FINALIZER);
     (
-        !acting,
+        !has_finalizer(o),
         meta.creation_timestamp.as_ref().map(|t| t.0),
         meta.namespace.clone().unwrap_or_default(),
         meta.name.clone().unwrap_or_default(),
     )
 }
 
+fn has_finalizer<K: kube::Resource>(o: &K) -> bool {
+    o.meta()
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == crate::api::FINALIZER)
+}
+
+/// An older resource that still claims: one being deleted keeps its claim while it holds
+/// the finalizer, since its cleanup may still delete what it claimed.
 fn is_other<K: kube::Resource>(me: &K, other: &K) -> bool {
-    other.meta().deletion_timestamp.is_none()
-        && other.meta().uid != me.meta().uid
-        && age_key(other) < age_key(me)
+    let meta = other.meta();
+    let claiming = meta.deletion_timestamp.is_none()
+        || meta
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == crate::api::FINALIZER);
+    claiming && meta.uid != me.meta().uid && age_key(other) < age_key(me)
 }
 
 /// The contact center a tenant has claimed: resolved, or named in its spec.
@@ -95,7 +127,12 @@ pub fn tenant_conflict(
         .tenants()
         .into_iter()
         .filter(|o| is_other(tenant, o.as_ref()))
-        .filter(|o| nexus_of(o).as_deref() == Some(trim_url(nexus_url)))
+        .filter(|o| match nexus_of(o) {
+            Some(url) => url == trim_url(nexus_url),
+            // Its environment is not known: it counts only if it has acted upstream (it
+            // holds the finalizer), on whatever Nexus; one that never acted claims nothing.
+            None => has_finalizer(o.as_ref()),
+        })
         .collect();
     rivals.sort_by_key(|o| age_key(o.as_ref()));
     rivals.iter().find_map(|o| {

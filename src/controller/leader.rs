@@ -235,12 +235,16 @@ impl LeaderElector {
     /// another replica, or not renewed within the renew deadline (every attempt is cut off
     /// at that deadline). The caller must stop writing at once.
     pub async fn keep_leadership(&self) {
+        // Counted from when a renewal was *sent*: another replica may have seen it stored
+        // long before its answer reached us.
         let mut last_renewal = Instant::now();
         loop {
-            tokio::time::sleep(self.timing.retry_period).await;
             let deadline = last_renewal + self.timing.renew_deadline;
+            tokio::time::sleep_until((Instant::now() + self.timing.retry_period).min(deadline))
+                .await;
+            let sent = Instant::now();
             match tokio::time::timeout_at(deadline, self.try_acquire()).await {
-                Ok(Ok(true)) => last_renewal = Instant::now(),
+                Ok(Ok(true)) => last_renewal = sent,
                 Ok(Ok(false)) => {
                     tracing::error!("the leader lease was taken by another replica");
                     return;

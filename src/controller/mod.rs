@@ -431,17 +431,15 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
         }
         let keeper = elector.clone();
-        let stopping = shutdown.clone();
-        tokio::spawn(async move {
+        let renewing = tokio::spawn(async move {
             keeper.keep_leadership().await;
-            if !stopping.is_cancelled() {
-                // Another replica may lead from now on: not one more write from this one, so
-                // no waiting for in-flight passes. Kubernetes restarts the pod as a standby.
-                tracing::error!("lost the leader lease; exiting at once");
-                std::process::exit(1);
-            }
+            // Another replica may lead from now on: not one more write from this one, so no
+            // waiting for in-flight passes, even during a graceful stop. Kubernetes restarts
+            // the pod as a standby.
+            tracing::error!("lost the leader lease; exiting at once");
+            std::process::exit(1);
         });
-        elector_held = Some(elector);
+        elector_held = Some((elector, renewing));
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
@@ -452,7 +450,9 @@ pub async fn run(
             .map(|scope| run_scope(ctx.clone(), scope, settings.concurrency, shutdown.clone())),
     )
     .await;
-    if let Some(elector) = &elector_held {
+    if let Some((elector, renewing)) = &elector_held {
+        // Stop renewing first, or the renewal could take the released lease again.
+        renewing.abort();
         elector.release().await;
     }
     tracing::info!("controllers stopped");

@@ -110,7 +110,8 @@ fn client_secret_pushed(
     status: &crate::api::EnvironmentStatus,
     resolved: ResolvedEnvironment,
 ) -> Result<ResolvedEnvironment, String> {
-    if status.client_secret_digest.as_deref() == Some(resolved.client_secret_digest().as_str()) {
+    let current = resolved.client_secret_digest();
+    if current.is_some() && status.client_secret_digest == current {
         Ok(resolved)
     } else {
         Err(format!(
@@ -160,6 +161,10 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         }
     };
 
+    if !ctx.caches.ready(Duration::from_secs(30)).await {
+        // Without complete caches a rival could go unseen: look again soon.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     if let Some(why) = identity::tenant_conflict(&ctx.caches, t, &env.spec.nexus_url) {
         let fresh = conflict(&previous.conditions, &why);
         write(ctx, &api, t, &previous, fresh, None).await?;

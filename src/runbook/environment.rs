@@ -19,8 +19,9 @@ pub struct ResolvedEnvironment {
     pub ops: Credentials,
     pub client_secret_ref: SecretKeyRef,
     pub client_secret: SecretString,
-    /// See [`fingerprint_key_ref`].
-    pub fingerprint_key: SecretString,
+    /// See [`fingerprint_key_ref`]. `None` only when read without generating (a tenant, a
+    /// cleanup) before the environment's own pass made it: what needs it then waits.
+    pub fingerprint_key: Option<SecretString>,
     pub database_url: SecretString,
     pub ca_pem: Option<Vec<u8>>,
 }
@@ -29,11 +30,11 @@ impl ResolvedEnvironment {
     /// HMAC-SHA256 of `parts` keyed with the fingerprint key, first 16 bytes, base64url:
     /// tells whether a secret changed without keeping it, and cannot be reversed or tried
     /// against guesses without the key.
-    pub fn fingerprint(&self, parts: &[&str]) -> String {
+    pub fn fingerprint(&self, parts: &[&str]) -> Option<String> {
         use base64::Engine;
         let key = ring::hmac::Key::new(
             ring::hmac::HMAC_SHA256,
-            self.fingerprint_key.expose().as_bytes(),
+            self.fingerprint_key.as_ref()?.expose().as_bytes(),
         );
         let mut context = ring::hmac::Context::with_key(&key);
         for part in parts {
@@ -41,12 +42,12 @@ impl ResolvedEnvironment {
             context.update(&[0]);
         }
         let tag = context.sign();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
+        Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16]))
     }
 
     /// [`Self::fingerprint`] of the `nex_gapis` row the environment wants: what Nexus must
     /// have loaded.
-    pub fn gapi_digest(&self) -> String {
+    pub fn gapi_digest(&self) -> Option<String> {
         self.fingerprint(&[
             "nex_gapis",
             crate::api::common::trim_url(&self.spec.gws_url),
@@ -57,7 +58,7 @@ impl ResolvedEnvironment {
 
     /// [`Self::fingerprint`] of the client secret: what the environment records once GWS
     /// Auth holds it, so that a tenant can tell a rotation not pushed yet.
-    pub fn client_secret_digest(&self) -> String {
+    pub fn client_secret_digest(&self) -> Option<String> {
         self.fingerprint(&["client-secret", self.client_secret.expose()])
     }
 
@@ -136,7 +137,12 @@ pub async fn resolve_environment(
     let resolved = async {
         let (secret, outcome) =
             read_or_generate(store, &secret_ref, generate, "client secret").await?;
-        let (key, _) = read_or_generate(store, &key_ref, generate, "fingerprint key").await?;
+        let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
+            Ok((key, _)) => Some(key),
+            // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
+            Err(e) if !generate && e.reason == Reason::SecretNotFound => None,
+            Err(e) => return Err(e),
+        };
         Ok::<_, StepError>((secret, key, outcome))
     }
     .await;

@@ -128,12 +128,28 @@ pub fn api_key_digest(key: &SecretString) -> String {
 /// The tenant user's credentials as a fingerprint, to notice a rotated password without
 /// keeping it: keyed with the environment's fingerprint key, so neither a client secret
 /// rotation changes it nor can a reader of status or of the output Secret test guesses.
-fn credentials_fingerprint(env: &ResolvedEnvironment, credentials: &Credentials) -> String {
+fn credentials_fingerprint(env: &ResolvedEnvironment, credentials: &Credentials) -> Option<String> {
     env.fingerprint(&[
         "tenant-user",
         &credentials.username,
         credentials.password.expose(),
     ])
+}
+
+/// The fingerprint of versions before the fingerprint key (keyed with the client secret),
+/// still found in the annotations of tenants provisioned by them: the same credentials must
+/// not look rotated after an upgrade.
+fn legacy_credentials_fingerprint(
+    client_secret: &SecretString,
+    credentials: &Credentials,
+) -> String {
+    use base64::Engine;
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, client_secret.expose().as_bytes());
+    let mut message = credentials.username.as_bytes().to_vec();
+    message.push(0);
+    message.extend_from_slice(credentials.password.expose().as_bytes());
+    let tag = ring::hmac::sign(&key, &message);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16])
 }
 
 fn upstream(hint: &str) -> impl Fn(UpstreamError) -> StepError + '_ {
@@ -343,9 +359,10 @@ pub async fn run_tenant(
                         Outcome::Created
                     }
                 })
-                // "Already exists": registered, as wanted.
+                // "Already exists" to a first registration: registered. To a change of URL it
+                // would leave the old one in place: an error.
                 .or_else(|e| match e.kind {
-                    ErrorKind::Conflict => Ok(Outcome::AlreadyRight),
+                    ErrorKind::Conflict if registered.is_none() => Ok(Outcome::AlreadyRight),
                     _ => Err(e),
                 })
                 .map_err(upstream(
@@ -375,7 +392,23 @@ pub async fn run_tenant(
         password: user.password.clone(),
         genesys_tenant_id: spec.genesys_tenant_id,
     };
-    let current_fingerprint = credentials_fingerprint(env, &user);
+    let Some(current_fingerprint) = credentials_fingerprint(env, &user) else {
+        run.report.push(
+            Step::TenantProvisioned,
+            started,
+            Err(StepError::transient(
+                Reason::WaitingForEnvironment,
+                format!(
+                    "DigitalChannelsEnvironment {} has not made its fingerprint key (Secret {}) yet",
+                    env.name,
+                    super::environment::fingerprint_key_ref(&env.name).name
+                ),
+            )),
+            "",
+        );
+        return run;
+    };
+    let legacy_fingerprint = legacy_credentials_fingerprint(&env.client_secret, &user);
     let recorded_fingerprint = recorded(
         tenant,
         &previous,
@@ -387,10 +420,7 @@ pub async fn run_tenant(
         .status
         .as_ref()
         .and_then(|s| s.api_key_digest.clone());
-    let pending = runbook
-        .pending_keys
-        .get(&env.spec.nexus_url, &cc_id)
-        .filter(|_| previous.value(keys::API_KEY).is_none());
+    let pending = runbook.pending_keys.get(&env.spec.nexus_url, &cc_id);
     let provisioned = provision_tenant(
         nexus.as_ref(),
         db.as_ref(),
@@ -401,6 +431,7 @@ pub async fn run_tenant(
             api_key_digest: recorded_digest.as_deref(),
             credentials: recorded_fingerprint.as_deref(),
             current_credentials: &current_fingerprint,
+            legacy_credentials: &legacy_fingerprint,
             pending_key: pending,
         },
     )
@@ -534,6 +565,8 @@ struct Records<'a> {
     api_key_digest: Option<&'a str>,
     credentials: Option<&'a str>,
     current_credentials: &'a str,
+    /// See [`legacy_credentials_fingerprint`].
+    legacy_credentials: &'a str,
     /// The create answer's key of an earlier pass, not yet written anywhere.
     pending_key: Option<SecretString>,
 }
@@ -553,10 +586,11 @@ async fn provision_tenant(
 ) -> Result<(Outcome, SecretString, Option<String>), StepError> {
     let recorded_digest = records.api_key_digest;
     let to_step = upstream("Check the tenant user's rights in Nexus");
-    let known_key = previous
-        .value(keys::API_KEY)
-        .cloned()
-        .or_else(|| records.pending_key.clone());
+    // A pending key is the newest create answer: it wins over what the Secret still holds.
+    let known_key = records
+        .pending_key
+        .clone()
+        .or_else(|| previous.value(keys::API_KEY).cloned());
     let previous_op = previous.annotations.get(annotations::OPERATION_ID).cloned();
     // The GET is an assumed endpoint: when Nexus refuses it, fall through to the create,
     // whose 409 tells the same.
@@ -587,9 +621,11 @@ async fn provision_tenant(
     let edited = |k: &SecretString| recorded_digest.is_some_and(|d| api_key_digest(k) != d);
     let (key, outcome) = match known_key {
         Some(known) if !edited(&known) => (known, Outcome::AlreadyRight),
-        _ => {
+        known => {
             let key = recover_api_key(db, request).await?;
-            if edited(&key) {
+            // Unless the Secret and Nexus's table agree on a new key (an administrator rotated
+            // it), a row that is not the recorded key is not taken.
+            if edited(&key) && known.as_ref() != Some(&key) {
                 return Err(StepError::permanent(
                     Reason::Conflict,
                     format!(
@@ -605,7 +641,7 @@ async fn provision_tenant(
     };
     let rotated = records
         .credentials
-        .is_some_and(|f| f != records.current_credentials);
+        .is_some_and(|f| f != records.current_credentials && f != records.legacy_credentials);
     if rotated && outcome == Outcome::AlreadyRight {
         return match nexus.update_tenant(token, request).await {
             Ok(()) => Ok((Outcome::Updated, key, previous_op)),

@@ -280,9 +280,12 @@ impl NexusDb for PgNexusDb {
 
     async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>> {
         let query = if self.has_tenant_column().await? {
-            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1 AND tenantid = $2")
-                .bind(name)
-                .bind(tenant_id)
+            // As text, lower-cased: the column may be a uuid, the contact center id any case.
+            sqlx::query_as(
+                "SELECT id FROM nex_apikeys WHERE name = $1 AND lower(tenantid::text) = lower($2)",
+            )
+            .bind(name)
+            .bind(tenant_id)
         } else {
             sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1").bind(name)
         };
