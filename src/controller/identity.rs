@@ -37,23 +37,23 @@ impl Caches {
     /// Waits (at most `within`) until every cache has listed once: before that an empty
     /// cache would hide a rival. Returns whether they are.
     pub async fn ready(&self, within: std::time::Duration) -> bool {
-        let stores: Vec<_> = {
-            let t = self.tenants.read().unwrap_or_else(|e| e.into_inner());
-            let e = self.environments.read().unwrap_or_else(|e| e.into_inner());
-            t.iter()
-                .map(|s| futures::future::Either::Left(s.clone()))
-                .chain(e.iter().map(|s| futures::future::Either::Right(s.clone())))
-                .collect()
+        let tenants = self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let environments = self
+            .environments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let all = async {
+            let t = futures::future::join_all(tenants.iter().map(Store::wait_until_ready));
+            let e = futures::future::join_all(environments.iter().map(Store::wait_until_ready));
+            let (t, e) = futures::join!(t, e);
+            t.iter().chain(e.iter()).all(Result::is_ok)
         };
-        let all = futures::future::join_all(stores.iter().map(|s| async move {
-            match s {
-                futures::future::Either::Left(s) => s.wait_until_ready().await.is_ok(),
-                futures::future::Either::Right(s) => s.wait_until_ready().await.is_ok(),
-            }
-        }));
-        tokio::time::timeout(within, all)
-            .await
-            .is_ok_and(|ready| ready.into_iter().all(|r| r))
+        tokio::time::timeout(within, all).await.unwrap_or(false)
     }
 
     fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {
@@ -92,12 +92,7 @@ fn has_finalizer<K: kube::Resource>(o: &K) -> bool {
 /// the finalizer, since its cleanup may still delete what it claimed.
 fn is_other<K: kube::Resource>(me: &K, other: &K) -> bool {
     let meta = other.meta();
-    let claiming = meta.deletion_timestamp.is_none()
-        || meta
-            .finalizers
-            .iter()
-            .flatten()
-            .any(|f| f == crate::api::FINALIZER);
+    let claiming = meta.deletion_timestamp.is_none() || has_finalizer(other);
     claiming && meta.uid != me.meta().uid && age_key(other) < age_key(me)
 }
 

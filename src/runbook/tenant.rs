@@ -335,7 +335,7 @@ pub async fn run_tenant(
         }
     };
 
-    // PlatformUCS: no GET is known, so the registered URL is remembered on the output Secret.
+    // PlatformUCS: no GET is known, so the registered URL is remembered (status, annotation).
     let mut record = OutputRecord::default();
     if let Some(ucs) = &spec.ucs {
         let started = Instant::now();
@@ -395,7 +395,7 @@ pub async fn run_tenant(
     let Some(current_fingerprint) = credentials_fingerprint(env, &user) else {
         run.report.push(
             Step::TenantProvisioned,
-            started,
+            Instant::now(),
             Err(StepError::transient(
                 Reason::WaitingForEnvironment,
                 format!(
