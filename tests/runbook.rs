@@ -797,3 +797,110 @@ async fn t100_row_key(sim: &Sim) -> String {
         .expect("t100's row")
         .id
 }
+
+/// Tenants of one environment provisioned at the same time share one contact-center list:
+/// it is the environment's, not the tenant's.
+#[tokio::test]
+async fn tenants_run_together_share_one_contact_center_list() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    assert_holds(&env_run.report);
+    let resolved = env_run.resolved.expect("resolved environment");
+    let before = sim.handle.snapshot();
+    let (t100, t200) = (tenant("t100", "t100", true), tenant("t200", "t200", false));
+    let (a, b) = tokio::join!(
+        run_tenant(&rb, &t100, &resolved, &store),
+        run_tenant(&rb, &t200, &resolved, &store)
+    );
+    assert_holds(&a.report);
+    assert_holds(&b.report);
+    let after = sim.handle.snapshot();
+    let op = "environment.list_contact_centers";
+    assert_eq!(after.calls(op) - before.calls(op), 1, "one list for both");
+}
+
+/// Provisioning makes each call once (at most 7 for a tenant with PlatformUCS), and a drift
+/// pass only reads: the settings and the tenant, the token reused, nothing written.
+#[tokio::test]
+async fn provisioning_calls_each_operation_once_and_a_drift_pass_only_reads() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.expect("resolved environment");
+    let t = tenant("t100", "t100", true);
+    let total = |s: &digital_channels_operator::simulator::StateView| s.calls.values().sum::<u64>();
+
+    let before = sim.handle.snapshot();
+    assert_holds(&run_tenant(&rb, &t, &resolved, &store).await.report);
+    let provisioned = sim.handle.snapshot();
+    assert_eq!(
+        total(&provisioned) - total(&before),
+        7,
+        "{:?}",
+        provisioned.calls
+    );
+
+    let drift = run_tenant(&rb, &t, &resolved, &store).await;
+    assert!(!drift.report.changed_anything());
+    let after = sim.handle.snapshot();
+    let reads: Vec<_> = after
+        .calls
+        .iter()
+        .filter(|(op, n)| provisioned.calls(op) != **n)
+        .map(|(op, n)| (op.clone(), n - provisioned.calls(op)))
+        .collect();
+    // The contact-center list is the environment's, shared by its tenants: not counted here.
+    let shared = "environment.list_contact_centers";
+    let own =
+        total(&after) - total(&provisioned) - (after.calls(shared) - provisioned.calls(shared));
+    assert!(
+        own <= 2,
+        "a drift pass makes at most 2 reads per tenant: {reads:?}"
+    );
+    assert!(
+        after.calls(shared) - provisioned.calls(shared) <= 1,
+        "{reads:?}"
+    );
+}
+
+/// The chatservice-uri setting and the Nexus tenant do not depend on each other: a failing
+/// setting does not hold back the tenant and its key, which reach the output Secret at once.
+#[tokio::test]
+async fn a_failing_setting_does_not_hold_back_the_tenant_and_its_key() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.expect("resolved environment");
+    sim.handle
+        .faults()
+        .fail_next("environment.upsert_setting", 10, 500);
+    let t = tenant("t100", "t100", true);
+    let first = run_tenant(&rb, &t, &resolved, &store).await;
+    assert!(matches!(
+        first.report.outcome_of(Step::ChatServiceRegistered),
+        Some(Err(_))
+    ));
+    assert_eq!(
+        outcome(&first.report, Step::TenantProvisioned),
+        Outcome::Created
+    );
+    assert_eq!(
+        outcome(&first.report, Step::UcsRegistered),
+        Outcome::Created
+    );
+    assert_eq!(outcome(&first.report, Step::OutputSecret), Outcome::Created);
+    assert!(store.get("t100-digital-channels", keys::API_KEY).is_some());
+
+    sim.handle.faults().clear();
+    let second = run_tenant(&rb, &t, &resolved, &store).await;
+    assert_holds(&second.report);
+    assert_eq!(
+        outcome(&second.report, Step::ChatServiceRegistered),
+        Outcome::Created
+    );
+    assert_eq!(sim.handle.snapshot().creates("nexus.create_tenant"), 1);
+}

@@ -1,7 +1,88 @@
-//! Picking the contact center: a pure decision, tested with a table.
+//! The contact center: GWS's list, shared by the tenants of an environment, and the choice
+//! of one, a pure decision tested with a table.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::OnceCell;
 
 use super::report::{Reason, StepError};
+use crate::secret::Credentials;
+use crate::upstream::EnvironmentApi;
+use crate::upstream::UpstreamError;
 use crate::upstream::environment::ContactCenter;
+
+/// How long one contact-center list serves the tenants of its environment. The list belongs
+/// to the environment, not to a tenant: tenants reconciled together (a wave of new tenants, a
+/// resync) share one request instead of making one each.
+pub const LIST_LIFETIME: Duration = Duration::from_secs(10);
+
+/// GWS's contact-center lists, one per environment URL and ops user, shared for
+/// [`LIST_LIFETIME`]. Concurrent askers wait for one request; a failure is not kept, so the
+/// next asker tries again. Cheap to clone; clones share the lists.
+#[derive(Clone)]
+pub struct ContactCenterLists {
+    lifetime: Duration,
+    lists: Arc<Mutex<HashMap<String, Arc<Shared>>>>,
+}
+
+/// One list, fetched at most once.
+#[derive(Default)]
+struct Shared {
+    fetched: OnceCell<(Instant, Arc<Vec<ContactCenter>>)>,
+}
+
+impl Default for ContactCenterLists {
+    fn default() -> Self {
+        Self::with_lifetime(LIST_LIFETIME)
+    }
+}
+
+impl ContactCenterLists {
+    pub fn with_lifetime(lifetime: Duration) -> Self {
+        Self {
+            lifetime,
+            lists: Arc::default(),
+        }
+    }
+
+    /// The list of the environment at `environment_url` as `ops` sees it.
+    pub async fn get(
+        &self,
+        api: &dyn EnvironmentApi,
+        environment_url: &str,
+        ops: &Credentials,
+    ) -> Result<Arc<Vec<ContactCenter>>, UpstreamError> {
+        // Keyed by the password's digest too: a rotated ops password asks again, at once.
+        let password =
+            ring::digest::digest(&ring::digest::SHA256, ops.password.expose().as_bytes());
+        let key = format!(
+            "{}|{}|{:02x?}",
+            crate::api::common::trim_url(environment_url),
+            ops.username,
+            password.as_ref()
+        );
+        let shared = {
+            let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+            let lifetime = self.lifetime;
+            lists.retain(|_, s| {
+                s.fetched
+                    .get()
+                    .is_none_or(|(at, _)| at.elapsed() < lifetime)
+            });
+            lists.entry(key).or_default().clone()
+        };
+        let (_, list) = shared
+            .fetched
+            .get_or_try_init(|| async {
+                let list = api.list_contact_centers(ops).await?;
+                Ok::<_, UpstreamError>((Instant::now(), Arc::new(list)))
+            })
+            .await?;
+        Ok(list.clone())
+    }
+}
 
 /// The contact center to use: the given id (which must exist), else the one whose
 /// domains contain `domain`, else the only one. None or several is an error naming the

@@ -6,6 +6,7 @@
 pub mod connector;
 pub mod contact_center;
 pub mod environment;
+pub mod recorder;
 pub mod report;
 pub mod secrets;
 pub mod tenant;
@@ -26,6 +27,8 @@ pub struct Runbook {
     pub tokens: TokenCache,
     /// Keys from a create answer not yet written to their output Secret.
     pub pending_keys: tenant::PendingKeys,
+    /// GWS's contact-center lists, shared by the tenants of an environment.
+    pub contact_centers: contact_center::ContactCenterLists,
 }
 
 impl Runbook {
@@ -34,6 +37,7 @@ impl Runbook {
             connector,
             tokens: TokenCache::default(),
             pending_keys: tenant::PendingKeys::default(),
+            contact_centers: contact_center::ContactCenterLists::default(),
         }
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::upstream::{ErrorKind, UpstreamError};
 
-/// The runbook steps, in the order they run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// The runbook steps, in the order they run (the order of reports: `Ord`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Step {
     // Environment.
     Credentials,

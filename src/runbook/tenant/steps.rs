@@ -1,0 +1,526 @@
+//! One tenant pass: what it reads once, each step as a method, and the order in
+//! [`TenantPass::run`], which is the graph of the module's documentation.
+
+use std::sync::Arc;
+
+use super::provision::{
+    Records, credentials_fingerprint, legacy_credentials_fingerprint, provision_tenant, upstream,
+};
+use super::{TenantRun, annotations, api_key_digest, designer_env_instructions, keys};
+use crate::api::DigitalChannelsTenant;
+use crate::api::common::trim_url;
+use crate::api::tenant::UcsSpec;
+use crate::runbook::Runbook;
+use crate::runbook::contact_center;
+use crate::runbook::environment::{ResolvedEnvironment, fingerprint_key_ref};
+use crate::runbook::recorder::StepRecorder;
+use crate::runbook::report::{Outcome, Reason, Step, StepError};
+use crate::runbook::secrets::{OutputRecord, SecretStore, WriteOutcome};
+use crate::secret::{Credentials, SecretString};
+use crate::upstream::environment::Setting;
+use crate::upstream::gws_auth::Grant;
+use crate::upstream::nexus::TenantRequest;
+use crate::upstream::{EnvironmentApi, ErrorKind, GwsAuthApi, NexusApi, NexusDb, UpstreamError};
+
+/// A tenant, its environment and the means to act: what every step of a pass shares.
+pub(super) struct TenantPass<'a> {
+    runbook: &'a Runbook,
+    tenant: &'a DigitalChannelsTenant,
+    env: &'a ResolvedEnvironment,
+    store: &'a dyn SecretStore,
+    pub output_secret_name: String,
+    ops_hint: String,
+}
+
+/// What the pass read from the tenant's Secrets.
+struct Inputs {
+    user: Credentials,
+    ucs_key: Option<SecretString>,
+    /// The output Secret as it is: the key and bookkeeping of earlier passes.
+    previous: OutputRecord,
+}
+
+struct Clients {
+    auth: Arc<dyn GwsAuthApi>,
+    environment: Arc<dyn EnvironmentApi>,
+    nexus: Arc<dyn NexusApi>,
+    db: Arc<dyn NexusDb>,
+}
+
+/// What provisioning gave: the key and Nexus's operation id.
+struct Provisioned {
+    api_key: SecretString,
+    operation_id: Option<String>,
+    fingerprint: String,
+}
+
+impl<'a> TenantPass<'a> {
+    pub fn new(
+        runbook: &'a Runbook,
+        tenant: &'a DigitalChannelsTenant,
+        env: &'a ResolvedEnvironment,
+        store: &'a dyn SecretStore,
+    ) -> Self {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        Self {
+            runbook,
+            tenant,
+            env,
+            store,
+            output_secret_name: tenant.spec.output_secret_name(&name),
+            ops_hint: format!(
+                "Check the ops user in Secret {}",
+                env.spec.ops_credentials_secret.name
+            ),
+        }
+    }
+
+    /// Runs the steps, each once its inputs hold; `None` when one failed (it is recorded).
+    pub async fn run(&self, steps: &StepRecorder, run: &mut TenantRun) -> Option<()> {
+        let inputs = steps.run(Step::Credentials, "", self.read_inputs()).await?;
+        // Before anything upstream: a key created now must have a place to go.
+        let output = self.output_secret_name.clone();
+        steps
+            .require(Step::OutputSecret, output.clone(), async {
+                self.store
+                    .check_output(&output)
+                    .await
+                    .map_err(|e| e.to_step_error("output"))
+            })
+            .await?;
+        let clients = steps
+            .require(Step::ContactCenterResolved, "", async { self.connect() })
+            .await?;
+        let cc = steps
+            .run_detailed(
+                Step::ContactCenterResolved,
+                |id: Option<&String>| id.cloned().unwrap_or_default(),
+                self.resolve_contact_center(&clients),
+            )
+            .await?;
+        run.contact_center_id = Some(cc.clone());
+
+        let chat_service = steps.run(
+            Step::ChatServiceRegistered,
+            "",
+            self.register_chat_service(&clients, &cc),
+        );
+        let tenant = self.provision_and_record(steps, run, &clients, &inputs, &cc);
+        let (chat_service, tenant) = tokio::join!(chat_service, tenant);
+        chat_service.and(tenant)
+    }
+
+    /// The token chain: the tenant token, then PlatformUCS beside the Nexus tenant, then the
+    /// key into the output Secret and the DesignerEnv step.
+    async fn provision_and_record(
+        &self,
+        steps: &StepRecorder,
+        run: &mut TenantRun,
+        clients: &Clients,
+        inputs: &Inputs,
+        cc: &str,
+    ) -> Option<()> {
+        let token = steps
+            .run(
+                Step::TenantToken,
+                "",
+                self.tenant_token(clients, cc, &inputs.user),
+            )
+            .await?;
+        let ucs = async {
+            let ucs = self.tenant.spec.ucs.as_ref()?;
+            steps
+                .run(
+                    Step::UcsRegistered,
+                    ucs.url.clone(),
+                    self.register_ucs(clients, inputs, &token, cc, ucs),
+                )
+                .await
+        };
+        let provisioned = steps.run(
+            Step::TenantProvisioned,
+            self.tenant.spec.tenant_name.clone(),
+            self.provision(clients, inputs, &token, cc),
+        );
+        let (ucs_url, provisioned) = tokio::join!(ucs, provisioned);
+        let ucs_held = self.tenant.spec.ucs.is_none() || ucs_url.is_some();
+        run.ucs_url = ucs_url.clone();
+        // The key is written even when PlatformUCS failed: it is the only copy.
+        let provisioned = provisioned?;
+        run.operation_id = provisioned.operation_id.clone();
+        let record = self.output_record(cc, &inputs.previous, &provisioned, ucs_url);
+        steps
+            .run(
+                Step::OutputSecret,
+                self.output_secret_name.clone(),
+                self.write_output(&record),
+            )
+            .await?;
+        self.runbook
+            .pending_keys
+            .written(&self.env.spec.nexus_url, cc);
+        run.api_key_digest = Some(api_key_digest(&provisioned.api_key));
+        run.credentials_fingerprint = Some(provisioned.fingerprint);
+        run.api_key = Some(provisioned.api_key);
+        steps
+            .run_detailed(
+                Step::DesignerEnvConfigured,
+                |d: Option<&String>| d.cloned().unwrap_or_default(),
+                async { Ok(self.designer_env()) },
+            )
+            .await;
+        ucs_held.then_some(())
+    }
+
+    /// The tenant user, the UCS key if any, and the output Secret as it is.
+    async fn read_inputs(&self) -> Result<(Outcome, Inputs), StepError> {
+        let spec = &self.tenant.spec;
+        let user = self
+            .store
+            .read_credentials(
+                &spec.credentials_secret.name,
+                &spec.credentials_secret.username_key,
+                &spec.credentials_secret.password_key,
+            )
+            .await
+            .map_err(|e| e.to_step_error("tenant user"))?;
+        let ucs_key = match spec.ucs.as_ref().and_then(|u| u.api_key_secret.as_ref()) {
+            Some(r) => Some(
+                self.store
+                    .read(&r.name, &r.key)
+                    .await
+                    .map_err(|e| e.to_step_error("UCS API key"))?,
+            ),
+            None => None,
+        };
+        let previous = self
+            .store
+            .read_output(&self.output_secret_name)
+            .await
+            .map_err(|e| e.to_step_error("output"))?
+            .unwrap_or_default();
+        let inputs = Inputs {
+            user,
+            ucs_key,
+            previous,
+        };
+        Ok((Outcome::AlreadyRight, inputs))
+    }
+
+    fn connect(&self) -> Result<Clients, StepError> {
+        let (connector, env) = (&self.runbook.connector, self.env);
+        let clients = (|| {
+            Ok::<_, UpstreamError>(Clients {
+                auth: connector.gws_auth(&env.spec.auth_url, env.ca())?,
+                environment: connector.environment(env.spec.environment_url(), env.ca())?,
+                nexus: connector.nexus(&env.spec.nexus_url, env.ca())?,
+                db: connector.nexus_db(&env.database_url)?,
+            })
+        })();
+        clients.map_err(|e| StepError::from_upstream(&e, ""))
+    }
+
+    /// The contact center's id, from the environment's shared list.
+    async fn resolve_contact_center(
+        &self,
+        clients: &Clients,
+    ) -> Result<(Outcome, String), StepError> {
+        let spec = &self.tenant.spec;
+        let centers = self
+            .runbook
+            .contact_centers
+            .get(
+                clients.environment.as_ref(),
+                self.env.spec.environment_url(),
+                &self.env.ops,
+            )
+            .await
+            .map_err(upstream(&self.ops_hint))?;
+        let chosen = contact_center::choose(
+            &centers,
+            spec.contact_center_id.as_deref(),
+            spec.contact_center_domain.as_deref(),
+        )?;
+        Ok((Outcome::Verified, chosen.id.clone()))
+    }
+
+    /// `chatservice-uri`: POST only when absent or different.
+    async fn register_chat_service(
+        &self,
+        clients: &Clients,
+        cc: &str,
+    ) -> Result<(Outcome, ()), StepError> {
+        let (environment, ops, nexus_url) = (
+            clients.environment.as_ref(),
+            &self.env.ops,
+            &self.env.spec.nexus_url,
+        );
+        let registered = async {
+            let settings = environment.list_settings(ops, cc).await?;
+            let current = settings
+                .iter()
+                .find(|s| s.name == super::CHAT_SERVICE_SETTING);
+            if let Some(s) = current
+                && s.value
+                    .as_str()
+                    .is_some_and(|v| trim_url(v) == trim_url(nexus_url))
+                && s.location == "/"
+            {
+                return Ok(Outcome::AlreadyRight);
+            }
+            let wanted = Setting {
+                name: super::CHAT_SERVICE_SETTING.to_string(),
+                location: "/".to_string(),
+                value: serde_json::Value::String(nexus_url.to_string()),
+                shared: false,
+            };
+            environment.upsert_setting(ops, cc, &wanted).await?;
+            Ok(if current.is_some() {
+                Outcome::Updated
+            } else {
+                Outcome::Created
+            })
+        };
+        let outcome = registered.await.map_err(upstream(&self.ops_hint))?;
+        Ok((outcome, ()))
+    }
+
+    /// The tenant token: password grant as `<ccId>\<user>`, reused until it nears expiry.
+    async fn tenant_token(
+        &self,
+        clients: &Clients,
+        cc: &str,
+        user: &Credentials,
+    ) -> Result<(Outcome, SecretString), StepError> {
+        let env = self.env;
+        let grant = Grant::Password {
+            username: format!("{cc}\\{}", user.username),
+            password: user.password.clone(),
+        };
+        let hint = format!(
+            "Check the tenant user in Secret {} (it logs in as {cc}\\{})",
+            self.tenant.spec.credentials_secret.name, user.username
+        );
+        let (token, reused) = self
+            .runbook
+            .tokens
+            .get(
+                clients.auth.as_ref(),
+                &env.spec.auth_url,
+                &env.spec.client.id,
+                &env.client_secret,
+                &grant,
+            )
+            .await
+            .map_err(upstream(&hint))?;
+        let outcome = if reused {
+            Outcome::Reused
+        } else {
+            Outcome::Obtained
+        };
+        Ok((outcome, token))
+    }
+
+    /// PlatformUCS. No GET is known, so the registered URL is remembered (status, annotation).
+    /// Gives the URL registered.
+    async fn register_ucs(
+        &self,
+        clients: &Clients,
+        inputs: &Inputs,
+        token: &SecretString,
+        cc: &str,
+        ucs: &UcsSpec,
+    ) -> Result<(Outcome, String), StepError> {
+        let registered = self.recorded(
+            &inputs.previous,
+            |s| s.ucs_url.as_ref(),
+            annotations::UCS_URL,
+        );
+        if registered.is_some_and(|u| trim_url(u) == trim_url(&ucs.url)) {
+            return Ok((Outcome::AlreadyRight, ucs.url.clone()));
+        }
+        let key = inputs.ucs_key.as_ref().unwrap_or(token);
+        let outcome = match clients.nexus.register_ucs(key, cc, &ucs.url).await {
+            Ok(_) if registered.is_some() => Outcome::Updated,
+            Ok(_) => Outcome::Created,
+            // "Already exists" to a first registration: registered. To a change of URL it
+            // would leave the old one in place: an error.
+            Err(e) if e.kind == ErrorKind::Conflict && registered.is_none() => {
+                Outcome::AlreadyRight
+            }
+            Err(e) => {
+                return Err(upstream(
+                    "Check spec.ucs.apiKeySecret, or the tenant token's rights in Nexus",
+                )(e));
+            }
+        };
+        Ok((outcome, ucs.url.clone()))
+    }
+
+    /// The Nexus tenant, created once; its key kept (see [`provision_tenant`]).
+    async fn provision(
+        &self,
+        clients: &Clients,
+        inputs: &Inputs,
+        token: &SecretString,
+        cc: &str,
+    ) -> Result<(Outcome, Provisioned), StepError> {
+        let (spec, env, user) = (&self.tenant.spec, self.env, &inputs.user);
+        let Some(fingerprint) = credentials_fingerprint(env, user) else {
+            return Err(StepError::transient(
+                Reason::WaitingForEnvironment,
+                format!(
+                    "DigitalChannelsEnvironment {} has not made its fingerprint key (Secret {}) yet",
+                    env.name,
+                    fingerprint_key_ref(&env.name).name
+                ),
+            ));
+        };
+        let request = TenantRequest {
+            contact_center_id: cc.to_string(),
+            name: spec.tenant_name.clone(),
+            type_: spec.type_.clone(),
+            backend_url: env.spec.gws_url.clone(),
+            username: user.username.clone(),
+            password: user.password.clone(),
+            genesys_tenant_id: spec.genesys_tenant_id,
+        };
+        let legacy = legacy_credentials_fingerprint(&env.client_secret, user);
+        let recorded_fingerprint = self
+            .recorded(
+                &inputs.previous,
+                |s| s.credentials_fingerprint.as_ref(),
+                annotations::CREDENTIALS_FINGERPRINT,
+            )
+            .cloned();
+        let recorded_digest = self
+            .tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.api_key_digest.clone());
+        let pending = self.runbook.pending_keys.get(&env.spec.nexus_url, cc);
+        let records = Records {
+            api_key_digest: recorded_digest.as_deref(),
+            credentials: recorded_fingerprint.as_deref(),
+            current_credentials: &fingerprint,
+            legacy_credentials: &legacy,
+            pending_key: pending,
+        };
+        let (outcome, api_key, operation_id) = provision_tenant(
+            clients.nexus.as_ref(),
+            clients.db.as_ref(),
+            token,
+            &request,
+            &inputs.previous,
+            &records,
+        )
+        .await?;
+        if outcome == Outcome::Created {
+            // The only copy until the output Secret holds it.
+            self.runbook
+                .pending_keys
+                .keep(&env.spec.nexus_url, cc, &api_key);
+        }
+        let provisioned = Provisioned {
+            api_key,
+            operation_id,
+            fingerprint,
+        };
+        Ok((outcome, provisioned))
+    }
+
+    /// The output Secret's content: the key, where it belongs, and the bookkeeping
+    /// annotations. A PlatformUCS that failed this pass keeps its earlier record.
+    fn output_record(
+        &self,
+        cc: &str,
+        previous: &OutputRecord,
+        provisioned: &Provisioned,
+        ucs_url: Option<String>,
+    ) -> OutputRecord {
+        let (spec, env) = (&self.tenant.spec, self.env);
+        let data = [
+            (keys::API_KEY, provisioned.api_key.clone()),
+            (keys::CONTACT_CENTER_ID, SecretString::new(cc)),
+            (
+                keys::TENANT_NAME,
+                SecretString::new(spec.tenant_name.clone()),
+            ),
+            (
+                keys::NEXUS_URL,
+                SecretString::new(env.spec.nexus_url.clone()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut record = OutputRecord {
+            data,
+            ..OutputRecord::default()
+        };
+        let ucs_url = match spec.ucs {
+            Some(_) => ucs_url.or_else(|| previous.annotations.get(annotations::UCS_URL).cloned()),
+            None => None,
+        };
+        let bookkeeping = [
+            (annotations::UCS_URL, ucs_url),
+            (
+                annotations::CREDENTIALS_FINGERPRINT,
+                Some(provisioned.fingerprint.clone()),
+            ),
+            (annotations::OPERATION_ID, provisioned.operation_id.clone()),
+        ];
+        for (name, value) in bookkeeping {
+            if let Some(value) = value {
+                record.annotations.insert(name.to_string(), value);
+            }
+        }
+        record
+    }
+
+    async fn write_output(&self, record: &OutputRecord) -> Result<(Outcome, ()), StepError> {
+        let written = self
+            .store
+            .write_output(&self.output_secret_name, record)
+            .await
+            .map_err(|e| e.to_step_error("output"))?;
+        let outcome = match written {
+            WriteOutcome::Created => Outcome::Created,
+            WriteOutcome::Updated => Outcome::Updated,
+            WriteOutcome::Unchanged => Outcome::AlreadyRight,
+        };
+        Ok((outcome, ()))
+    }
+
+    /// DesignerEnv: manual until acknowledged. Gives what to do.
+    fn designer_env(&self) -> (Outcome, String) {
+        let acknowledged = self
+            .tenant
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::api::DESIGNER_ENV_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        if acknowledged {
+            (Outcome::AlreadyRight, "acknowledged".to_string())
+        } else {
+            let name = self.tenant.metadata.name.as_deref().unwrap_or_default();
+            (Outcome::ManualStepRequired, designer_env_instructions(name))
+        }
+    }
+
+    /// What the operator recorded of the tenant: its status, else (for `provision`, or a
+    /// tenant from before status held it) the output Secret's annotations.
+    fn recorded<'r>(
+        &'r self,
+        previous: &'r OutputRecord,
+        from_status: impl Fn(&'r crate::api::TenantStatus) -> Option<&'r String>,
+        annotation: &str,
+    ) -> Option<&'r String> {
+        self.tenant
+            .status
+            .as_ref()
+            .and_then(from_status)
+            .or_else(|| previous.annotations.get(annotation))
+    }
+}
