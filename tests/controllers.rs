@@ -191,6 +191,23 @@ impl Harness {
         );
     }
 
+    /// Like `settle`, but keeps the writes recorded so far for the test to read.
+    async fn settle_from_here(&self) {
+        for _ in 0..40 {
+            let seen = self.api.writes().len();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if self.api.writes().len() == seen {
+                return;
+            }
+        }
+        panic!("the controllers never stopped writing");
+    }
+
+    /// The operator's writes since the last `clear_writes` (the test's own are not recorded).
+    fn writes_since_apply(&self) -> Vec<common::fake_apiserver::WriteRecord> {
+        self.api.writes()
+    }
+
     async fn stop(self) {
         self.stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
@@ -1147,5 +1164,43 @@ async fn fifty_tenants_at_once_while_the_client_secret_rotates() {
         })
         .collect();
     assert_eq!(keys.len(), N, "every tenant its own key");
+    h.stop().await;
+}
+
+/// The cost of provisioning one tenant on a Ready environment: one pass, so each upstream
+/// operation once, and at most three Kubernetes API writes (finalizer, output Secret,
+/// status) plus two events. The operator's own writes trigger no second pass.
+#[tokio::test]
+async fn provisioning_takes_one_pass_and_three_writes() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    h.settle().await;
+    let before = h.sim.handle.snapshot();
+    h.api.clear_writes();
+    h.tenant(|_| {});
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    h.settle_from_here().await;
+
+    let after = h.sim.handle.snapshot();
+    for op in [
+        "environment.list_contact_centers",
+        "environment.list_settings",
+        "environment.upsert_setting",
+        "nexus.register_ucs",
+        "nexus.get_tenant",
+        "nexus.create_tenant",
+    ] {
+        assert_eq!(after.calls(op) - before.calls(op), 1, "{op}: once");
+    }
+    let writes = h.writes_since_apply();
+    let (events, others): (Vec<_>, Vec<_>) =
+        writes.into_iter().partition(|w| w.resource == "events");
+    assert!(
+        others.len() <= 3,
+        "at most 3 writes to provision: {others:#?}"
+    );
+    assert!(events.len() <= 2, "at most 2 events: {events:#?}");
     h.stop().await;
 }

@@ -42,6 +42,8 @@ pub struct Context {
     pub caches: super::identity::Caches,
     pub runbook: Runbook,
     pub config: ControllerConfig,
+    /// Secrets the operator wrote, so their watch events trigger no pass.
+    pub own_writes: super::secrets::OwnWrites,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     readiness: Mutex<HashMap<(&'static str, String), bool>>,
@@ -59,6 +61,7 @@ impl Context {
             client,
             runbook,
             config,
+            own_writes: super::secrets::OwnWrites::default(),
             failures: Mutex::default(),
             readiness: Mutex::default(),
         }

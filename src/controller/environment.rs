@@ -73,7 +73,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(ctx.config.max_backoff));
     }
 
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
     let run = run_environment(&ctx.runbook, env, &store).await;
     let external_exists = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
     if external_exists && !has_finalizer(env) {

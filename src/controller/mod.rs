@@ -271,14 +271,33 @@ where
         + Sync
         + 'static,
 {
-    use kube::runtime::WatchStreamExt;
+    use kube::runtime::{PredicateConfig, WatchStreamExt};
     let (store, writer) = kube::runtime::reflector::store();
     let stream = watcher(api_for::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
     (stream, store)
+}
+
+/// What of a resource asks for a pass: its spec (the generation), labels, annotations (a
+/// DesignerEnv acknowledgement) and deletion. Not its status nor its finalizers: those are
+/// the operator's own writes, and a pass for them would repeat the one that made them
+/// (every upstream read again). A status edited by hand is repaired at the resync.
+fn asks_for_a_pass<K: kube::Resource>(object: &K) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let meta = object.meta();
+    let mut hasher = DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A Secret as the controllers see it: its metadata only.
@@ -291,6 +310,7 @@ type SecretTrigger = futures::channel::mpsc::UnboundedReceiver<Result<SecretMeta
 fn secret_triggers(
     client: &kube::Client,
     namespace: Option<&str>,
+    own_writes: secrets::OwnWrites,
 ) -> (SecretTrigger, SecretTrigger) {
     use futures::channel::mpsc::unbounded;
     use kube::runtime::WatchStreamExt;
@@ -305,6 +325,8 @@ fn secret_triggers(
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             match item {
+                // The operator's own write: the pass that made it already knows.
+                Ok(secret) if own_writes.is_own(&secret.metadata) => {}
                 Ok(mut secret) => {
                     secret.metadata.managed_fields = None;
                     let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
@@ -330,7 +352,7 @@ pub async fn run_scope(
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
-    let (env_secrets, tenant_secrets) = secret_triggers(&client, ns);
+    let (env_secrets, tenant_secrets) = secret_triggers(&client, ns, ctx.own_writes.clone());
 
     let (stream, store) = cached::<DigitalChannelsEnvironment>(&client, ns);
     let envs = Controller::for_stream(stream, store).with_config(config.clone());

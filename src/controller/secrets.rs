@@ -1,6 +1,7 @@
 //! The runbook's [`SecretStore`] backed by the Kubernetes API, in the resource's namespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use k8s_openapi::ByteString;
@@ -18,6 +19,46 @@ pub struct KubeSecretStore {
     api: Api<Secret>,
     /// Owner of the output Secret, so it goes with its tenant.
     owner: Option<OwnerReference>,
+    own_writes: Option<OwnWrites>,
+}
+
+/// The versions of the Secrets the operator last wrote itself, so that the Secret watch does
+/// not answer the operator's own write with a pass that would only repeat the one that made
+/// it. Cheap to clone; clones share the record.
+#[derive(Clone, Default)]
+pub struct OwnWrites(Arc<Mutex<HashMap<(String, String), String>>>);
+
+impl OwnWrites {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(meta: &ObjectMeta) -> (String, String) {
+        (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn wrote(&self, meta: &ObjectMeta) {
+        if let Some(version) = &meta.resource_version {
+            self.lock().insert(Self::key(meta), version.clone());
+        }
+    }
+
+    /// Whether the watch shows the version the operator wrote, the first time it does. A
+    /// watch event that comes before the write's answer is not recognised: one pass more.
+    pub fn is_own(&self, meta: &ObjectMeta) -> bool {
+        let mut writes = self.lock();
+        let key = Self::key(meta);
+        let own = writes
+            .get(&key)
+            .is_some_and(|v| meta.resource_version.as_ref() == Some(v));
+        if own {
+            writes.remove(&key);
+        }
+        own
+    }
 }
 
 impl KubeSecretStore {
@@ -25,6 +66,19 @@ impl KubeSecretStore {
         Self {
             api: Api::namespaced(client, namespace),
             owner,
+            own_writes: None,
+        }
+    }
+
+    /// Records the versions this store writes in `own_writes`.
+    pub fn recording(mut self, own_writes: &OwnWrites) -> Self {
+        self.own_writes = Some(own_writes.clone());
+        self
+    }
+
+    fn wrote(&self, secret: &Secret) {
+        if let Some(own) = &self.own_writes {
+            own.wrote(&secret.metadata);
         }
     }
 
@@ -108,7 +162,10 @@ impl SecretStore for KubeSecretStore {
             ..Default::default()
         };
         match self.api.create(&PostParams::default(), &secret).await {
-            Ok(_) => Ok(value.clone()),
+            Ok(created) => {
+                self.wrote(&created);
+                Ok(value.clone())
+            }
             // Someone created it meanwhile: use theirs, never overwrite a secret.
             Err(kube::Error::Api(s)) if s.code == 409 => self.read(name, key).await,
             Err(e) => Err(SecretError::Unavailable {
@@ -185,7 +242,8 @@ impl SecretStore for KubeSecretStore {
             "data": data,
         });
         // Server-side apply: the operator owns these keys; other fields stay as others set them.
-        self.api
+        let written = self
+            .api
             .patch(
                 name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
@@ -196,6 +254,7 @@ impl SecretStore for KubeSecretStore {
                 name: name.to_string(),
                 message: kube_message(&e),
             })?;
+        self.wrote(&written);
         Ok(outcome)
     }
 }

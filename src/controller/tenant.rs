@@ -182,7 +182,8 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         pinned.spec.contact_center_id = Some(cc.clone());
         pinned.spec.contact_center_domain = None;
     }
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t));
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t))
+        .recording(&ctx.own_writes);
     let run = run_tenant(&ctx.runbook, &pinned, &env, &store).await;
     let external_exists = [Step::UcsRegistered, Step::TenantProvisioned]
         .iter()
