@@ -27,6 +27,16 @@ const LEASE: &str = "digital-channels-operator";
 const KUBE_VERSIONS: &[&str] = &["1.28.0", "1.37.0"];
 /// Kinds kubernetes-validate has no schema for; they come from the Prometheus Operator's CRDs.
 const KINDS_WITHOUT_SCHEMA: &[&str] = &["ServiceMonitor", "PrometheusRule"];
+/// `helm template` flags of a cluster that serves the Prometheus Operator's kinds: the chart
+/// renders ServiceMonitor and PrometheusRule only then (`.Capabilities.APIVersions`).
+const MONITORING_APIS: &[&str] = &[
+    "--api-versions",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "--api-versions",
+    "monitoring.coreos.com/v1/PrometheusRule",
+];
+/// The Grafana dashboard of the chart, relative to the chart.
+const DASHBOARD: &str = "dashboards/digital-channels.json";
 
 // ---------------------------------------------------------------------------------------------
 // The RBAC rules of the operator: the documented set (docs/install.md explains each). A rule is
@@ -504,11 +514,12 @@ fn all_options_values_set_every_value_and_render_them() {
         "ci/all-options-values.yaml sets values that values.yaml lacks: {unknown:?}"
     );
 
-    let objs = docs(&template(&["ci/all-options-values.yaml"], &[]));
+    let objs = docs(&template(&["ci/all-options-values.yaml"], MONITORING_APIS));
     let k = kinds(&objs);
     for (kind, n) in [
         ("ServiceMonitor", 1),
         ("PrometheusRule", 1),
+        ("ConfigMap", 1),
         ("NetworkPolicy", 1),
         ("Role", 5), // tenants-a, tenants-b, leader election, nexus, nexus-eu
         ("RoleBinding", 5),
@@ -661,6 +672,27 @@ fn all_options_values_set_every_value_and_render_them() {
         );
     }
 
+    let dashboard = one(&objs, "ConfigMap");
+    assert_eq!(s(dashboard, "metadata.name"), "dc-operator-all-dashboard");
+    assert_eq!(s(dashboard, "metadata.namespace"), "monitoring");
+    assert_eq!(
+        key_in(dashboard, "metadata.labels", "dashboards"),
+        Some("digital-channels")
+    );
+    assert_eq!(
+        key_in(dashboard, "metadata.labels", "grafana_dashboard"),
+        None,
+        "a label set to null in the values is dropped"
+    );
+    assert_eq!(
+        key_in(dashboard, "metadata.labels", "app.kubernetes.io/name"),
+        Some("dc-op")
+    );
+    assert_eq!(
+        key_in(dashboard, "metadata.annotations", "grafana_folder"),
+        Some("Digital Channels")
+    );
+
     let np = one(&objs, "NetworkPolicy");
     assert_eq!(strings(get(np, "spec.policyTypes")), ["Ingress", "Egress"]);
     assert_eq!(
@@ -778,7 +810,7 @@ fn rendered_manifests_validate_against_kubernetes_schemas() {
         files.push(write_temp(
             dir.path(),
             &format!("ci-{i}.yaml"),
-            &template(&[v], &[]),
+            &template(&[v], MONITORING_APIS),
         ));
     }
     files.push(write_temp(
@@ -804,6 +836,577 @@ fn crds_validate_against_kubernetes_schemas() {
     let paths: Vec<PathBuf> = crds.keys().map(|n| root().join("crds").join(n)).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     validate(&refs);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monitoring: ServiceMonitor and PrometheusRule only where their CRDs are, the Grafana dashboard
+// ---------------------------------------------------------------------------------------------
+
+const MONITORING_ON: &[&str] = &[
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+    "--set",
+    "metrics.prometheusRule.enabled=true",
+];
+
+#[test]
+fn monitoring_objects_are_rendered_only_where_their_crds_are_served() {
+    let default_kinds = kinds(&docs(&template(&[], &[])));
+    // A bare cluster: both enabled, neither rendered, nothing else changes.
+    let bare = docs(&template(&[], MONITORING_ON));
+    assert_eq!(
+        kinds(&bare),
+        default_kinds,
+        "without the Prometheus Operator's CRDs, enabling monitoring must not add objects"
+    );
+    for (apis, want) in [
+        (
+            &["monitoring.coreos.com/v1/ServiceMonitor"][..],
+            &["ServiceMonitor"][..],
+        ),
+        (
+            &["monitoring.coreos.com/v1/PrometheusRule"][..],
+            &["PrometheusRule"][..],
+        ),
+        (
+            &[
+                "monitoring.coreos.com/v1/ServiceMonitor",
+                "monitoring.coreos.com/v1/PrometheusRule",
+            ][..],
+            &["PrometheusRule", "ServiceMonitor"][..],
+        ),
+    ] {
+        let mut flags: Vec<&str> = MONITORING_ON.to_vec();
+        for api in apis {
+            flags.extend(["--api-versions", api]);
+        }
+        let objs = docs(&template(&[], &flags));
+        let mut k = kinds(&objs);
+        let mut added: Vec<&str> = Vec::new();
+        for kind in ["PrometheusRule", "ServiceMonitor"] {
+            if k.remove(kind) == Some(1) {
+                added.push(kind);
+            }
+        }
+        assert_eq!(added, want, "--api-versions {apis:?}");
+        assert_eq!(k, default_kinds, "--api-versions {apis:?}");
+    }
+    // Served but not enabled: nothing.
+    let objs = docs(&template(&[], MONITORING_APIS));
+    assert_eq!(kinds(&objs), default_kinds, "served, not enabled");
+
+    // What was skipped, the install's notes say (helm install --dry-run=client: no cluster).
+    let notes = |flags: &[&str]| -> String {
+        let mut c = helm();
+        c.args([
+            "install",
+            RELEASE,
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+        ])
+        .args(flags)
+        .env("KUBECONFIG", root().join("target/no-kubeconfig"));
+        let out = run(&mut c);
+        out.split_once("NOTES:")
+            .unwrap_or_else(|| panic!("no NOTES in:\n{out}"))
+            .1
+            .to_string()
+    };
+    let skipped = notes(MONITORING_ON)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        assert!(
+            skipped.contains(&format!("serves no monitoring.coreos.com/v1 {kind}")),
+            "the notes must say that {kind} was skipped:\n{skipped}"
+        );
+    }
+    let quiet = notes(&[]);
+    assert!(
+        !quiet.contains("monitoring.coreos.com"),
+        "nothing enabled, nothing to say:\n{quiet}"
+    );
+}
+
+/// The dashboard ConfigMap of a render, parsed; checks that it holds exactly the chart's file.
+fn dashboard_of(objs: &[Value]) -> (&Value, serde_json::Value) {
+    let cm = one(objs, "ConfigMap");
+    let data = get(cm, "data").as_mapping().expect("data");
+    assert_eq!(data.len(), 1, "one key: {data:?}");
+    let text = key_in(cm, "data", "digital-channels.json").expect("data.digital-channels.json");
+    let file = fs::read_to_string(root().join(CHART).join(DASHBOARD)).unwrap();
+    assert!(
+        text == file,
+        "the ConfigMap must hold {CHART}/{DASHBOARD} as it is"
+    );
+    (
+        cm,
+        serde_json::from_str(text).expect("the dashboard is JSON"),
+    )
+}
+
+#[test]
+fn grafana_dashboard_is_rendered_only_when_enabled() {
+    let objs = docs(&template(&[], &[]));
+    assert!(of_kind(&objs, "ConfigMap").is_empty(), "off by default");
+
+    let objs = docs(&template(&[], &["--set", "grafanaDashboard.enabled=true"]));
+    let (cm, dashboard) = dashboard_of(&objs);
+    assert_eq!(
+        s(cm, "metadata.name"),
+        "digital-channels-operator-dashboard"
+    );
+    assert_eq!(s(cm, "metadata.namespace"), NAMESPACE);
+    assert_eq!(
+        key_in(cm, "metadata.labels", "grafana_dashboard"),
+        Some("1"),
+        "the label Grafana's sidecar looks for by default"
+    );
+    assert_eq!(
+        key_in(cm, "metadata.labels", "app.kubernetes.io/name"),
+        Some("digital-channels-operator")
+    );
+    assert!(get(cm, "metadata.annotations").is_null());
+    assert_eq!(dashboard["uid"], "dc-operator");
+
+    let objs = docs(&template(
+        &[],
+        &[
+            "--set",
+            "grafanaDashboard.enabled=true",
+            "--set",
+            "grafanaDashboard.namespace=monitoring",
+            "--set",
+            "grafanaDashboard.labels.team=platform",
+        ],
+    ));
+    let (cm, _) = dashboard_of(&objs);
+    assert_eq!(s(cm, "metadata.namespace"), "monitoring");
+    assert_eq!(key_in(cm, "metadata.labels", "team"), Some("platform"));
+    assert_eq!(
+        key_in(cm, "metadata.labels", "grafana_dashboard"),
+        Some("1"),
+        "extra labels are added to the default one"
+    );
+}
+
+/// Exported sample name -> its label names, from src/telemetry/metrics.rs: the
+/// registry's prefix, the `registry.register("name", "help", field.clone())` calls, the types of
+/// the `Metrics` fields and the `EncodeLabelSet` structs; cross-checked with what the operator's
+/// registry encodes.
+fn exported_metrics() -> BTreeMap<String, BTreeSet<String>> {
+    let path = "src/telemetry/metrics.rs";
+    let src = fs::read_to_string(root().join(path)).unwrap();
+    let lines: Vec<&str> = src.lines().map(str::trim).collect();
+    // Label structs: name -> fields.
+    let mut label_sets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (i, l) in lines.iter().enumerate() {
+        if !(l.starts_with("#[derive(") && l.contains("EncodeLabelSet")) {
+            continue;
+        }
+        let name = lines[i + 1]
+            .strip_prefix("pub struct ")
+            .and_then(|r| r.strip_suffix(" {"))
+            .unwrap_or_else(|| panic!("{path}: a struct after line {}", i + 1));
+        let fields = lines[i + 2..]
+            .iter()
+            .take_while(|l| **l != "}")
+            .map(|l| {
+                l.strip_prefix("pub ")
+                    .and_then(|r| r.split_once(':'))
+                    .unwrap_or_else(|| panic!("{path}: a label field: {l}"))
+                    .0
+                    .to_string()
+            })
+            .collect();
+        label_sets.insert(name.to_string(), fields);
+    }
+    // Fields of `Metrics`: name -> (type, label struct).
+    let start = lines
+        .iter()
+        .position(|l| *l == "pub struct Metrics {")
+        .unwrap_or_else(|| panic!("{path}: no `pub struct Metrics`"));
+    let mut fields: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    for l in lines[start + 1..].iter().take_while(|l| **l != "}") {
+        let Some((name, ty)) = l.strip_prefix("pub ").and_then(|r| r.split_once(": ")) else {
+            continue;
+        };
+        let ty = ty.trim_end_matches(',');
+        let (kind, labels) = if let Some(rest) = ty.strip_prefix("HistogramFamily<") {
+            ("histogram", rest.trim_end_matches('>'))
+        } else if let Some(rest) = ty.strip_prefix("Family<") {
+            let (labels, metric) = rest
+                .trim_end_matches('>')
+                .split_once(", ")
+                .unwrap_or_else(|| panic!("{path}: {l}"));
+            let kind = match metric {
+                "Counter" => "counter",
+                "Gauge" => "gauge",
+                other => panic!("{path}: metric type {other} unknown to this test"),
+            };
+            (kind, labels)
+        } else {
+            continue; // the registry
+        };
+        fields.insert(name, (kind, labels));
+    }
+    // register("name", "help", field.clone()): the exported family names.
+    let calls: Vec<&str> = src.split("registry.register(").skip(1).collect();
+    assert!(!calls.is_empty(), "{path}: no registry.register call");
+    let prefix = src
+        .split("Registry::with_prefix(\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("{path}: no Registry::with_prefix(\"...\")"));
+    let mut out = BTreeMap::new();
+    for call in calls {
+        let name = call
+            .split('"')
+            .nth(1)
+            .unwrap_or_else(|| panic!("{path}: register without a name"));
+        let field = call
+            .split(".clone()")
+            .next()
+            .and_then(|before| before.rsplit([' ', '\n', ',']).next())
+            .unwrap_or_else(|| panic!("{path}: register({name}) without `field.clone()`"));
+        let (kind, label_struct) = fields
+            .get(field)
+            .unwrap_or_else(|| panic!("{path}: register({name}) of unknown field {field}"));
+        let labels = label_sets
+            .get(*label_struct)
+            .unwrap_or_else(|| panic!("{path}: label set {label_struct} not found"))
+            .clone();
+        let family = format!("{prefix}_{name}");
+        let with_le = || {
+            let mut l = labels.clone();
+            l.insert("le".to_string());
+            l
+        };
+        match *kind {
+            "counter" => {
+                out.insert(format!("{family}_total"), labels.clone());
+            }
+            "gauge" => {
+                out.insert(family, labels.clone());
+            }
+            _ => {
+                out.insert(format!("{family}_bucket"), with_le());
+                out.insert(format!("{family}_sum"), labels.clone());
+                out.insert(format!("{family}_count"), labels.clone());
+            }
+        }
+    }
+    // The parse agrees with what the operator's registry really encodes, for the families that
+    // have a recording method (a family without samples is not encoded at all).
+    let m = digital_channels_operator::telemetry::metrics();
+    m.record_external("test-system", "test-operation", "200", 0.01);
+    m.record_step_failure("TestKind", "TestStep", "TestReason");
+    let mut encoded: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in m.encode().lines().filter(|l| !l.starts_with('#')) {
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let labels = line[name_end..]
+            .strip_prefix('{')
+            .and_then(|r| r.split_once('}'))
+            .map(|(inside, _)| {
+                inside
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, _)| k.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        encoded.insert(line[..name_end].to_string(), labels);
+    }
+    for sample in [
+        "dc_operator_external_requests_total",
+        "dc_operator_external_request_duration_seconds_bucket",
+        "dc_operator_external_request_duration_seconds_count",
+        "dc_operator_step_failures_total",
+    ] {
+        assert!(
+            encoded.contains_key(sample),
+            "the registry encodes no {sample}"
+        );
+    }
+    for (sample, labels) in &encoded {
+        assert_eq!(
+            out.get(sample),
+            Some(labels),
+            "{path} as this test reads it: {sample}"
+        );
+    }
+    out
+}
+
+/// One PromQL expression, as far as the dashboard needs: the metrics it selects (with the label
+/// names of their selectors) and the label names of its `by (...)` clauses.
+#[derive(Debug, Default)]
+struct PromQl {
+    metrics: Vec<(String, Vec<String>)>,
+    by: BTreeSet<String>,
+}
+
+fn parse_promql(expr: &str) -> PromQl {
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    const KEYWORDS: &[&str] = &[
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset", // binary operators and modifiers
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile", // aggregations, which may stand before `by (...)`
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let ident_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut out = PromQl::default();
+    let mut i = 0;
+    let skip_until = |i: &mut usize, end: char| {
+        while *i < chars.len() && chars[*i] != end {
+            *i += 1;
+        }
+        *i += 1;
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' {
+            i += 1;
+            skip_until(&mut i, '"');
+        } else if c == '[' {
+            skip_until(&mut i, ']'); // a range: [5m], [$__rate_interval]
+        } else if c == '$' {
+            i += 1;
+            while i < chars.len() && ident_char(chars[i]) {
+                i += 1;
+            }
+        } else if c.is_ascii_digit() {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c == '{' {
+            // A selector: label names before the matchers, values are strings.
+            let (_, labels) = out
+                .metrics
+                .last_mut()
+                .unwrap_or_else(|| panic!("a selector without a metric name in {expr}"));
+            i += 1;
+            while i < chars.len() && chars[i] != '}' {
+                if chars[i] == '"' {
+                    i += 1;
+                    skip_until(&mut i, '"');
+                } else if ident_char(chars[i]) {
+                    let from = i;
+                    while i < chars.len() && ident_char(chars[i]) {
+                        i += 1;
+                    }
+                    labels.push(chars[from..i].iter().collect());
+                } else {
+                    i += 1;
+                }
+            }
+            i += 1;
+        } else if ident_char(c) {
+            let from = i;
+            while i < chars.len() && ident_char(chars[i]) {
+                i += 1;
+            }
+            let word: String = chars[from..i].iter().collect();
+            let mut j = i;
+            while j < chars.len() && chars[j] == ' ' {
+                j += 1;
+            }
+            let call = j < chars.len() && chars[j] == '(';
+            if GROUPING.contains(&word.as_str()) && call {
+                let close = chars[j..]
+                    .iter()
+                    .position(|&c| c == ')')
+                    .unwrap_or_else(|| panic!("unclosed {word} ( in {expr}"));
+                let list: String = chars[j + 1..j + close].iter().collect();
+                out.by.extend(
+                    list.split(',')
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty()),
+                );
+                i = j + close + 1;
+            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+                out.metrics.push((word, Vec::new()));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every panel of the dashboard, rows' nested panels included.
+fn dashboard_panels(dashboard: &serde_json::Value) -> Vec<&serde_json::Value> {
+    let mut out = Vec::new();
+    for p in dashboard["panels"].as_array().expect("panels") {
+        out.push(p);
+        if let Some(nested) = p["panels"].as_array() {
+            out.extend(nested);
+        }
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_queries_only_metrics_the_operator_exports() {
+    let exported = exported_metrics();
+    // Prometheus adds it to every scraped target (the chart's ServiceMonitor's included); the
+    // dashboard's variable filters on it and matches series without it.
+    let target_labels: BTreeSet<String> = ["namespace".to_string()].into();
+    let text = fs::read_to_string(root().join(CHART).join(DASHBOARD)).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut used_metrics = BTreeSet::new();
+    let mut grouped_by = BTreeSet::new();
+    let check = |expr: &str, legend: &str, what: &str| -> (BTreeSet<String>, BTreeSet<String>) {
+        let q = parse_promql(expr);
+        assert!(!q.metrics.is_empty(), "{what}: no metric in {expr}");
+        let mut known = target_labels.clone();
+        let mut names = BTreeSet::new();
+        for (metric, labels) in &q.metrics {
+            let own = exported.get(metric).unwrap_or_else(|| {
+                panic!(
+                    "{what}: {metric} is not a metric src/telemetry/metrics.rs registers \
+                     (it exports {:?})",
+                    exported.keys().collect::<Vec<_>>()
+                )
+            });
+            for l in labels {
+                assert!(
+                    own.contains(l) || target_labels.contains(l),
+                    "{what}: {metric} has no label {l} (it has {own:?}): {expr}"
+                );
+            }
+            known.extend(own.iter().cloned());
+            names.insert(metric.clone());
+        }
+        for l in &q.by {
+            assert!(
+                known.contains(l),
+                "{what}: by ({l}) is no label of {names:?}: {expr}"
+            );
+        }
+        // The legend names only labels the result keeps.
+        for part in legend.split("{{").skip(1) {
+            let label = part.split("}}").next().unwrap().trim();
+            assert!(
+                q.by.contains(label) && label != "le",
+                "{what}: legend {{{{{label}}}}} is not kept by {expr}"
+            );
+        }
+        (names, q.by)
+    };
+    let mut ids = BTreeSet::new();
+    for panel in dashboard_panels(&dashboard) {
+        let title = panel["title"].as_str().expect("every panel has a title");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("panel id")),
+            "{title}: duplicate id"
+        );
+        assert!(panel["gridPos"]["w"].as_u64().is_some(), "{title}: gridPos");
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{title}: queries the dashboard's data source variable"
+        );
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            let expr = t["expr"].as_str().expect("expr");
+            let legend = t["legendFormat"].as_str().unwrap_or("");
+            let (names, by) = check(expr, legend, title);
+            used_metrics.extend(names);
+            grouped_by.extend(by);
+        }
+    }
+    // Template variables: label_values(metric, label).
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
+        if var["type"] != "query" {
+            continue;
+        }
+        let query = var["query"]["query"]
+            .as_str()
+            .or(var["query"].as_str())
+            .expect("a query variable's query");
+        let args = query
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("variable {}: {query}", var["name"]));
+        let (metric, label) = args.split_once(',').expect("label_values(metric, label)");
+        let (metric, label) = (metric.trim(), label.trim());
+        let own = exported
+            .get(metric)
+            .unwrap_or_else(|| panic!("variable {}: unknown metric {metric}", var["name"]));
+        assert!(
+            own.contains(label) || target_labels.contains(label),
+            "variable {}: {metric} has no label {label}",
+            var["name"]
+        );
+    }
+    // What the dashboard is for: resources by readiness, step failures by reason, upstream
+    // latency and errors by system, time to Ready.
+    for metric in [
+        "dc_operator_resources",
+        "dc_operator_step_failures_total",
+        "dc_operator_external_request_duration_seconds_bucket",
+        "dc_operator_external_requests_total",
+        "dc_operator_time_to_ready_seconds_bucket",
+    ] {
+        assert!(used_metrics.contains(metric), "no panel shows {metric}");
+    }
+    for label in ["ready", "reason", "system", "code", "kind"] {
+        assert!(grouped_by.contains(label), "no panel groups by {label}");
+    }
+}
+
+#[test]
+fn promql_parser_of_the_dashboard_test_finds_metrics_and_labels() {
+    let q = parse_promql(
+        r#"histogram_quantile(0.95, sum by (system, le) (rate(dc_operator_x_bucket{namespace=~"$ns", code!~"2..|ok"}[$__rate_interval]))) / on () 60 * sum(up)"#,
+    );
+    assert_eq!(
+        q.metrics,
+        [
+            (
+                "dc_operator_x_bucket".to_string(),
+                vec!["namespace".to_string(), "code".to_string()]
+            ),
+            ("up".to_string(), vec![])
+        ]
+    );
+    assert_eq!(
+        q.by,
+        ["le".to_string(), "system".to_string()]
+            .into_iter()
+            .collect()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
