@@ -85,7 +85,7 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     if args.max_backoff < std::time::Duration::from_secs(1) {
         return Err("--max-backoff must be at least 1s".to_string());
     }
-    let client = kube::Client::try_default()
+    let client = controller::kube_client::counting_client()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
     // The controllers requeue with their own backoff: one quick retry per call is enough.

@@ -40,6 +40,14 @@ pub struct StepFailure {
     pub reason: String,
 }
 
+/// A request to the Kubernetes API: its RBAC verb and resource (`secrets`,
+/// `digitalchannelstenants/status`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubernetesRequest {
+    pub verb: String,
+    pub resource: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindReady {
     pub kind: String,
@@ -58,6 +66,7 @@ pub struct Metrics {
     pub step_failures_total: Family<StepFailure, Counter>,
     pub time_to_ready_seconds: HistogramFamily<KindLabel>,
     pub resources: Family<KindReady, Gauge>,
+    pub kubernetes_requests_total: Family<KubernetesRequest, Counter>,
 }
 
 fn request_buckets() -> Histogram {
@@ -81,6 +90,7 @@ impl Metrics {
         let time_to_ready_seconds: HistogramFamily<KindLabel> =
             Family::new_with_constructor(ready_buckets);
         let resources = Family::default();
+        let kubernetes_requests_total = Family::default();
         registry.register(
             "reconcile",
             "Reconciliations by kind and result",
@@ -116,6 +126,11 @@ impl Metrics {
             "Resources by kind and readiness",
             resources.clone(),
         );
+        registry.register(
+            "kubernetes_requests",
+            "Requests to the Kubernetes API by verb and resource",
+            kubernetes_requests_total.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -125,6 +140,7 @@ impl Metrics {
             step_failures_total,
             time_to_ready_seconds,
             resources,
+            kubernetes_requests_total,
         }
     }
 
