@@ -2,12 +2,14 @@
 
 use async_trait::async_trait;
 use reqwest::Method;
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
 
 use super::error::{Result, System};
 use super::gws_auth::urlencode;
 use super::http::{Call, HttpClient};
+use super::json::{Obj, null_as_default, objects};
 use crate::api::common::trim_url;
 use crate::secret::Credentials;
 
@@ -18,7 +20,7 @@ pub struct ContactCenter {
     pub id: String,
     #[serde(default)]
     pub environment_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domains: Vec<String>,
 }
 
@@ -26,7 +28,7 @@ pub struct ContactCenter {
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 pub struct Setting {
     pub name: String,
-    #[serde(default = "root_location")]
+    #[serde(default = "root_location", deserialize_with = "null_as_root")]
     pub location: String,
     #[serde(default)]
     pub value: serde_json::Value,
@@ -39,21 +41,37 @@ fn root_location() -> String {
     "/".to_string()
 }
 
+fn null_as_root<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_else(root_location))
+}
+
+/// A boolean, the string "true" (any case; any other string is false), or null (false).
+/// A visitor rather than an untagged enum, which would buffer the value to try each form.
 fn bool_or_string<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> std::result::Result<bool, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flexible {
-        Bool(bool),
-        Text(String),
-        Null,
+    struct Flexible;
+    impl<'de> Visitor<'de> for Flexible {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a boolean or \"true\"/\"false\"")
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<bool, E> {
+            Ok(v)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<bool, E> {
+            Ok(v.eq_ignore_ascii_case("true"))
+        }
+        fn visit_unit<E: de::Error>(self) -> std::result::Result<bool, E> {
+            Ok(false)
+        }
+        fn visit_none<E: de::Error>(self) -> std::result::Result<bool, E> {
+            Ok(false)
+        }
     }
-    Ok(match Flexible::deserialize(deserializer)? {
-        Flexible::Bool(b) => b,
-        Flexible::Text(t) => t.eq_ignore_ascii_case("true"),
-        Flexible::Null => false,
-    })
+    deserializer.deserialize_any(Flexible)
 }
 
 /// The Environment API operations the runbook uses.
@@ -99,26 +117,27 @@ impl EnvironmentClient {
 
 #[derive(Deserialize)]
 struct ContactCentersAnswer {
-    data: ContactCentersData,
+    data: Obj<ContactCentersData>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ContactCentersData {
-    #[serde(default)]
-    contact_centers: Vec<ContactCenter>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    contact_centers: Vec<Obj<ContactCenter>>,
 }
 
 #[derive(Deserialize)]
 struct SettingsAnswer {
+    /// Absent or null: no settings.
     #[serde(default)]
-    data: SettingsData,
+    data: Option<Obj<SettingsData>>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 struct SettingsData {
-    #[serde(default)]
-    settings: Vec<Setting>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    settings: Vec<Obj<Setting>>,
 }
 
 #[async_trait]
@@ -133,12 +152,14 @@ impl EnvironmentApi for EnvironmentClient {
             at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
-        Ok(self
-            .http
-            .send_json::<ContactCentersAnswer>(&call)
-            .await?
-            .data
-            .contact_centers)
+        Ok(objects(
+            self.http
+                .send_json::<ContactCentersAnswer>(&call)
+                .await?
+                .data
+                .0
+                .contact_centers,
+        ))
     }
 
     async fn list_settings(
@@ -155,12 +176,8 @@ impl EnvironmentApi for EnvironmentClient {
             at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
-        Ok(self
-            .http
-            .send_json::<SettingsAnswer>(&call)
-            .await?
-            .data
-            .settings)
+        let answer = self.http.send_json::<SettingsAnswer>(&call).await?;
+        Ok(answer.data.map_or_else(Vec::new, |d| objects(d.0.settings)))
     }
 
     async fn upsert_setting(
@@ -187,7 +204,7 @@ impl EnvironmentApi for EnvironmentClient {
             at_most_once: false,
             sensitive: vec![ops.password.clone()],
         };
-        self.http.send(&call).await.map(drop)
+        self.http.send_unit(&call).await
     }
 }
 

@@ -7,14 +7,21 @@ use serde_json::{Value, json};
 
 use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::http::{Call, HttpClient};
+use super::json::{Obj, null_as_default, objects};
 use crate::api::common::trim_url;
 use crate::secret::{Credentials, SecretString};
 
-/// An OAuth client as GWS Auth shows it (never with its secret).
+/// An OAuth client as GWS Auth shows it (never with its secret). A list that is `null`
+/// reads as empty, as Jackson writes absent ones.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OAuthClient {
-    #[serde(rename = "client_id", alias = "clientId", default)]
+    #[serde(
+        rename = "client_id",
+        alias = "clientId",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub client_id: String,
     #[serde(default)]
     pub name: Option<String>,
@@ -22,13 +29,13 @@ pub struct OAuthClient {
     pub client_type: Option<String>,
     #[serde(default)]
     pub internal_client: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub authorized_grant_types: Vec<String>,
-    #[serde(default, rename = "redirectURIs")]
+    #[serde(default, rename = "redirectURIs", deserialize_with = "null_as_default")]
     pub redirect_uris: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub authorities: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub scope: Vec<String>,
     #[serde(default)]
     pub access_token_expiration_timeout: Option<i64>,
@@ -263,11 +270,12 @@ impl GwsAuthApi for GwsAuthClient {
                 r.basic_auth(&ops.username, Some(ops.password.expose()))
             })
             .hiding(&[&ops.password]);
-        Ok(self
-            .http
-            .send_json::<Data<Vec<OAuthClient>>>(&call)
-            .await?
-            .data)
+        Ok(objects(
+            self.http
+                .send_json::<Data<Vec<Obj<OAuthClient>>>>(&call)
+                .await?
+                .data,
+        ))
     }
 
     async fn get_client(&self, ops: &Credentials, client_id: &str) -> Result<Option<OAuthClient>> {
@@ -278,9 +286,9 @@ impl GwsAuthApi for GwsAuthClient {
             .hiding(&[&ops.password]);
         Ok(self
             .http
-            .send_optional::<Data<OAuthClient>>(&call)
+            .send_optional::<Data<Obj<OAuthClient>>>(&call)
             .await?
-            .map(|d| d.data))
+            .map(|d| d.data.0))
     }
 
     async fn create_client(
@@ -296,7 +304,12 @@ impl GwsAuthApi for GwsAuthClient {
             })
             .hiding(&[&ops.password, &client.secret])
             .at_most_once();
-        Ok(self.http.send_json::<Data<OAuthClient>>(&call).await?.data)
+        Ok(self
+            .http
+            .send_json::<Data<Obj<OAuthClient>>>(&call)
+            .await?
+            .data
+            .0)
     }
 
     async fn update_client(&self, ops: &Credentials, client_id: &str, body: &Value) -> Result<()> {
@@ -316,7 +329,7 @@ impl GwsAuthApi for GwsAuthClient {
                 },
             )
             .hiding(&[&ops.password, &body_secret]);
-        self.http.send(&call).await.map(drop)
+        self.http.send_unit(&call).await
     }
 
     async fn delete_client(&self, ops: &Credentials, client_id: &str) -> Result<bool> {
@@ -328,8 +341,8 @@ impl GwsAuthApi for GwsAuthClient {
                 |r| r.basic_auth(&ops.username, Some(ops.password.expose())),
             )
             .hiding(&[&ops.password]);
-        match self.http.send(&call).await {
-            Ok(_) => Ok(true),
+        match self.http.send_unit(&call).await {
+            Ok(()) => Ok(true),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }

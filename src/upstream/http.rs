@@ -1,5 +1,11 @@
-//! The HTTP layer shared by the Genesys clients: timeouts, a custom CA bundle, JSON
-//! envelopes, error classification, retries with jittered exponential backoff, and metrics.
+//! The HTTP layer shared by the Genesys clients: timeouts, a custom CA bundle, answers read
+//! with a size limit, JSON envelopes, error classification, retries with jittered
+//! exponential backoff, and metrics.
+//!
+//! Every answer body is read here, chunk by chunk, and never past
+//! [`HttpConfig::max_body_bytes`]: a 50 MiB or endless answer costs at most the limit plus
+//! one chunk, and ends as an `InvalidAnswer`; a slow endless one ends at the request timeout
+//! (which covers the body) as a `Transient` timeout. The clients only ever see the bytes.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::{ErrorKind, Result, System, UpstreamError};
+use super::json::{Obj, ProbeError, parse_error, probe};
 use crate::secret::SecretString;
 use crate::telemetry::metrics;
 
@@ -61,14 +68,41 @@ impl RetryPolicy {
     }
 }
 
+/// Default of [`HttpConfig::max_body_bytes`]: 1 MiB.
+///
+/// The largest answer the runbook reads is the contact-center list, about 150 bytes per
+/// contact center: 1 MiB holds some 7,000, far more than a private edition serves. Decoded,
+/// a body within this limit costs at most about 25 MiB (measured by
+/// `tests/hostile_answers.rs`, with [`max_json_containers`] capping the objects and
+/// arrays), well inside the pod's memory limit (256 MiB by default).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+
+/// How many objects and arrays a 2xx answer may hold: one per 32 bytes of the body limit
+/// (32,768 for 1 MiB), at least 64. Decoding costs per object or array, not per byte (a
+/// 7-byte `{"a":0}` becomes a map node of some 650 bytes), so this is what bounds the cost
+/// of a body within the limit. A contact-center list needs about 2 per 150 bytes.
+pub fn max_json_containers(max_body_bytes: usize) -> usize {
+    (max_body_bytes / 32).max(64)
+}
+
+/// How much of an error answer (non-2xx) is read for its message: 64 KiB, or
+/// [`HttpConfig::max_body_bytes`] if smaller. Its status decides its kind, so a longer one
+/// is dropped unread and the error says the status's reason phrase.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
+
 /// Settings every HTTP client shares.
 #[derive(Clone, Debug)]
 pub struct HttpConfig {
+    /// Of a whole request, the answer's body included.
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// PEM bundle trusted in addition to the system roots.
     pub ca_bundle_pem: Option<Vec<u8>>,
     pub retry: RetryPolicy,
+    /// Largest answer body read, in bytes (default [`DEFAULT_MAX_BODY_BYTES`], 1 MiB). A
+    /// 2xx answer that is longer, or announces it will be, is an `InvalidAnswer` ("the
+    /// answer was larger than N bytes"); it is never read further.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -78,6 +112,7 @@ impl Default for HttpConfig {
             connect_timeout: Duration::from_secs(5),
             ca_bundle_pem: None,
             retry: RetryPolicy::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -87,6 +122,14 @@ impl Default for HttpConfig {
 pub struct HttpClient {
     client: reqwest::Client,
     retry: RetryPolicy,
+    max_body_bytes: usize,
+}
+
+/// A successful (2xx) answer, its body read in full and within the limit.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
 }
 
 /// A request to send: rebuilt for every attempt because a `RequestBuilder` is consumed.
@@ -151,22 +194,27 @@ impl HttpClient {
         Ok(Self {
             client,
             retry: config.retry.clone(),
+            max_body_bytes: config.max_body_bytes,
         })
     }
 
-    /// Sends the call, retrying transient failures, and returns the successful answer.
-    pub async fn send(&self, call: &Call<'_>) -> Result<Response> {
+    /// Sends the call, retrying transient failures, and returns the successful answer with
+    /// its body. A body that breaks off or times out is a transient failure of the attempt
+    /// (retried like any other); one over the limit is an `InvalidAnswer`.
+    pub async fn send(&self, call: &Call<'_>) -> Result<Answer> {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
             let request = (call.build)(self.client.request(call.method.clone(), &call.url));
             let outcome = match request.send().await {
-                Ok(response) if response.status().is_success() => Ok(response),
-                Ok(response) => Err(error_from_response(call, response).await),
+                Ok(response) if response.status().is_success() => {
+                    self.read_answer(call, response).await
+                }
+                Ok(response) => Err(self.error_from_response(call, response).await),
                 Err(e) => Err(error_from_transport(call, &e)),
             };
             let code = match &outcome {
-                Ok(response) => response.status().as_u16().to_string(),
+                Ok(answer) => answer.status.to_string(),
                 Err(e) => e.metric_code(),
             };
             metrics().record_external(
@@ -205,97 +253,179 @@ impl HttpClient {
 
     /// Sends the call and decodes the JSON answer.
     pub async fn send_json<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T> {
-        let response = self.send(call).await?;
-        decode_json(call, response).await
+        let answer = self.send(call).await?;
+        self.decode_json(call, &answer)
     }
 
     /// Sends the call; a 404 is `None` rather than an error.
     pub async fn send_optional<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<Option<T>> {
         match self.send(call).await {
-            Ok(response) => decode_json(call, response).await.map(Some),
+            Ok(answer) => self.decode_json(call, &answer).map(Some),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
-}
 
-async fn decode_json<T: DeserializeOwned>(call: &Call<'_>, response: Response) -> Result<T> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| error_from_transport(call, &e))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        UpstreamError::new(
-            call.system,
-            call.operation,
-            ErrorKind::InvalidAnswer,
-            format!("answer is not JSON: {e}"),
-        )
-    })?;
-    // GWS and Nexus signal failure in the envelope too: status.code != 0.
-    if let Some(code) = value.pointer("/status/code").and_then(Value::as_i64)
-        && code != 0
-    {
-        return Err(UpstreamError::new(
-            call.system,
-            call.operation,
-            ErrorKind::Rejected,
-            format!(
-                "status code {code}: {}",
-                call.scrub(envelope_message(&value).unwrap_or_default())
-            ),
-        ));
+    /// Sends a call whose answer carries nothing we need (a write, a delete): it succeeds
+    /// when the answer is empty, or JSON that is not a failure envelope. Anything else in a
+    /// 2xx (an HTML page, say, as a proxy's login page comes) is an `InvalidAnswer`.
+    pub async fn send_unit(&self, call: &Call<'_>) -> Result<()> {
+        let answer = self.send(call).await?;
+        if answer
+            .body
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
+            return Ok(());
+        }
+        self.check_envelope(call, &answer)
     }
-    serde_json::from_value(value).map_err(|e| {
-        UpstreamError::new(
+
+    /// The answer must be JSON (of any shape, and not too many objects and arrays), and
+    /// not a failure envelope: GWS and Nexus signal failure in a 2xx too, with
+    /// `status.code` a number other than 0.
+    fn check_envelope(&self, call: &Call<'_>, answer: &Answer) -> Result<()> {
+        let max = max_json_containers(self.max_body_bytes);
+        match probe(&answer.body, max) {
+            Ok(None) => Ok(()),
+            Err(ProbeError::NotJson(e)) => Err(invalid_answer(
+                call,
+                format!("answer is not JSON: {}", parse_error(&e)),
+            )),
+            Err(ProbeError::TooManyContainers) => Err(invalid_answer(
+                call,
+                format!("the answer holds more than {max} objects and arrays"),
+            )),
+            Ok(Some(code)) => {
+                // Rare, so the value tree is only built here, for the message.
+                let message = serde_json::from_slice::<Value>(&answer.body)
+                    .ok()
+                    .as_ref()
+                    .and_then(envelope_message)
+                    .unwrap_or_default();
+                Err(UpstreamError::new(
+                    call.system,
+                    call.operation,
+                    ErrorKind::Rejected,
+                    format!("status code {code}: {}", call.scrub(message)),
+                ))
+            }
+        }
+    }
+
+    /// Decodes a 2xx answer straight into `T` (no value tree in between), which must be an
+    /// object. Parser messages name what was wrong and where, never a string of the answer.
+    fn decode_json<T: DeserializeOwned>(&self, call: &Call<'_>, answer: &Answer) -> Result<T> {
+        self.check_envelope(call, answer)?;
+        serde_json::from_slice::<Obj<T>>(&answer.body)
+            .map(|o| o.0)
+            .map_err(|e| {
+                invalid_answer(
+                    call,
+                    format!("unexpected answer shape: {}", parse_error(&e)),
+                )
+            })
+    }
+
+    /// Reads a 2xx body, at most `max_body_bytes` of it.
+    async fn read_answer(&self, call: &Call<'_>, mut response: Response) -> Result<Answer> {
+        let status = response.status().as_u16();
+        match read_limited(&mut response, self.max_body_bytes).await {
+            Ok(body) => Ok(Answer { status, body }),
+            Err(BodyError::TooLarge) => Err(UpstreamError::new(
+                call.system,
+                call.operation,
+                ErrorKind::InvalidAnswer,
+                format!(
+                    "HTTP {status}: the answer was larger than {} bytes",
+                    self.max_body_bytes
+                ),
+            )
+            .with_status(status)),
+            Err(BodyError::Transport(e)) => Err(error_from_transport(call, &e)),
+        }
+    }
+
+    async fn error_from_response(&self, call: &Call<'_>, mut response: Response) -> UpstreamError {
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        // Only for its message: a body that is too long, breaks off or times out leaves the
+        // reason phrase, and the status alone decides.
+        let cap = self.max_body_bytes.min(MAX_ERROR_BODY_BYTES);
+        let body = read_limited(&mut response, cap).await.ok();
+        drop(response);
+        let parsed = body
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Value>(b).ok());
+        let message = parsed
+            .as_ref()
+            .and_then(envelope_message)
+            .unwrap_or_else(|| reason_phrase(status));
+        let mut kind = UpstreamError::kind_for_status(status.as_u16());
+        // RFC 6749 sends refused credentials as a 400 with these codes: they are not a
+        // malformed request but wrong credentials. A 404, 409, 429 or 5xx keeps its kind.
+        let oauth_refusal = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .is_some_and(|e| {
+                matches!(
+                    e,
+                    "invalid_grant" | "invalid_client" | "unauthorized_client"
+                )
+            });
+        if oauth_refusal && kind == ErrorKind::Rejected {
+            kind = ErrorKind::Unauthorized;
+        }
+        let mut error = UpstreamError::new(
             call.system,
             call.operation,
-            ErrorKind::InvalidAnswer,
-            format!("unexpected answer shape: {e}"),
+            kind,
+            format!("HTTP {}: {}", status.as_u16(), call.scrub(message)),
         )
-    })
+        .with_status(status.as_u16());
+        error.retry_after = retry_after;
+        error
+    }
 }
 
-async fn error_from_response(call: &Call<'_>, response: Response) -> UpstreamError {
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = response.text().await.unwrap_or_default();
-    let parsed = serde_json::from_str::<Value>(&body).ok();
-    let message = parsed
-        .as_ref()
-        .and_then(envelope_message)
-        .unwrap_or_else(|| reason_phrase(status));
-    // RFC 6749 sends refused credentials as a 400 with these codes: they are not a
-    // malformed request but wrong credentials.
-    let oauth_refusal = parsed
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(Value::as_str)
-        .is_some_and(|e| {
-            matches!(
-                e,
-                "invalid_grant" | "invalid_client" | "unauthorized_client"
-            )
-        });
-    let kind = if oauth_refusal {
-        ErrorKind::Unauthorized
-    } else {
-        UpstreamError::kind_for_status(status.as_u16())
-    };
-    let mut error = UpstreamError::new(
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Reads the body chunk by chunk and gives up as soon as it would pass `limit`, or at once
+/// when the announced length does: memory stays within the limit plus one chunk.
+async fn read_limited(
+    response: &mut Response,
+    limit: usize,
+) -> std::result::Result<Vec<u8>, BodyError> {
+    let announced = response.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::with_capacity(announced.map_or(0, |n| n as usize).min(64 << 10));
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if chunk.len() > limit - body.len() {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn invalid_answer(call: &Call<'_>, detail: String) -> UpstreamError {
+    UpstreamError::new(
         call.system,
         call.operation,
-        kind,
-        format!("HTTP {}: {}", status.as_u16(), call.scrub(message)),
+        ErrorKind::InvalidAnswer,
+        detail,
     )
-    .with_status(status.as_u16());
-    error.retry_after = retry_after;
-    error
 }
 
 /// Whether a failed request certainly had no effect upstream: the connection was never

@@ -5,6 +5,7 @@ pub mod environment;
 pub mod error;
 pub mod gws_auth;
 pub mod http;
+mod json;
 pub mod nexus;
 pub mod nexus_db;
 

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::gws_auth::urlencode;
 use super::http::{Call, HttpClient};
+use super::json::Obj;
 use crate::api::common::trim_url;
 use crate::secret::SecretString;
 
@@ -120,7 +121,7 @@ impl NexusClient {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateAnswer {
-    data: CreateData,
+    data: Obj<CreateData>,
     #[serde(default)]
     operation_id: Option<String>,
 }
@@ -133,12 +134,12 @@ struct CreateData {
 
 #[derive(Deserialize)]
 struct TenantAnswer {
-    data: TenantInfo,
+    data: Obj<TenantInfo>,
 }
 
-fn gone_is_false(result: Result<reqwest::Response>) -> Result<bool> {
+fn gone_is_false(result: Result<()>) -> Result<bool> {
     match result {
-        Ok(_) => Ok(true),
+        Ok(()) => Ok(true),
         Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
@@ -166,7 +167,7 @@ impl NexusApi for NexusClient {
             at_most_once: false,
             sensitive: vec![api_key.clone()],
         };
-        self.http.send(&call).await.map(drop)
+        self.http.send_unit(&call).await
     }
 
     async fn delete_ucs(&self, api_key: &SecretString, contact_center_id: &str) -> Result<bool> {
@@ -182,7 +183,7 @@ impl NexusApi for NexusClient {
             at_most_once: false,
             sensitive: vec![api_key.clone()],
         };
-        gone_is_false(self.http.send(&call).await)
+        gone_is_false(self.http.send_unit(&call).await)
     }
 
     async fn create_tenant(
@@ -201,7 +202,7 @@ impl NexusApi for NexusClient {
             sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
         let answer: CreateAnswer = self.http.send_json(&call).await?;
-        match answer.data.xapikey {
+        match answer.data.0.xapikey {
             Some(key) if !key.is_empty() => Ok(ProvisionedTenant {
                 api_key: SecretString::new(key),
                 operation_id: answer.operation_id,
@@ -233,7 +234,7 @@ impl NexusApi for NexusClient {
             .http
             .send_optional::<TenantAnswer>(&call)
             .await?
-            .map(|a| a.data))
+            .map(|a| a.data.0))
     }
 
     async fn update_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<()> {
@@ -247,7 +248,7 @@ impl NexusApi for NexusClient {
             at_most_once: false,
             sensitive: vec![bearer.clone(), tenant.password.clone()],
         };
-        self.http.send(&call).await.map(drop)
+        self.http.send_unit(&call).await
     }
 
     async fn delete_tenant(&self, bearer: &SecretString, contact_center_id: &str) -> Result<bool> {
@@ -260,6 +261,6 @@ impl NexusApi for NexusClient {
             at_most_once: false,
             sensitive: vec![bearer.clone()],
         };
-        gone_is_false(self.http.send(&call).await)
+        gone_is_false(self.http.send_unit(&call).await)
     }
 }
