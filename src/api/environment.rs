@@ -1,18 +1,21 @@
 //! `DigitalChannelsEnvironment`: one per GWS + Digital Channels deployment. Owns the steps
 //! shared by all tenants: the OAuth client, its verification and the `nex_gapis` row.
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN};
+use super::common::{
+    CredentialsSecretRef, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX,
+    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN,
+};
 use super::conditions::{Condition, conditions_schema};
 
 /// Desired state of a Genesys environment enabled for Digital Channels.
 // kube's printcolumn(...) repeats `type_ = "string"` per column, which clippy mistakes for a
 // duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "digitalchannels.dev",
     version = "v1alpha1",
@@ -40,17 +43,20 @@ use super::conditions::{Condition, conditions_schema};
 #[serde(rename_all = "camelCase")]
 pub struct DigitalChannelsEnvironmentSpec {
     /// GWS Auth base URL; the operator calls `{authUrl}/auth/v3/...`.
-    #[schemars(pattern(URL_PATTERN))]
+    #[schemars(length(max = URL_MAX_LENGTH), pattern(URL_PATTERN))]
+    #[x_kube(validation = Rule::new(r"!self.matches('/auth/v3(/|$)')").message(BASE_AUTH_URL))]
     pub auth_url: String,
     /// Environment API base URL (`/environment/v3`); defaults to `authUrl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(URL_PATTERN))]
+    #[schemars(length(max = URL_MAX_LENGTH), pattern(URL_PATTERN))]
+    #[x_kube(validation = Rule::new(r"!self.matches('/environment/v3(/|$)')").message(BASE_ENVIRONMENT_URL))]
     pub environment_url: Option<String>,
     /// GWS entry point: written to `nex_gapis.url` and sent to Nexus as `backendurl`.
-    #[schemars(pattern(URL_PATTERN))]
+    #[schemars(length(max = URL_MAX_LENGTH), pattern(URL_PATTERN))]
     pub gws_url: String,
     /// Digital Channels (Nexus) URL: `/nexus/v3` calls, the client's redirect URI and the `chatservice-uri` value.
-    #[schemars(pattern(URL_PATTERN))]
+    #[schemars(length(max = URL_MAX_LENGTH), pattern(URL_PATTERN))]
+    #[x_kube(validation = Rule::new(r"!self.matches('/nexus/v3(/|$)')").message(BASE_NEXUS_URL))]
     pub nexus_url: String,
     /// Secret with the GWS Auth admin ("ops") user and its plaintext password.
     pub ops_credentials_secret: CredentialsSecretRef,
@@ -73,24 +79,38 @@ pub struct DigitalChannelsEnvironmentSpec {
     pub suspend: bool,
 }
 
+/// The API paths the operator adds to the base URLs: a URL that already holds one would be
+/// called as `.../auth/v3/auth/v3/...`.
+pub const API_PATHS: [(&str, &str); 3] = [
+    ("spec.authUrl", "/auth/v3"),
+    ("spec.environmentUrl", "/environment/v3"),
+    ("spec.nexusUrl", "/nexus/v3"),
+];
+const BASE_AUTH_URL: &str =
+    "authUrl is the base URL of GWS Auth, without /auth/v3: the operator adds the API path itself";
+const BASE_ENVIRONMENT_URL: &str = "environmentUrl is the base URL of the Environment API, without /environment/v3: \
+     the operator adds the API path itself";
+const BASE_NEXUS_URL: &str =
+    "nexusUrl is the base URL of Nexus, without /nexus/v3: the operator adds the API path itself";
+
 /// The `nexus_client` OAuth client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientSpec {
     /// OAuth client id.
     #[serde(default = "default_client_id")]
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 128), pattern(TRIMMED_PATTERN))]
     pub id: String,
     /// Where the client secret lives. Default: Secret `<metadata.name>-nexus-client`, key `client-secret`. Generated (32 random bytes) when absent, never regenerated once it exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<SecretKeyRef>,
     /// Access token lifetime in seconds.
     #[serde(default = "default_access_timeout")]
-    #[schemars(range(min = 60))]
+    #[schemars(range(min = 60, max = INT32_MAX))]
     pub access_token_expiration_timeout: i64,
     /// Refresh token lifetime in seconds.
     #[serde(default = "default_refresh_timeout")]
-    #[schemars(range(min = 60))]
+    #[schemars(range(min = 60, max = INT32_MAX))]
     pub refresh_token_expiration_timeout: i64,
 }
 
@@ -136,10 +156,11 @@ pub struct TlsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentRef {
     /// Deployment name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     /// Deployment namespace; defaults to the environment's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), pattern(DNS_LABEL_PATTERN))]
     pub namespace: Option<String>,
 }
 

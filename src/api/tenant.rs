@@ -4,7 +4,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CredentialsSecretRef, DeletionPolicy, SecretKeyRef, URL_PATTERN, UUID_PATTERN,
+    CredentialsSecretRef, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX, SecretKeyRef,
+    TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, UUID_PATTERN,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -58,19 +59,19 @@ pub struct DigitalChannelsTenantSpec {
     pub contact_center_id: Option<String>,
     /// Picks the contact center whose domains contain this value (e.g. `t100`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub contact_center_domain: Option<String>,
     /// Nexus tenant name. Immutable: Nexus has no rename.
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 128), pattern(TRIMMED_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("tenantName is immutable"))]
     pub tenant_name: String,
     /// Sent to Nexus as `genesystemenantid`.
     #[serde(default = "default_genesys_tenant_id")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = INT32_MAX))]
     pub genesys_tenant_id: i64,
     /// Nexus tenant type.
     #[serde(default = "default_tenant_type", rename = "type")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 128), pattern(TRIMMED_PATTERN))]
     pub type_: String,
     /// Secret with the tenant Person used for the password grant.
     pub credentials_secret: CredentialsSecretRef,
@@ -90,8 +91,7 @@ pub struct DigitalChannelsTenantSpec {
 }
 
 /// A Secret name: a DNS subdomain (RFC 1123), as the API server requires.
-pub const SECRET_NAME_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const SECRET_NAME_PATTERN: &str = DNS_SUBDOMAIN_PATTERN;
 
 const IMMUTABLE_CONTACT_CENTER_ID: &str = "contactCenterId cannot be changed: it names the Nexus tenant. To use another \
      contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
@@ -114,7 +114,7 @@ fn default_tenant_type() -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 pub struct EnvironmentRef {
     /// Name of the DigitalChannelsEnvironment.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), pattern(DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
 }
 
@@ -123,7 +123,7 @@ pub struct EnvironmentRef {
 #[serde(rename_all = "camelCase")]
 pub struct UcsSpec {
     /// UCS entry point URL.
-    #[schemars(pattern(URL_PATTERN))]
+    #[schemars(length(max = URL_MAX_LENGTH), pattern(URL_PATTERN))]
     pub url: String,
     /// Secret key with the `x-api-key` for the PlatformUCS call. Default: the tenant's GWS access token.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -106,15 +106,17 @@ pub async fn resolve_environment(
             .await
             .map_err(|e| e.to_step_error("Nexus database URL"))?;
         let ca_pem = match &spec.tls {
-            Some(tls) => Some(
-                store
+            Some(tls) => {
+                let pem = store
                     .read(&tls.ca_secret.name, &tls.ca_secret.key)
                     .await
                     .map_err(|e| e.to_step_error("CA bundle"))?
                     .expose()
                     .as_bytes()
-                    .to_vec(),
-            ),
+                    .to_vec();
+                check_ca_bundle(&tls.ca_secret, &pem)?;
+                Some(pem)
+            }
             None => None,
         };
         Ok::<_, StepError>((ops, database_url, ca_pem))
@@ -172,6 +174,24 @@ pub async fn resolve_environment(
         database_url,
         ca_pem,
     })
+}
+
+/// A CA bundle that cannot be used, said where it is read: the HTTP clients built from it
+/// would fail later with words that name neither the Secret nor the field (and with a reason
+/// that blames the upstream).
+fn check_ca_bundle(at: &SecretKeyRef, pem: &[u8]) -> Result<(), StepError> {
+    let problem = match reqwest::Certificate::from_pem_bundle(pem) {
+        Ok(certs) if !certs.is_empty() => return Ok(()),
+        Ok(_) => "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+        Err(_) => "is not valid PEM",
+    };
+    Err(StepError::permanent(
+        Reason::InvalidSecret,
+        format!(
+            "Secret {} key {} (CA bundle, spec.tls.caSecret) {problem}; put the CA certificates there, PEM-encoded",
+            at.name, at.key
+        ),
+    ))
 }
 
 /// Where the environment's fingerprint key lives: 32 random bytes, generated once and never
@@ -393,10 +413,21 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     );
     let to_step =
         |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &db_hint));
+    let url_secret = &env.spec.database.url_secret;
     let db = runbook
         .connector
         .nexus_db(&env.database_url)
-        .map_err(to_step)?;
+        .map_err(|e| match e.kind {
+            // Making the pool connects nowhere: what it refuses is the URL in the Secret.
+            ErrorKind::Rejected => StepError::permanent(
+                Reason::InvalidSecret,
+                format!(
+                    "Secret {} key {} (Nexus database URL): {}",
+                    url_secret.name, url_secret.key, e.detail
+                ),
+            ),
+            _ => to_step(e),
+        })?;
     let (url, client_id) = (env.spec.gws_url.as_str(), env.spec.client.id.as_str());
     let rows = db.find_gapis(url, client_id).await.map_err(to_step)?;
     if rows.is_empty() {

@@ -111,6 +111,9 @@ pub enum Reason {
     InvalidSpec,
     SecretNotFound,
     SecretKeyMissing,
+    /// A Secret's value cannot be used (a CA bundle that is not PEM, a database URL that is
+    /// not PostgreSQL's): found before any upstream sees it.
+    InvalidSecret,
     Unauthorized,
     UpstreamUnavailable,
     UpstreamRejected,
@@ -128,6 +131,7 @@ impl Reason {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
+            Reason::InvalidSecret => "InvalidSecret",
             Reason::Unauthorized => "Unauthorized",
             Reason::UpstreamUnavailable => "UpstreamUnavailable",
             Reason::UpstreamRejected => "UpstreamRejected",

@@ -5,6 +5,7 @@
 //! `helm template` renders, with exactly the chart's RBAC applied to the cluster, against its own
 //! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
 
+mod bad_input;
 mod harness;
 mod leader;
 mod namespace_deletion;
