@@ -15,7 +15,7 @@
 //!    converged steady state, and the operator's RSS.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::collections::BTreeMap;
@@ -336,6 +336,7 @@ mod cluster {
         )
         .await;
         let writes_before = operator.kubernetes_writes().await;
+        let reads_before = operator.kubernetes_requests(&["get"]).await;
 
         let tenants: Api<DigitalChannelsTenant> = Api::namespaced(client.clone(), &ns);
         let applied = Instant::now();
@@ -384,6 +385,7 @@ mod cluster {
         let wall = ready_at.values().max().copied().unwrap_or_default();
         let settled = operator.settle().await;
         let provisioning = diff(&writes_before, &settled);
+        let reads = diff(&reads_before, &operator.kubernetes_requests(&["get"]).await);
         let quiet_for = Duration::from_secs(15);
         tokio::time::sleep(quiet_for).await;
         let steady = diff(&settled, &operator.kubernetes_writes().await);
@@ -410,6 +412,10 @@ mod cluster {
             "Kubernetes API writes per tenant to provision: {:.2} (events apart), plus {:.2} events; by resource: {provisioning:?}",
             others as f64 / n,
             events as f64 / n
+        );
+        println!(
+            "Kubernetes API reads (GET) per tenant to provision: {:.2}; by resource: {reads:?}",
+            reads.values().sum::<u64>() as f64 / n
         );
         println!(
             "writes in {} s of converged steady state: {} ({steady:?})",
@@ -564,6 +570,12 @@ mod cluster {
 
         /// Writes so far by resource, from `dc_operator_kubernetes_requests_total`.
         async fn kubernetes_writes(&self) -> BTreeMap<String, u64> {
+            self.kubernetes_requests(&["create", "update", "patch", "delete"])
+                .await
+        }
+
+        /// Requests with one of `verbs` so far by resource (the leader Lease apart).
+        async fn kubernetes_requests(&self, verbs: &[&str]) -> BTreeMap<String, u64> {
             let text = reqwest::get(&self.metrics)
                 .await
                 .expect("operator metrics")
@@ -588,9 +600,7 @@ mod cluster {
                     .next()
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(0.0) as u64;
-                if ["create", "update", "patch", "delete"].contains(&verb.as_str())
-                    && resource != "leases"
-                {
+                if verbs.contains(&verb.as_str()) && resource != "leases" {
                     *writes.entry(resource).or_default() += count;
                 }
             }

@@ -44,6 +44,8 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Secrets the operator wrote, so their watch events trigger no pass.
     pub own_writes: super::secrets::OwnWrites,
+    /// Environments' Secrets as read for their tenants.
+    pub resolved_environments: super::resolved::ResolvedEnvironments,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     readiness: Mutex<HashMap<(&'static str, String), bool>>,
@@ -62,6 +64,7 @@ impl Context {
             runbook,
             config,
             own_writes: super::secrets::OwnWrites::default(),
+            resolved_environments: Default::default(),
             failures: Mutex::default(),
             readiness: Mutex::default(),
         }

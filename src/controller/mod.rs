@@ -7,6 +7,7 @@ pub mod identity;
 pub mod kube_client;
 pub mod leader;
 pub mod nexus_restart;
+pub mod resolved;
 pub mod secrets;
 pub mod status;
 pub mod tenant;
@@ -308,17 +309,13 @@ type SecretTrigger = futures::channel::mpsc::UnboundedReceiver<Result<SecretMeta
 /// One metadata-only watch of the scope's Secrets, shared by both controllers. Only names
 /// matter (which resources use a Secret); a full watch would hold every Secret's data, and a
 /// namespace's Helm release Secrets alone can fill the operator's memory.
-fn secret_triggers(
-    client: &kube::Client,
-    namespace: Option<&str>,
-    own_writes: secrets::OwnWrites,
-) -> (SecretTrigger, SecretTrigger) {
+fn secret_triggers(ctx: Arc<Context>, namespace: Option<&str>) -> (SecretTrigger, SecretTrigger) {
     use futures::channel::mpsc::unbounded;
     use kube::runtime::WatchStreamExt;
     let (to_envs, for_envs) = unbounded();
     let (to_tenants, for_tenants) = unbounded();
     // An Api of PartialObjectMeta makes metadata-only requests.
-    let api = api_for::<SecretMeta>(client, namespace);
+    let api = api_for::<SecretMeta>(&ctx.client, namespace);
     tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -326,8 +323,7 @@ fn secret_triggers(
         futures::pin_mut!(stream);
         while let Some(item) = stream.next().await {
             match item {
-                // The operator's own write: the pass that made it already knows.
-                Ok(secret) if own_writes.is_own(&secret.metadata) => {}
+                Ok(secret) if secret_changed(&ctx, &secret) => {}
                 Ok(mut secret) => {
                     secret.metadata.managed_fields = None;
                     let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
@@ -343,6 +339,14 @@ fn secret_triggers(
     (for_envs, for_tenants)
 }
 
+/// Drops what was read from a changed Secret; true when the change is the operator's own
+/// write, which the pass that made it already knows: no trigger.
+fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
+    let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+    ctx.resolved_environments.secret_changed(&namespace, &name);
+    ctx.own_writes.is_own(&secret.metadata)
+}
+
 /// Runs both controllers for one scope until `shutdown` fires.
 pub async fn run_scope(
     ctx: Arc<Context>,
@@ -353,7 +357,7 @@ pub async fn run_scope(
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
-    let (env_secrets, tenant_secrets) = secret_triggers(&client, ns, ctx.own_writes.clone());
+    let (env_secrets, tenant_secrets) = secret_triggers(ctx.clone(), ns);
 
     let (stream, store) = cached::<DigitalChannelsEnvironment>(&client, ns);
     let envs = Controller::for_stream(stream, store).with_config(config.clone());

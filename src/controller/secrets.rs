@@ -15,11 +15,14 @@ use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutco
 use crate::runbook::tenant::keys;
 use crate::secret::SecretString;
 
+/// A store lives for one pass: it reads each Secret once (the output Secret is looked at
+/// before, while and after it is written) and remembers what it wrote.
 pub struct KubeSecretStore {
     api: Api<Secret>,
     /// Owner of the output Secret, so it goes with its tenant.
     owner: Option<OwnerReference>,
     own_writes: Option<OwnWrites>,
+    seen: Mutex<HashMap<String, Option<Secret>>>,
 }
 
 /// The versions of the Secrets the operator last wrote itself, so that the Secret watch does
@@ -67,6 +70,7 @@ impl KubeSecretStore {
             api: Api::namespaced(client, namespace),
             owner,
             own_writes: None,
+            seen: Mutex::default(),
         }
     }
 
@@ -76,20 +80,39 @@ impl KubeSecretStore {
         self
     }
 
-    fn wrote(&self, secret: &Secret) {
+    fn wrote(&self, name: &str, secret: &Secret) {
         if let Some(own) = &self.own_writes {
             own.wrote(&secret.metadata);
         }
+        self.remember(name, Some(secret.clone()));
+    }
+
+    fn remember(&self, name: &str, secret: Option<Secret>) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), secret);
     }
 
     async fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
-        self.api
+        if let Some(seen) = self
+            .seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(seen.clone());
+        }
+        let found = self
+            .api
             .get_opt(name)
             .await
             .map_err(|e| SecretError::Unavailable {
                 name: name.to_string(),
                 message: kube_message(&e),
-            })
+            })?;
+        self.remember(name, found.clone());
+        Ok(found)
     }
 }
 
@@ -163,11 +186,17 @@ impl SecretStore for KubeSecretStore {
         };
         match self.api.create(&PostParams::default(), &secret).await {
             Ok(created) => {
-                self.wrote(&created);
+                self.wrote(name, &created);
                 Ok(value.clone())
             }
             // Someone created it meanwhile: use theirs, never overwrite a secret.
-            Err(kube::Error::Api(s)) if s.code == 409 => self.read(name, key).await,
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                self.seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(name);
+                self.read(name, key).await
+            }
             Err(e) => Err(SecretError::Unavailable {
                 name: name.to_string(),
                 message: kube_message(&e),
@@ -254,7 +283,7 @@ impl SecretStore for KubeSecretStore {
                 name: name.to_string(),
                 message: kube_message(&e),
             })?;
-        self.wrote(&written);
+        self.wrote(name, &written);
         Ok(outcome)
     }
 }

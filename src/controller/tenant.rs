@@ -91,8 +91,16 @@ async fn ready_environment(
         )));
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    let resolved = match read_environment(&env, &store).await {
-        Ok(resolved) => resolved,
+    let cached = ctx.resolved_environments.get(&env);
+    let read = match cached {
+        Some(resolved) => Ok(resolved),
+        None => read_environment(&env, &store).await,
+    };
+    let resolved = match read {
+        Ok(resolved) => {
+            ctx.resolved_environments.keep(&env, &resolved);
+            resolved
+        }
         Err(e) => {
             return Ok(Err(format!(
                 "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",

@@ -1,0 +1,113 @@
+//! Environments with their Secrets read, kept for their tenants: a wave of a thousand tenants
+//! would otherwise read the same four Secrets a thousand times. An entry holds while neither
+//! the environment (its resourceVersion) nor one of the Secrets it read has changed; the
+//! Secret watch drops what a changed Secret touches.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::ResourceExt;
+
+use crate::api::DigitalChannelsEnvironment;
+use crate::runbook::environment::ResolvedEnvironment;
+
+#[derive(Default)]
+pub struct ResolvedEnvironments {
+    entries: Mutex<HashMap<(String, String), Entry>>,
+}
+
+struct Entry {
+    version: Option<String>,
+    secrets: Vec<String>,
+    resolved: ResolvedEnvironment,
+}
+
+fn key(env: &DigitalChannelsEnvironment) -> (String, String) {
+    (env.namespace().unwrap_or_default(), env.name_any())
+}
+
+impl ResolvedEnvironments {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What was read for this version of the environment, if nothing changed since.
+    pub fn get(&self, env: &DigitalChannelsEnvironment) -> Option<ResolvedEnvironment> {
+        let entries = self.lock();
+        let entry = entries.get(&key(env))?;
+        (entry.version == env.metadata.resource_version).then(|| entry.resolved.clone())
+    }
+
+    pub fn keep(&self, env: &DigitalChannelsEnvironment, resolved: &ResolvedEnvironment) {
+        let entry = Entry {
+            version: env.metadata.resource_version.clone(),
+            secrets: super::environment_secret_names(env),
+            resolved: resolved.clone(),
+        };
+        self.lock().insert(key(env), entry);
+    }
+
+    /// A Secret changed: what was read from it is stale.
+    pub fn secret_changed(&self, namespace: &str, secret: &str) {
+        self.lock()
+            .retain(|(ns, _), entry| ns != namespace || !entry.secrets.iter().any(|s| s == secret));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(version: &str) -> DigitalChannelsEnvironment {
+        let mut env: DigitalChannelsEnvironment = serde_yaml_ng::from_str(
+            r#"
+apiVersion: digitalchannels.dev/v1alpha1
+kind: DigitalChannelsEnvironment
+metadata: {name: prod, namespace: dc}
+spec:
+  authUrl: https://auth.example.com
+  gwsUrl: https://gws.example.com
+  nexusUrl: https://nexus.example.com
+  opsCredentialsSecret: {name: gws-ops}
+  database: {urlSecret: {name: nexus-db, key: url}}
+"#,
+        )
+        .unwrap();
+        env.metadata.resource_version = Some(version.to_string());
+        env
+    }
+
+    fn resolved(env: &DigitalChannelsEnvironment) -> ResolvedEnvironment {
+        ResolvedEnvironment {
+            name: env.name_any(),
+            spec: env.spec.clone(),
+            ops: crate::secret::Credentials {
+                username: "ops".into(),
+                password: "ops".into(),
+            },
+            client_secret_ref: env.spec.client_secret_ref(&env.name_any()),
+            client_secret: "s".into(),
+            fingerprint_key: None,
+            database_url: "postgres://db".into(),
+            ca_pem: None,
+        }
+    }
+
+    #[test]
+    fn an_entry_holds_until_the_environment_or_one_of_its_secrets_changes() {
+        let cache = ResolvedEnvironments::default();
+        let v1 = env("1");
+        cache.keep(&v1, &resolved(&v1));
+        assert!(cache.get(&v1).is_some());
+        assert!(
+            cache.get(&env("2")).is_none(),
+            "a new version of the environment"
+        );
+
+        cache.secret_changed("dc", "unrelated");
+        cache.secret_changed("other", "nexus-db");
+        assert!(cache.get(&v1).is_some(), "other Secrets change nothing");
+        cache.secret_changed("dc", "nexus-db");
+        assert!(cache.get(&v1).is_none(), "its database Secret changed");
+    }
+}
