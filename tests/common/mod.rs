@@ -254,3 +254,4 @@ spec:
     .expect("sample tenant parses")
 }
 pub mod fake_apiserver;
+pub mod operator;
