@@ -904,3 +904,35 @@ async fn a_failing_setting_does_not_hold_back_the_tenant_and_its_key() {
     );
     assert_eq!(sim.handle.snapshot().creates("nexus.create_tenant"), 1);
 }
+
+/// A cached tenant token that Nexus rejects (GWS Auth restarted, the token revoked) is
+/// dropped, and the call is tried once more with a fresh one: no waiting for a restart.
+#[tokio::test]
+async fn a_rejected_cached_token_is_dropped_and_the_call_retried_once() {
+    let sim = Sim::start().await;
+    let store = sample_store(&sim.db.url);
+    let rb = runbook();
+    let env_run = run_environment(&rb, &environment(&sim.url()), &store).await;
+    let resolved = env_run.resolved.expect("resolved environment");
+    let t = tenant("t100", "t100", true);
+    assert_holds(&run_tenant(&rb, &t, &resolved, &store).await.report);
+    let issued = sim.handle.snapshot().tokens_issued;
+
+    sim.handle.faults().fail_next("nexus.get_tenant", 1, 401);
+    let run = run_tenant(&rb, &t, &resolved, &store).await;
+    assert_holds(&run.report);
+    assert_eq!(
+        sim.handle.snapshot().tokens_issued,
+        issued + 1,
+        "one fresh token"
+    );
+
+    // A fresh token that is rejected is not retried: the user's rights are the problem.
+    sim.handle.faults().fail_next("nexus.get_tenant", 2, 401);
+    let t2 = tenant("t200", "t200", false);
+    let run = run_tenant(&rb, &t2, &resolved, &store).await;
+    assert_eq!(
+        run.report.failure().map(|(s, e)| (s.step, e.reason)),
+        Some((Step::TenantProvisioned, Reason::Unauthorized))
+    );
+}

@@ -21,6 +21,21 @@ struct Key {
     credential_digest: u64,
 }
 
+impl Key {
+    fn new(auth_url: &str, client_id: &str, client_secret: &SecretString, grant: &Grant) -> Key {
+        let (username, password) = match grant {
+            Grant::Password { username, password } => (Some(username.clone()), password.expose()),
+            _ => (None, ""),
+        };
+        Key {
+            auth_url: auth_url.to_string(),
+            client_id: client_id.to_string(),
+            username,
+            credential_digest: digest(&[client_secret.expose(), password]),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Cached {
     token: Token,
@@ -51,16 +66,7 @@ impl TokenCache {
         client_secret: &SecretString,
         grant: &Grant,
     ) -> Result<(SecretString, bool)> {
-        let (username, password) = match grant {
-            Grant::Password { username, password } => (Some(username.clone()), password.expose()),
-            _ => (None, ""),
-        };
-        let key = Key {
-            auth_url: auth_url.to_string(),
-            client_id: client_id.to_string(),
-            username,
-            credential_digest: digest(&[client_secret.expose(), password]),
-        };
+        let key = Key::new(auth_url, client_id, client_secret, grant);
         let cached = self
             .inner
             .lock()
@@ -94,6 +100,26 @@ impl TokenCache {
             .expect("token cache lock")
             .insert(key, entry);
         Ok((token.access_token, false))
+    }
+
+    /// Forgets the grant's token if it is still `rejected` (one fetched meanwhile stays): a
+    /// 401 to it means GWS Auth no longer knows it (restarted, revoked).
+    pub fn forget(
+        &self,
+        auth_url: &str,
+        client_id: &str,
+        client_secret: &SecretString,
+        grant: &Grant,
+        rejected: &SecretString,
+    ) {
+        let key = Key::new(auth_url, client_id, client_secret, grant);
+        let mut tokens = self.inner.lock().expect("token cache lock");
+        if tokens
+            .get(&key)
+            .is_some_and(|c| &c.token.access_token == rejected)
+        {
+            tokens.remove(&key);
+        }
     }
 
     /// Forgets every token of a client (after its secret changed, or a 401).

@@ -47,6 +47,12 @@ struct Clients {
     db: Arc<dyn NexusDb>,
 }
 
+/// The tenant token of this pass, and whether it came from the cache.
+struct TenantToken {
+    value: SecretString,
+    reused: bool,
+}
+
 /// What provisioning gave: the key and Nexus's operation id.
 struct Provisioned {
     api_key: SecretString,
@@ -129,18 +135,24 @@ impl<'a> TenantPass<'a> {
             .await?;
         let ucs = async {
             let ucs = self.tenant.spec.ucs.as_ref()?;
+            let register = move |token: SecretString| async move {
+                self.register_ucs(clients, inputs, &token, cc, ucs).await
+            };
             steps
                 .run(
                     Step::UcsRegistered,
                     ucs.url.clone(),
-                    self.register_ucs(clients, inputs, &token, cc, ucs),
+                    self.with_token(clients, cc, &inputs.user, &token, register),
                 )
                 .await
+        };
+        let provision = move |token: SecretString| async move {
+            self.provision(clients, inputs, &token, cc).await
         };
         let provisioned = steps.run(
             Step::TenantProvisioned,
             self.tenant.spec.tenant_name.clone(),
-            self.provision(clients, inputs, &token, cc),
+            self.with_token(clients, cc, &inputs.user, &token, provision),
         );
         let (ucs_url, provisioned) = tokio::join!(ucs, provisioned);
         let ucs_held = self.tenant.spec.ucs.is_none() || ucs_url.is_some();
@@ -285,18 +297,53 @@ impl<'a> TenantPass<'a> {
         Ok((outcome, ()))
     }
 
+    /// Runs `call` with the tenant token. A cached token that is refused (401) is dropped and
+    /// the call tried once more with a fresh one: GWS Auth forgot it (a restart, a revocation).
+    /// A fresh token that is refused is the user's problem, and said so.
+    async fn with_token<T, Fut>(
+        &self,
+        clients: &Clients,
+        cc: &str,
+        user: &Credentials,
+        token: &TenantToken,
+        call: impl Fn(SecretString) -> Fut,
+    ) -> Result<T, StepError>
+    where
+        Fut: std::future::Future<Output = Result<T, StepError>>,
+    {
+        match call(token.value.clone()).await {
+            Err(e) if e.reason == Reason::Unauthorized && token.reused => {
+                let env = self.env;
+                self.runbook.tokens.forget(
+                    &env.spec.auth_url,
+                    &env.spec.client.id,
+                    &env.client_secret,
+                    &Self::grant(cc, user),
+                    &token.value,
+                );
+                let (_, fresh) = self.tenant_token(clients, cc, user).await?;
+                call(fresh.value).await
+            }
+            other => other,
+        }
+    }
+
+    fn grant(cc: &str, user: &Credentials) -> Grant {
+        Grant::Password {
+            username: format!("{cc}\\{}", user.username),
+            password: user.password.clone(),
+        }
+    }
+
     /// The tenant token: password grant as `<ccId>\<user>`, reused until it nears expiry.
     async fn tenant_token(
         &self,
         clients: &Clients,
         cc: &str,
         user: &Credentials,
-    ) -> Result<(Outcome, SecretString), StepError> {
+    ) -> Result<(Outcome, TenantToken), StepError> {
         let env = self.env;
-        let grant = Grant::Password {
-            username: format!("{cc}\\{}", user.username),
-            password: user.password.clone(),
-        };
+        let grant = Self::grant(cc, user);
         let hint = format!(
             "Check the tenant user in Secret {} (it logs in as {cc}\\{})",
             self.tenant.spec.credentials_secret.name, user.username
@@ -318,7 +365,13 @@ impl<'a> TenantPass<'a> {
         } else {
             Outcome::Obtained
         };
-        Ok((outcome, token))
+        Ok((
+            outcome,
+            TenantToken {
+                value: token,
+                reused,
+            },
+        ))
     }
 
     /// PlatformUCS. No GET is known, so the registered URL is remembered (status, annotation).
