@@ -418,6 +418,30 @@ async fn a_transient_upstream_failure_recovers_with_backoff() {
     h.stop().await;
 }
 
+/// A tenant user refused by GWS until its password is fixed in GWS itself: nothing in the
+/// cluster changes, and the tenant still recovers, on its backoff.
+#[tokio::test]
+async fn a_failure_fixed_outside_kubernetes_is_retried_on_the_backoff() {
+    let h = Harness::start().await;
+    h.sim
+        .handle
+        .set_tenant_user_password(DEMO_CC_T100, "nexus", "changed-in-gws-42");
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.tenant_condition(
+        "TenantProvisioned",
+        ConditionStatus::False,
+        Some("Unauthorized"),
+    )
+    .await;
+    h.sim
+        .handle
+        .set_tenant_user_password(DEMO_CC_T100, "nexus", "nexus_password");
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
     let h = Harness::start().await;
@@ -442,14 +466,18 @@ async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
             .unwrap()
             .contains("wrong-password-123")
     );
-    // The passes triggered by the status writes end; then nothing retries.
+    // What GWS refuses may be fixed there, out of the operator's sight: it tries again on
+    // the resource's backoff (100 ms doubling to 1 s here), never in a hot loop.
     h.settle().await;
     let tokens = h.sim.handle.snapshot().calls("auth.token");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        h.sim.handle.snapshot().calls("auth.token"),
-        tokens,
-        "no retry loop on a permanent error"
+    let window = Duration::from_secs(3);
+    tokio::time::sleep(window).await;
+    let retries = h.sim.handle.snapshot().calls("auth.token") - tokens;
+    // Each retry is one token request; at most one per 0.8 s (1 s, jittered by -20 %).
+    let bound = (window.as_secs_f64() / 0.8).floor() as u64 + 1;
+    assert!(
+        (1..=bound).contains(&retries),
+        "{retries} token requests in {window:?}: a retry on the backoff, at most {bound}"
     );
     // Fixing the Secret is enough: it is watched.
     h.secret(
@@ -1117,8 +1145,9 @@ fn closed_port() -> u16 {
 }
 
 /// One bad input and what the user sees: `condition` of the resource `name` has `status`,
-/// `reason` and a message with every one of `message`. `retries`: a failure that may pass
-/// by itself (an upstream down) is retried with backoff; any other waits for a change.
+/// `reason` and a message with every one of `message`. `retries`: a failure whose fix may
+/// come from outside the cluster (an upstream down, or refusing until fixed there) is retried
+/// on the backoff; one whose fix is a change in the cluster waits for that change.
 struct BadInputRow {
     what: &'static str,
     kind: &'static str,
@@ -1395,7 +1424,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
                 "GWS Auth",
                 "Check the ops user in Secret ops-wrong-password",
             ],
-            false,
+            true,
         ),
         row(
             "database URL not PostgreSQL (mysql://)",
@@ -1484,7 +1513,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "dct-password",
             ("TenantProvisioned", "Unauthorized"),
             &["cc1-wrong-password"],
-            false,
+            true,
         ),
         row(
             "unknown contact center domain",
@@ -1492,7 +1521,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "dct-unknown-domain",
             ("ContactCenterResolved", "ContactCenterNotFound"),
             &["no contact center has domain t999", DEMO_CC_T100],
-            false,
+            true,
         ),
         row(
             "unknown contact center id",
@@ -1503,7 +1532,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
                 "contact center {} does not exist in GWS",
                 digital_channels_operator::simulator::generated_contact_center(999)
             )],
-            false,
+            true,
         ),
         row(
             "ambiguous contact center domain",
@@ -1514,7 +1543,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
                 "2 contact centers have domain shared",
                 "set spec.contactCenterId",
             ],
-            false,
+            true,
         ),
         row(
             "contact center another tenant holds",
@@ -1724,4 +1753,80 @@ fn row_kind(short: &str) -> &'static str {
         "dce" => "DigitalChannelsEnvironment",
         _ => "DigitalChannelsTenant",
     }
+}
+
+/// `digitalchannels.dev/reconcile-requested-at` asks for a pass now: one per value, echoed in
+/// `status.lastHandledReconcileAt`.
+#[tokio::test]
+async fn a_reconcile_request_runs_one_pass_per_value() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.settle().await;
+    let checks = || h.sim.handle.snapshot().calls("nexus.get_tenant");
+    let before = checks();
+    let request = |value: &str| {
+        h.tenant(|t| {
+            t.metadata.annotations = Some(
+                [(
+                    "digitalchannels.dev/reconcile-requested-at".to_string(),
+                    value.to_string(),
+                )]
+                .into(),
+            );
+        })
+    };
+    request("2026-12-02T00:00:00Z");
+    h.api
+        .wait_for(WAIT, |api| {
+            let t = api.get_as::<DigitalChannelsTenant>(NS, "t100")?;
+            (t.status?.last_handled_reconcile_at.as_deref() == Some("2026-12-02T00:00:00Z"))
+                .then_some(())
+        })
+        .await
+        .expect("the request is echoed in status");
+    assert_eq!(checks(), before + 1, "one pass for the request");
+    h.settle().await;
+    request("2026-12-02T00:00:00Z");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(checks(), before + 1, "the same value again: no pass");
+    h.stop().await;
+}
+
+/// A suspended tenant keeps its last Ready only while what Ready claims still holds in the
+/// cluster: with its output Secret gone, Ready turns False (reason Suspended), with no
+/// external call.
+#[tokio::test]
+async fn a_suspended_tenant_whose_output_secret_is_gone_is_not_ready() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.tenant(|t| t.spec.suspend = true);
+    h.tenant_condition("Suspended", ConditionStatus::True, Some("Suspended"))
+        .await;
+    h.settle().await;
+    let calls: u64 = h.sim.handle.snapshot().calls.values().sum();
+    assert!(h.api.delete_as::<Secret>(NS, "t100-digital-channels"));
+    let t = h
+        .tenant_condition("Ready", ConditionStatus::False, Some("Suspended"))
+        .await;
+    let ready = find(&conditions(&t), "Ready").unwrap().clone();
+    assert!(
+        ready.message.contains("t100-digital-channels"),
+        "{}",
+        ready.message
+    );
+    assert!(ready.message.contains("resume"), "{}", ready.message);
+    assert_eq!(
+        h.sim.handle.snapshot().calls.values().sum::<u64>(),
+        calls,
+        "no external call"
+    );
+    h.tenant(|t| t.spec.suspend = false);
+    h.tenant_condition("Ready", ConditionStatus::True, None)
+        .await;
+    assert!(h.output_key().is_some(), "rebuilt on resume");
+    h.stop().await;
 }

@@ -21,6 +21,16 @@ pub const FINALIZER: &str = "digitalchannels.dev/cleanup";
 pub const FIELD_MANAGER: &str = "dc-operator";
 /// Annotation with which a user acknowledges the manual DesignerEnv step.
 pub const DESIGNER_ENV_ANNOTATION: &str = "digitalchannels.dev/designer-env-configured";
+/// Set to a new value (a timestamp, say) to ask for a pass now, whatever the backoff; each
+/// value is honoured once, and `status.lastHandledReconcileAt` echoes it.
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "digitalchannels.dev/reconcile-requested-at";
+
+/// The value of [`RECONCILE_REQUESTED_ANNOTATION`], if set.
+pub fn reconcile_requested(meta: &kube::api::ObjectMeta) -> Option<&String> {
+    meta.annotations
+        .as_ref()?
+        .get(RECONCILE_REQUESTED_ANNOTATION)
+}
 
 /// Labels on everything the operator creates.
 pub fn managed_labels() -> std::collections::BTreeMap<String, String> {

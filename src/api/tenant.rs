@@ -32,6 +32,7 @@ use super::conditions::{Condition, conditions_schema};
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
     ),
+    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(
         name = "Contact Center",
         type_ = "string",
@@ -157,6 +158,9 @@ pub struct TenantStatus {
     /// environment's fingerprint key: a rotated password is noticed without keeping it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_fingerprint: Option<String>,
+    /// The last `digitalchannels.dev/reconcile-requested-at` value a pass was run for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
     /// Ready, ContactCenterResolved, ChatServiceRegistered, UcsRegistered, TenantProvisioned, DesignerEnvConfigured, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

@@ -46,6 +46,9 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     let ns = env.namespace().unwrap_or_default();
     let api: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = env.status.clone().unwrap_or_default();
+    if super::new_reconcile_request(&env.metadata, previous.last_handled_reconcile_at.as_ref()) {
+        ctx.succeeded(&key(env));
+    }
 
     if env.spec.suspend {
         let fresh = suspended(&previous.conditions);
@@ -160,8 +163,12 @@ pub fn next_action(
     }
     match report.failure() {
         Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
-        // Permanent: wait for a change; the slow drift check is the safety net.
-        Some(_) => Action::requeue(ctx.resync()),
+        // Its fix is a change the watches bring (a Secret, the environment): wait for it;
+        // the slow drift check is the safety net.
+        Some((_, e)) if e.reason.fixed_in_kubernetes() => Action::requeue(ctx.resync()),
+        // An upstream said no: the fix may be made there, out of sight (a password set in
+        // GWS, a contact center created). Try again on the resource's backoff.
+        Some(_) => Action::requeue(ctx.backoff(key, None)),
         None => {
             ctx.succeeded(key);
             Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
@@ -217,6 +224,9 @@ async fn write(
             Some(n) => n.restart_for.clone(),
             None => previous.nexus_restart_for.clone(),
         },
+        last_handled_reconcile_at: crate::api::reconcile_requested(&env.metadata)
+            .cloned()
+            .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
     if apply_status(api, &env.name_any(), previous, &status).await?

@@ -99,6 +99,13 @@ fn record_reconcile(kind: &str, started: Instant, result: &Result<Action, Error>
     }
 }
 
+/// Whether the resource asks for a pass with a value of the reconcile-requested-at
+/// annotation not handled yet: the pass runs now (its annotation changed) and the backoff
+/// starts afresh.
+fn new_reconcile_request(meta: &kube::api::ObjectMeta, handled: Option<&String>) -> bool {
+    crate::api::reconcile_requested(meta).is_some_and(|r| Some(r) != handled)
+}
+
 /// Time to Ready: from creation, or from when Ready last turned False (a spec change or
 /// an outage), to now.
 fn observe_time_to_ready(kind: &str, meta: &kube::api::ObjectMeta, previous: &[Condition]) {

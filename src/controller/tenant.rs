@@ -132,10 +132,24 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     let ns = t.namespace().unwrap_or_default();
     let api: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
     let previous = t.status.clone().unwrap_or_default();
+    if super::new_reconcile_request(&t.metadata, previous.last_handled_reconcile_at.as_ref()) {
+        ctx.succeeded(&key(t));
+    }
 
     if t.spec.suspend {
-        let fresh = suspended(&previous.conditions);
+        let mut fresh = suspended(&previous.conditions);
+        if let Some(why) = suspended_claim_broken(t, ctx, &previous).await {
+            fresh = without(&fresh, types::READY);
+            fresh.push(Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "Suspended",
+                why,
+            ));
+            ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+        }
         write(ctx, &api, t, &previous, fresh, None).await?;
+        // The output Secret's deletion triggers a pass through the Secret watch.
         return Ok(Action::await_change());
     }
 
@@ -231,6 +245,27 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     Ok(next_action(ctx, KIND_TENANT, &key(t), &run.report, None))
 }
 
+/// While suspended nothing external is checked, but what Ready claims in the cluster is: a
+/// provisioned tenant whose output Secret is gone is not Ready. `None` while it holds.
+async fn suspended_claim_broken(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+    previous: &TenantStatus,
+) -> Option<String> {
+    let name = previous.output_secret_name.as_ref()?;
+    let store = KubeSecretStore::new(ctx.client.clone(), &t.namespace().unwrap_or_default(), None);
+    match crate::runbook::SecretStore::read_output(&store, name).await {
+        Ok(Some(_)) => None,
+        Ok(None) => Some(format!(
+            "spec.suspend is true and the output Secret {name} is gone: resume (spec.suspend: false) to rebuild it."
+        )),
+        Err(e) => Some(format!(
+            "spec.suspend is true and the output Secret {name} cannot be read: {}",
+            e.to_step_error("output").message
+        )),
+    }
+}
+
 fn designer_condition(report: &RunReport, previous: &[Condition]) -> Condition {
     match report
         .steps
@@ -309,6 +344,9 @@ async fn write(
         credentials_fingerprint: details
             .credentials_fingerprint
             .or_else(|| previous.credentials_fingerprint.clone()),
+        last_handled_reconcile_at: crate::api::reconcile_requested(&t.metadata)
+            .cloned()
+            .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
     if apply_status(api, &t.name_any(), previous, &status).await?

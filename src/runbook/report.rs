@@ -145,6 +145,22 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// Whether the fix of such a failure is a change in the cluster (a Secret, the
+    /// environment, the spec), which the controllers' watches see; else it may be made in an
+    /// upstream, which nothing announces.
+    pub fn fixed_in_kubernetes(self) -> bool {
+        matches!(
+            self,
+            Reason::InvalidSpec
+                | Reason::SecretNotFound
+                | Reason::SecretKeyMissing
+                | Reason::InvalidSecret
+                | Reason::WaitingForEnvironment
+        )
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
