@@ -444,6 +444,17 @@ async fn a_failure_fixed_outside_kubernetes_is_retried_on_the_backoff() {
 
 #[tokio::test]
 async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
+    let failed_passes = || {
+        use digital_channels_operator::telemetry::metrics::{KindResult, metrics};
+        metrics()
+            .reconcile_total
+            .get_or_create(&KindResult {
+                kind: "DigitalChannelsTenant".to_string(),
+                result: "failed".to_string(),
+            })
+            .get()
+    };
+    let failed_before = failed_passes();
     let h = Harness::start().await;
     h.secret(
         "t100-user",
@@ -460,6 +471,10 @@ async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
         .await;
     let ready = find(&conditions(&t), "Ready").unwrap().clone();
     assert_eq!(ready.reason, "Unauthorized");
+    assert!(
+        failed_passes() > failed_before,
+        "a pass that leaves the tenant not Ready counts as failed"
+    );
     assert!(ready.message.contains("t100-user"), "{}", ready.message);
     assert!(
         !serde_json::to_string(&t)

@@ -124,6 +124,14 @@ impl Context {
         }
     }
 
+    /// Readiness as last recorded by [`Context::set_ready`].
+    pub fn is_ready(&self, kind: &str, key: &str) -> Option<bool> {
+        let map = self.readiness.lock().expect("readiness lock");
+        map.iter()
+            .find(|((k, name), _)| *k == kind && name == key)
+            .map(|(_, ready)| *ready)
+    }
+
     /// Records readiness for the `resources` gauge; `None` forgets a deleted resource.
     pub fn set_ready(&self, kind: &'static str, key: &str, ready: Option<bool>) {
         let mut map = self.readiness.lock().expect("readiness lock");

@@ -30,7 +30,7 @@ pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    reconcile_pass(env.as_ref(), apply(&env, &ctx), cleanup(&env, &ctx)).await
+    reconcile_pass(&ctx, env.as_ref(), apply(&env, &ctx), cleanup(&env, &ctx)).await
 }
 
 fn key(env: &DigitalChannelsEnvironment) -> String {

@@ -53,6 +53,7 @@ pub fn now_rfc3339() -> String {
 /// names the resource: kube-runtime's own span covers only the creation of the future, so
 /// without ours the lines logged during the pass would not say which resource they are about.
 async fn reconcile_pass<K, Apply, Cleanup>(
+    ctx: &Context,
     object: &K,
     apply: Apply,
     cleanup: Cleanup,
@@ -77,16 +78,28 @@ where
     } else {
         apply.instrument(span.clone()).await
     };
-    span.in_scope(|| record_reconcile(&kind, started, &result));
+    let key = format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    // A pass that left the resource not Ready failed, though the reconcile itself worked:
+    // step failures are conditions, not errors.
+    let outcome = match &result {
+        Err(_) => "error",
+        Ok(_) if ctx.is_ready(&kind, &key) == Some(false) => "failed",
+        Ok(_) => "ok",
+    };
+    span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
     result
 }
 
-fn record_reconcile(kind: &str, started: Instant, result: &Result<Action, Error>) {
+fn record_reconcile(kind: &str, started: Instant, outcome: &str, result: &Result<Action, Error>) {
     let m = metrics();
     m.reconcile_total
         .get_or_create(&KindResult {
             kind: kind.to_string(),
-            result: if result.is_ok() { "ok" } else { "error" }.to_string(),
+            result: outcome.to_string(),
         })
         .inc();
     m.reconcile_duration_seconds

@@ -31,6 +31,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     reconcile_pass(
+        &ctx,
         tenant.as_ref(),
         apply(&tenant, &ctx),
         cleanup(&tenant, &ctx),
