@@ -475,6 +475,23 @@ async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
         failed_passes() > failed_before,
         "a pass that leaves the tenant not Ready counts as failed"
     );
+    // The refused token grant: on TenantProvisioned, and so named in the metric.
+    assert_eq!(
+        find(&conditions(&t), "TenantProvisioned").unwrap().reason,
+        "Unauthorized"
+    );
+    let failures = {
+        use digital_channels_operator::telemetry::metrics::{StepFailure, metrics};
+        metrics()
+            .step_failures_total
+            .get_or_create(&StepFailure {
+                kind: "DigitalChannelsTenant".to_string(),
+                step: "TenantProvisioned".to_string(),
+                reason: "Unauthorized".to_string(),
+            })
+            .get()
+    };
+    assert!(failures > 0, "step_failures_total names the condition");
     assert!(ready.message.contains("t100-user"), "{}", ready.message);
     assert!(
         !serde_json::to_string(&t)
@@ -1211,8 +1228,8 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
         use tracing_subscriber::layer::SubscriberExt;
         tracing_subscriber::registry().with(counter.clone())
     });
-    // The demo's contact centers, cc0..cc2, and two that share the domain `shared`.
-    let mut seed = digital_channels_operator::simulator::Seed::with_contact_centers(3);
+    // The demo's contact centers, cc0..cc4, and two that share the domain `shared`.
+    let mut seed = digital_channels_operator::simulator::Seed::with_contact_centers(5);
     for i in [100, 101] {
         let id = digital_channels_operator::simulator::generated_contact_center(i);
         seed.contact_centers
@@ -1342,11 +1359,18 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
         ),
         (
             "dct-no-secret",
-            Box::new(|t| t.spec.credentials_secret.name = "no-such-user".into()),
+            // A contact center of its own: the Secret is read by the step that needs it.
+            Box::new(|t| {
+                t.spec.contact_center_domain = Some("cc3".into());
+                t.spec.credentials_secret.name = "no-such-user".into();
+            }),
         ),
         (
             "dct-no-key",
-            Box::new(|t| t.spec.credentials_secret.username_key = "login".into()),
+            Box::new(|t| {
+                t.spec.contact_center_domain = Some("cc4".into());
+                t.spec.credentials_secret.username_key = "login".into();
+            }),
         ),
         (
             "dct-password",
@@ -1510,7 +1534,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "tenant user's Secret missing",
             "dct",
             "dct-no-secret",
-            ("ContactCenterResolved", "SecretNotFound"),
+            ("TenantProvisioned", "SecretNotFound"),
             &["Secret no-such-user", "does not exist"],
             false,
         ),
@@ -1518,7 +1542,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "tenant user's Secret without the username key",
             "dct",
             "dct-no-key",
-            ("ContactCenterResolved", "SecretKeyMissing"),
+            ("TenantProvisioned", "SecretKeyMissing"),
             &["Secret t100-user", "has no key login"],
             false,
         ),

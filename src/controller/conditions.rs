@@ -51,7 +51,7 @@ pub const ENVIRONMENT_RULES: &[ConditionRule] = &[
 pub const TENANT_RULES: &[ConditionRule] = &[
     ConditionRule {
         type_: types::CONTACT_CENTER_RESOLVED,
-        steps: &[Step::Credentials, Step::ContactCenterResolved],
+        steps: &[Step::ContactCenterResolved],
         true_reason: "Resolved",
     },
     ConditionRule {
@@ -75,15 +75,26 @@ pub const TENANT_RULES: &[ConditionRule] = &[
     },
 ];
 
+/// The condition a step's outcome shows on: the user's name for that step, also used for it
+/// in events and in `step_failures_total`.
+pub fn condition_of(rules: &[ConditionRule], step: Step) -> &'static str {
+    rules
+        .iter()
+        .find(|r| r.steps.contains(&step))
+        .map(|r| r.type_)
+        .unwrap_or_else(|| step.as_str())
+}
+
 /// One condition per rule: False with the step's reason when one of its steps failed,
-/// True when all its steps that ran held, the previous value when none of its steps ran
-/// this pass (an earlier step failed), Unknown when there is no previous value.
+/// True when all its steps that ran held, the last observed True or False when none of its
+/// steps ran this pass (a step it needs failed), else Unknown, naming the condition that
+/// holds it up this pass.
 pub fn step_conditions(
     rules: &[ConditionRule],
     report: &RunReport,
     previous: &[Condition],
 ) -> Vec<Condition> {
-    let failed_step = report.failure().map(|(s, _)| s.step);
+    let failed_condition = report.failure().map(|(s, _)| condition_of(rules, s.step));
     rules
         .iter()
         .map(|rule| {
@@ -104,11 +115,14 @@ pub fn step_conditions(
             if report.outcome_of(last_step).is_some() {
                 return Condition::new(rule.type_, ConditionStatus::True, rule.true_reason, "");
             }
-            // Not reached this pass: keep what was known.
-            if let Some(old) = find(previous, rule.type_) {
+            // Not reached this pass: keep what was observed; a pending one says anew what it
+            // waits for.
+            if let Some(old) = find(previous, rule.type_)
+                && old.status != ConditionStatus::Unknown
+            {
                 return old.clone();
             }
-            let waiting_for = failed_step.map(|s| s.as_str()).unwrap_or("an earlier step");
+            let waiting_for = failed_condition.unwrap_or("an earlier step");
             Condition::new(
                 rule.type_,
                 ConditionStatus::Unknown,
@@ -257,6 +271,50 @@ mod tests {
             assert_eq!(got, statuses.to_vec(), "case {i}");
             assert_eq!(ready(&conditions, "").reason, *ready_reason, "case {i}");
         }
+    }
+
+    #[test]
+    fn a_pending_condition_names_the_condition_it_waits_for_as_of_this_pass() {
+        let stale = Condition::new(
+            types::TENANT_PROVISIONED,
+            ConditionStatus::Unknown,
+            "Pending",
+            "Not checked yet: waiting for Credentials.",
+        );
+        let r = report(&[(
+            Step::ContactCenterResolved,
+            Err(StepError::permanent(
+                Reason::ContactCenterNotFound,
+                "no contact center",
+            )),
+        )]);
+        let conditions = step_conditions(TENANT_RULES, &r, &[stale]);
+        let provisioned = find(&conditions, types::TENANT_PROVISIONED).unwrap();
+        assert_eq!(provisioned.status, ConditionStatus::Unknown);
+        assert_eq!(
+            provisioned.message,
+            "Not checked yet: waiting for ContactCenterResolved."
+        );
+    }
+
+    #[test]
+    fn a_step_is_named_by_the_condition_it_shows_on() {
+        assert_eq!(
+            condition_of(TENANT_RULES, Step::TenantToken),
+            types::TENANT_PROVISIONED
+        );
+        assert_eq!(
+            condition_of(TENANT_RULES, Step::OutputSecret),
+            types::TENANT_PROVISIONED
+        );
+        assert_eq!(
+            condition_of(ENVIRONMENT_RULES, Step::ClientSecret),
+            types::CLIENT_REGISTERED
+        );
+        assert_eq!(
+            condition_of(ENVIRONMENT_RULES, Step::GapiRegistered),
+            types::GAPI_REGISTERED
+        );
     }
 
     #[test]

@@ -138,7 +138,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
 
     Ok(next_action(
         ctx,
-        KIND_ENVIRONMENT,
+        (KIND_ENVIRONMENT, ENVIRONMENT_RULES),
         &key(env),
         &run.report,
         requeue_soon,
@@ -149,17 +149,15 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
 /// change (with the slow drift check as a safety net), success resyncs.
 pub fn next_action(
     ctx: &Context,
-    kind: &str,
+    (kind, rules): (&str, &[super::conditions::ConditionRule]),
     key: &str,
     report: &RunReport,
     soon: Option<Duration>,
 ) -> Action {
     if let Some((step, e)) = report.failure() {
-        crate::telemetry::metrics().record_step_failure(
-            kind,
-            step.step.as_str(),
-            e.reason.as_str(),
-        );
+        // Named as the condition it shows on, so the metric and the status agree.
+        let step = super::conditions::condition_of(rules, step.step);
+        crate::telemetry::metrics().record_step_failure(kind, step, e.reason.as_str());
     }
     match report.failure() {
         Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),

@@ -243,7 +243,13 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     };
     let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
     ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
-    Ok(next_action(ctx, KIND_TENANT, &key(t), &run.report, None))
+    Ok(next_action(
+        ctx,
+        (KIND_TENANT, TENANT_RULES),
+        &key(t),
+        &run.report,
+        None,
+    ))
 }
 
 /// While suspended nothing external is checked, but what Ready claims in the cluster is: a

@@ -32,12 +32,11 @@ pub(super) struct TenantPass<'a> {
     ops_hint: String,
 }
 
-/// What the pass read from the tenant's Secrets.
-struct Inputs {
+/// What the token chain reads: the tenant user, and the output Secret as it is (the key and
+/// bookkeeping of earlier passes).
+struct Inputs<'p> {
     user: Credentials,
-    ucs_key: Option<SecretString>,
-    /// The output Secret as it is: the key and bookkeeping of earlier passes.
-    previous: OutputRecord,
+    previous: &'p OutputRecord,
 }
 
 struct Clients {
@@ -82,17 +81,15 @@ impl<'a> TenantPass<'a> {
     }
 
     /// Runs the steps, each once its inputs hold; `None` when one failed (it is recorded).
+    /// Each Secret is read by the step that needs it, so that its failure shows there.
     pub async fn run(&self, steps: &StepRecorder, run: &mut TenantRun) -> Option<()> {
-        let inputs = steps.run(Step::Credentials, "", self.read_inputs()).await?;
         // Before anything upstream: a key created now must have a place to go.
-        let output = self.output_secret_name.clone();
-        steps
-            .require(Step::OutputSecret, output.clone(), async {
-                self.store
-                    .check_output(&output)
-                    .await
-                    .map_err(|e| e.to_step_error("output"))
-            })
+        let previous = steps
+            .require(
+                Step::OutputSecret,
+                self.output_secret_name.clone(),
+                self.read_output(),
+            )
             .await?;
         let clients = steps
             .require(Step::ContactCenterResolved, "", async { self.connect() })
@@ -111,7 +108,7 @@ impl<'a> TenantPass<'a> {
             "",
             self.register_chat_service(&clients, &cc),
         );
-        let tenant = self.provision_and_record(steps, run, &clients, &inputs, &cc);
+        let tenant = self.provision_and_record(steps, run, &clients, &previous, &cc);
         let (chat_service, tenant) = tokio::join!(chat_service, tenant);
         chat_service.and(tenant)
     }
@@ -123,9 +120,13 @@ impl<'a> TenantPass<'a> {
         steps: &StepRecorder,
         run: &mut TenantRun,
         clients: &Clients,
-        inputs: &Inputs,
+        previous: &OutputRecord,
         cc: &str,
     ) -> Option<()> {
+        let user = steps
+            .require(Step::TenantToken, "", self.read_user())
+            .await?;
+        let inputs = &Inputs { user, previous };
         let token = steps
             .run(
                 Step::TenantToken,
@@ -135,8 +136,13 @@ impl<'a> TenantPass<'a> {
             .await?;
         let ucs = async {
             let ucs = self.tenant.spec.ucs.as_ref()?;
+            let key = steps
+                .require(Step::UcsRegistered, ucs.url.clone(), self.read_ucs_key())
+                .await?;
+            let key = &key;
             let register = move |token: SecretString| async move {
-                self.register_ucs(clients, inputs, &token, cc, ucs).await
+                let key = key.as_ref().unwrap_or(&token);
+                self.register_ucs(clients, inputs, key, cc, ucs).await
             };
             steps
                 .run(
@@ -160,7 +166,7 @@ impl<'a> TenantPass<'a> {
         // The key is written even when PlatformUCS failed: it is the only copy.
         let provisioned = provisioned?;
         run.operation_id = provisioned.operation_id.clone();
-        let record = self.output_record(cc, &inputs.previous, &provisioned, ucs_url);
+        let record = self.output_record(cc, previous, &provisioned, ucs_url);
         steps
             .run(
                 Step::OutputSecret,
@@ -184,39 +190,36 @@ impl<'a> TenantPass<'a> {
         ucs_held.then_some(())
     }
 
-    /// The tenant user, the UCS key if any, and the output Secret as it is.
-    async fn read_inputs(&self) -> Result<(Outcome, Inputs), StepError> {
-        let spec = &self.tenant.spec;
-        let user = self
-            .store
-            .read_credentials(
-                &spec.credentials_secret.name,
-                &spec.credentials_secret.username_key,
-                &spec.credentials_secret.password_key,
-            )
+    /// The output Secret as it is, once it is known to be this tenant's to write.
+    async fn read_output(&self) -> Result<OutputRecord, StepError> {
+        let name = &self.output_secret_name;
+        let to_step = |e: crate::runbook::secrets::SecretError| e.to_step_error("output");
+        self.store.check_output(name).await.map_err(to_step)?;
+        let previous = self.store.read_output(name).await.map_err(to_step)?;
+        Ok(previous.unwrap_or_default())
+    }
+
+    async fn read_user(&self) -> Result<Credentials, StepError> {
+        let secret = &self.tenant.spec.credentials_secret;
+        self.store
+            .read_credentials(&secret.name, &secret.username_key, &secret.password_key)
             .await
-            .map_err(|e| e.to_step_error("tenant user"))?;
-        let ucs_key = match spec.ucs.as_ref().and_then(|u| u.api_key_secret.as_ref()) {
-            Some(r) => Some(
-                self.store
-                    .read(&r.name, &r.key)
-                    .await
-                    .map_err(|e| e.to_step_error("UCS API key"))?,
-            ),
-            None => None,
+            .map_err(|e| e.to_step_error("tenant user"))
+    }
+
+    /// `spec.ucs.apiKeySecret`, if set (else the tenant token is the key).
+    async fn read_ucs_key(&self) -> Result<Option<SecretString>, StepError> {
+        let Some(r) = self
+            .tenant
+            .spec
+            .ucs
+            .as_ref()
+            .and_then(|u| u.api_key_secret.as_ref())
+        else {
+            return Ok(None);
         };
-        let previous = self
-            .store
-            .read_output(&self.output_secret_name)
-            .await
-            .map_err(|e| e.to_step_error("output"))?
-            .unwrap_or_default();
-        let inputs = Inputs {
-            user,
-            ucs_key,
-            previous,
-        };
-        Ok((Outcome::AlreadyRight, inputs))
+        let key = self.store.read(&r.name, &r.key).await;
+        key.map(Some).map_err(|e| e.to_step_error("UCS API key"))
     }
 
     fn connect(&self) -> Result<Clients, StepError> {
@@ -379,20 +382,19 @@ impl<'a> TenantPass<'a> {
     async fn register_ucs(
         &self,
         clients: &Clients,
-        inputs: &Inputs,
-        token: &SecretString,
+        inputs: &Inputs<'_>,
+        key: &SecretString,
         cc: &str,
         ucs: &UcsSpec,
     ) -> Result<(Outcome, String), StepError> {
         let registered = self.recorded(
-            &inputs.previous,
+            inputs.previous,
             |s| s.ucs_url.as_ref(),
             annotations::UCS_URL,
         );
         if registered.is_some_and(|u| trim_url(u) == trim_url(&ucs.url)) {
             return Ok((Outcome::AlreadyRight, ucs.url.clone()));
         }
-        let key = inputs.ucs_key.as_ref().unwrap_or(token);
         let outcome = match clients.nexus.register_ucs(key, cc, &ucs.url).await {
             Ok(_) if registered.is_some() => Outcome::Updated,
             Ok(_) => Outcome::Created,
@@ -414,7 +416,7 @@ impl<'a> TenantPass<'a> {
     async fn provision(
         &self,
         clients: &Clients,
-        inputs: &Inputs,
+        inputs: &Inputs<'_>,
         token: &SecretString,
         cc: &str,
     ) -> Result<(Outcome, Provisioned), StepError> {
@@ -441,7 +443,7 @@ impl<'a> TenantPass<'a> {
         let legacy = legacy_credentials_fingerprint(&env.client_secret, user);
         let recorded_fingerprint = self
             .recorded(
-                &inputs.previous,
+                inputs.previous,
                 |s| s.credentials_fingerprint.as_ref(),
                 annotations::CREDENTIALS_FINGERPRINT,
             )
@@ -464,7 +466,7 @@ impl<'a> TenantPass<'a> {
             clients.db.as_ref(),
             token,
             &request,
-            &inputs.previous,
+            inputs.previous,
             &records,
         )
         .await?;
