@@ -37,7 +37,8 @@ async fn run(cli: Cli) -> Result<bool, String> {
             }
         },
         Command::Simulate(args) => {
-            telemetry::init_logging(args.log_format, "info");
+            // sqlx logs PostgreSQL's notices ("relation already exists, skipping") at INFO.
+            telemetry::init_logging(args.log_format, "info,sqlx=warn");
             simulate::simulate(args).await.map(|_| true)
         }
         Command::Provision(args) => {
@@ -52,7 +53,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
             Ok(summary.all_hold)
         }
         Command::Run(args) => {
-            telemetry::init_logging(args.log_format, "info");
+            telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
         }
         Command::Demo(args) => {

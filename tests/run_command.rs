@@ -390,3 +390,50 @@ async fn a_replica_that_loses_the_lease_exits_at_once() {
         "the new holder keeps it"
     );
 }
+
+/// Text logs written to a pipe or a file carry no terminal colours, and say values in words
+/// (`namespaces=dc`), not as Rust `Debug` dumps (`[Some("dc")]`).
+#[tokio::test]
+async fn text_logs_to_a_pipe_are_plain_and_readable() {
+    let api = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .args(["run", "--namespace", "dc", "--leader-election", "false"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("DC_LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            let done = line.contains("controllers starting");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines.join("\n")
+    });
+    for _ in 0..100 {
+        if reader.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let logs = reader.join().unwrap();
+    let starting = logs
+        .lines()
+        .find(|l| l.contains("controllers starting"))
+        .unwrap_or_else(|| panic!("no start line in:\n{logs}"));
+    assert!(!logs.contains('\u{1b}'), "ANSI colours in a pipe:\n{logs}");
+    assert!(starting.contains("namespaces=dc"), "{starting}");
+    assert!(!starting.contains("Some("), "{starting}");
+}

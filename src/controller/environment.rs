@@ -230,10 +230,10 @@ async fn write(
     if apply_status(api, &env.name_any(), previous, &status).await?
         && let Some(ready) = find(&status.conditions, types::READY)
     {
-        tracing::info!(ready = ?ready.status, reason = %ready.reason, "status updated");
+        super::log_status(ready);
     }
     if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
-        let warning = c.status != ConditionStatus::True;
+        let warning = c.status != ConditionStatus::True && !super::is_progress(&c.reason);
         ctx.event(
             &env.object_ref(&()),
             warning,

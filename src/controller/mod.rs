@@ -38,8 +38,19 @@ pub const KIND_TENANT: &str = "DigitalChannelsTenant";
 /// conditions, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
+}
+
+/// A Kubernetes error in words: kube's own Display of an API error appends a `Debug` dump
+/// of the whole `Status`.
+pub(crate) fn kube_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        other => other.to_string(),
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -109,6 +120,26 @@ fn record_reconcile(kind: &str, started: Instant, outcome: &str, result: &Result
         .observe(started.elapsed().as_secs_f64());
     if let Err(e) = result {
         tracing::warn!(kind, error = %e, "reconcile failed");
+    }
+}
+
+/// Reasons of a Ready that is False on the way to True, as planned (a Nexus rollout, a
+/// first pass still pending): Normal events and INFO logs, not warnings.
+fn is_progress(reason: &str) -> bool {
+    matches!(reason, "RollingOut" | "Pending" | "WaitingForEnvironment")
+}
+
+/// A status write, logged at the level it deserves: a failure at WARN with what to do.
+fn log_status(ready: &Condition) {
+    let status = match ready.status {
+        ConditionStatus::True => "True",
+        ConditionStatus::False => "False",
+        ConditionStatus::Unknown => "Unknown",
+    };
+    if ready.status == ConditionStatus::True || is_progress(&ready.reason) {
+        tracing::info!(ready = status, reason = %ready.reason, "status updated");
+    } else {
+        tracing::warn!(ready = status, reason = %ready.reason, message = %ready.message, "not Ready");
     }
 }
 
@@ -490,7 +521,11 @@ pub async fn run(
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
-    tracing::info!(scopes = ?scopes, "controllers starting");
+    let watched = match settings.namespaces.is_empty() {
+        true => "all namespaces".to_string(),
+        false => settings.namespaces.join(", "),
+    };
+    tracing::info!(namespaces = %watched, "controllers starting");
     futures::future::join_all(
         scopes
             .into_iter()
@@ -504,4 +539,28 @@ pub async fn run(
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubernetes_error_reads_as_words_not_as_a_debug_dump() {
+        let status =
+            kube::core::Status::failure("tenants \"t\" is forbidden", "Forbidden").with_code(403);
+        let error = Error::Kube(kube::Error::Api(Box::new(status)));
+        let text = error.to_string();
+        assert_eq!(
+            text,
+            "Kubernetes API: tenants \"t\" is forbidden (403 Forbidden)"
+        );
+    }
+
+    #[test]
+    fn a_planned_step_on_the_way_to_ready_is_not_a_warning() {
+        assert!(is_progress("RollingOut"));
+        assert!(!is_progress("RestartFailed"));
+        assert!(!is_progress("Unauthorized"));
+    }
 }

@@ -10,6 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Api;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 
+use super::kube_message;
 use crate::api::{FIELD_MANAGER, managed_labels};
 use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome, key_of};
 use crate::runbook::tenant::keys;
@@ -113,14 +114,6 @@ impl KubeSecretStore {
             })?;
         self.remember(name, found.clone());
         Ok(found)
-    }
-}
-
-/// A Kubernetes error without anything from a request body.
-fn kube_message(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
-        other => other.to_string(),
     }
 }
 

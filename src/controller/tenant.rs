@@ -359,11 +359,11 @@ async fn write(
     if apply_status(api, &t.name_any(), previous, &status).await?
         && let Some(ready) = find(&status.conditions, types::READY)
     {
-        tracing::info!(ready = ?ready.status, reason = %ready.reason, "status updated");
+        super::log_status(ready);
     }
     let reference = t.object_ref(&());
     if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
-        let warning = c.status != ConditionStatus::True;
+        let warning = c.status != ConditionStatus::True && !super::is_progress(&c.reason);
         ctx.event(
             &reference,
             warning,
