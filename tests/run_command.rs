@@ -437,3 +437,24 @@ async fn text_logs_to_a_pipe_are_plain_and_readable() {
     assert!(starting.contains("namespaces=dc"), "{starting}");
     assert!(!starting.contains("Some("), "{starting}");
 }
+
+/// The README's first command: `dc-operator demo` provisions twice, the second time
+/// changing nothing, and says that its output directory goes with it.
+#[test]
+fn demo_provisions_twice_and_says_where_its_output_went() {
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("== Second run"), "{stdout}");
+    assert!(
+        stdout.contains("is removed when the demo exits"),
+        "{stdout}"
+    );
+}

@@ -125,6 +125,13 @@ async fn run(args: &DemoArgs, database_url: &str, out: &mut dyn Write) -> Result
     );
     let second = provision(&runbook, &bundle, &output_dir, out).await?;
     print_summary(&second, out);
+    if args.output_dir.is_none() {
+        let _ = writeln!(
+            out,
+            "\n(The output directory {} is removed when the demo exits: pass --output-dir DIR to keep the output Secrets.)",
+            output_dir.display()
+        );
+    }
 
     simulator.shutdown().await;
     pool.close().await;
