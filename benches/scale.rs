@@ -426,6 +426,13 @@ mod cluster {
             "upstream calls per tenant (environment included): {:.2}",
             sim.handle.snapshot().calls.values().sum::<u64>() as f64 / n
         );
+        let (sum, count) = operator.reconcile_seconds("DigitalChannelsTenant").await;
+        println!(
+            "tenant passes: {count}, mean duration {:.0} ms (upstream share: {} calls x {} ms on its longest chain)",
+            1000.0 * sum / count.max(1.0),
+            CRITICAL_PATH_CALLS,
+            args.latency.as_millis()
+        );
         println!(
             "operator RSS converged with {} tenants and {} unrelated 100 KiB Secrets: {} MiB (peak {} MiB)",
             args.tenants,
@@ -605,6 +612,26 @@ mod cluster {
                 }
             }
             writes
+        }
+
+        /// Sum and count of `reconcile_duration_seconds` of one kind.
+        async fn reconcile_seconds(&self, kind: &str) -> (f64, f64) {
+            let text = reqwest::get(&self.metrics)
+                .await
+                .expect("operator metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            let value = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(name) && l.contains(&format!("kind=\"{kind}\"")))
+                    .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (
+                value("dc_operator_reconcile_duration_seconds_sum"),
+                value("dc_operator_reconcile_duration_seconds_count"),
+            )
         }
 
         /// Waits until 3 s pass without a write, and gives the writes then.
