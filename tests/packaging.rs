@@ -3,7 +3,10 @@
 //! These tests shell out to the tools that `scripts/install-tools` puts into `.tools/bin/` (helm,
 //! kubectl, kubernetes-validate, hadolint, tools-python); `$HELM`, `$KUBECTL`,
 //! `$KUBERNETES_VALIDATE`, `$HADOLINT` and `$TOOLS_PYTHON` override them. A missing tool is a
-//! failure that says "run scripts/install-tools", never a silent skip.
+//! failure that says "run scripts/install-tools", never a silent skip. The one exception is
+//! promtool (`$PROMTOOL`), which install-tools can fetch only where apt is at hand: without it the
+//! alert test prints that it skipped, except on CI (`CI` set, or `DC_E2E_REQUIRED=1`), where it
+//! fails.
 //!
 //! Schema validation runs kubernetes-validate (strict: unknown fields are errors) against the
 //! oldest Kubernetes the chart supports and the newest one the validator knows. It has no schemas
@@ -654,23 +657,45 @@ fn all_options_values_set_every_value_and_render_them() {
     );
     assert_eq!(s(tenant, "for"), "20m");
     assert_eq!(s(tenant, "labels.severity"), "critical");
+    let environment = rules["DigitalChannelsEnvironmentNotReady"];
+    assert_eq!(
+        s(environment, "expr"),
+        r#"dc_operator_resources{kind="DigitalChannelsEnvironment",ready="false"} > 0"#
+    );
+    assert_eq!(s(environment, "for"), "5m");
+    assert_eq!(s(environment, "labels.severity"), "critical");
+    let failures = rules["DigitalChannelsReconcileFailures"];
+    assert_eq!(
+        s(failures, "expr"),
+        r#"sum by (kind) (increase(dc_operator_reconcile_total{result="failed"}[15m])) > 0"#
+    );
+    assert_eq!(s(failures, "for"), "30m");
+    assert_eq!(s(failures, "labels.severity"), "info");
     let errors = rules["DigitalChannelsReconcileErrors"];
-    assert!(s(errors, "expr").contains(r#"rate(dc_operator_reconcile_total{result="error"}[5m])"#));
-    assert!(s(errors, "expr").ends_with("> 0"));
+    assert_eq!(
+        s(errors, "expr"),
+        r#"sum by (kind) (increase(dc_operator_reconcile_total{result="error"}[15m])) > 0"#
+    );
     assert_eq!(s(errors, "for"), "5m");
     let upstream = rules["DigitalChannelsUpstreamUnavailable"];
-    assert!(
-        s(upstream, "expr")
-            .contains(r#"dc_operator_external_requests_total{code=~"5..|timeout|unreachable"}"#)
-    );
+    assert!(s(upstream, "expr").contains(
+        r#"rate(dc_operator_external_requests_total{code=~"5..|timeout|unreachable"}[15m])"#
+    ));
     assert!(s(upstream, "expr").trim_end().ends_with("> 0.25"));
     assert_eq!(s(upstream, "labels.severity"), "warning");
+    assert_eq!(rules.len(), 5, "{:?}", rules.keys());
     for r in rules.values() {
         assert!(
             get(r, "annotations.summary").is_string()
                 && get(r, "annotations.description").is_string()
         );
+        assert_eq!(
+            s(r, "annotations.runbook_url"),
+            "https://wiki.example.com/platform/digital-channels-operator#troubleshooting"
+        );
     }
+    // What the alerts mean is tested against the operator's metrics with promtool:
+    // prometheus_rule_alerts_fire_on_the_operator_metrics_and_stay_quiet_when_healthy.
 
     let dashboard = one(&objs, "ConfigMap");
     assert_eq!(s(dashboard, "metadata.name"), "dc-operator-all-dashboard");
@@ -1406,6 +1431,615 @@ fn promql_parser_of_the_dashboard_test_finds_metrics_and_labels() {
         ["le".to_string(), "system".to_string()]
             .into_iter()
             .collect()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts: the rendered PrometheusRule, evaluated by promtool against the series the operator exports
+// ---------------------------------------------------------------------------------------------
+
+/// Every alert of the chart's PrometheusRule; the failing scenario below makes each one fire.
+const ALERTS: &[&str] = &[
+    "DigitalChannelsEnvironmentNotReady",
+    "DigitalChannelsTenantNotReady",
+    "DigitalChannelsReconcileFailures",
+    "DigitalChannelsReconcileErrors",
+    "DigitalChannelsUpstreamUnavailable",
+];
+
+/// Labels Prometheus adds to each sample it scrapes from the chart's ServiceMonitor target
+/// (some of them): the alerts that do not aggregate keep them.
+const TARGET_LABELS: &[(&str, &str)] = &[
+    ("instance", "10.0.0.7:8080"),
+    ("job", "digital-channels-operator-metrics"),
+    ("namespace", NAMESPACE),
+    ("pod", "digital-channels-operator-6d9f7c8b5-x2v4q"),
+];
+
+/// promtool from .tools/bin (or `$PROMTOOL`). Missing: a failure on CI (`CI` set, or
+/// `DC_E2E_REQUIRED=1`), otherwise `None` and a printed skip (scripts/install-tools fetches it
+/// only where apt is at hand).
+fn promtool() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PROMTOOL").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let p = root().join(".tools/bin/promtool");
+    if p.exists() {
+        return Some(p);
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let required = std::env::var("DC_E2E_REQUIRED").is_ok_and(|v| v == "1");
+    assert!(
+        !(ci || required),
+        "promtool is missing ({} does not exist and $PROMTOOL is not set), and on CI \
+         (CI or DC_E2E_REQUIRED=1) the alert test must run: run scripts/install-tools",
+        p.display()
+    );
+    eprintln!(
+        "SKIPPED: the chart's alerts were not evaluated: promtool is missing ({}); run \
+         scripts/install-tools (it needs apt) or set PROMTOOL",
+        p.display()
+    );
+    None
+}
+
+/// The label values the alerts select on, taken from the operator's code.
+struct OperatorValues {
+    environment: String,
+    tenant: String,
+}
+
+fn operator_values() -> OperatorValues {
+    use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
+    // reconcile_total's result: the outcomes of src/controller/mod.rs.
+    let controller = fs::read_to_string(root().join("src/controller/mod.rs")).unwrap();
+    for outcome in ["error", "failed", "ok"] {
+        assert!(
+            controller.contains(&format!("=> \"{outcome}\"")),
+            "src/controller/mod.rs no longer counts result=\"{outcome}\"; the alerts select on it"
+        );
+    }
+    OperatorValues {
+        environment: <DigitalChannelsEnvironment as kube::Resource>::kind(&()).into_owned(),
+        tenant: <DigitalChannelsTenant as kube::Resource>::kind(&()).into_owned(),
+    }
+}
+
+/// The series the scenarios feed to promtool, created through the operator's own metric families
+/// and label types and returned as its registry encodes them (`name{label="value",...}`): names,
+/// label names, their order and their values are exactly what /metrics shows.
+fn encoded_series(v: &OperatorValues) -> BTreeSet<String> {
+    use digital_channels_operator::telemetry::metrics::{ExternalRequest, KindReady, KindResult};
+    use digital_channels_operator::upstream::error::System;
+    let m = digital_channels_operator::telemetry::metrics();
+    // Created at zero (encoded like any other sample; nothing counted), the guard dropped at once.
+    for kind in [&v.environment, &v.tenant] {
+        for result in ["ok", "failed", "error"] {
+            let _ = m.reconcile_total.get_or_create(&KindResult {
+                kind: kind.clone(),
+                result: result.to_string(),
+            });
+        }
+        for ready in [true, false] {
+            let _ = m.resources.get_or_create(&KindReady {
+                kind: kind.clone(),
+                ready: ready.to_string(),
+            });
+        }
+    }
+    for (system, operation, code) in [
+        (System::Nexus, "get_tenant", "200"),
+        (System::Nexus, "get_tenant", "503"),
+        (System::GwsAuth, "token_password", "200"),
+        (System::GwsAuth, "token_password", "timeout"),
+        (System::NexusDb, "find_gapis", "ok"),
+    ] {
+        let _ = m.external_requests_total.get_or_create(&ExternalRequest {
+            system: system.as_str().to_string(),
+            operation: operation.to_string(),
+            code: code.to_string(),
+        });
+    }
+    m.encode()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+/// One input series of a promtool test: `name{labels}` as the operator encodes it (checked), plus
+/// the target labels, with one sample a minute.
+fn input_series(
+    encoded: &BTreeSet<String>,
+    exported: &BTreeMap<String, BTreeSet<String>>,
+    name: &str,
+    labels: &[(&str, &str)],
+    values: &[u64],
+) -> serde_json::Value {
+    let own = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let series = format!("{name}{{{own}}}");
+    assert!(
+        encoded.contains(&series),
+        "the operator's registry does not encode {series}; it encodes {encoded:#?}"
+    );
+    let names: BTreeSet<String> = labels.iter().map(|(k, _)| k.to_string()).collect();
+    assert_eq!(
+        exported.get(name),
+        Some(&names),
+        "{name} as src/telemetry/metrics.rs registers it"
+    );
+    let target = TARGET_LABELS
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(",");
+    let values = values
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    serde_json::json!({"series": format!("{name}{{{own},{target}}}"), "values": values})
+}
+
+/// The labels of a `dc_operator_resources{ready="false"}` sample as Prometheus stores it.
+fn not_ready_labels(kind: &str) -> Vec<(&str, &str)> {
+    let mut l = vec![("kind", kind), ("ready", "false")];
+    l.extend_from_slice(TARGET_LABELS);
+    l
+}
+
+/// A Go duration of the rules (`15m`, `1h30m`, `90s`) in whole minutes.
+fn minutes(duration: &str) -> u64 {
+    let mut total = 0;
+    let mut number = String::new();
+    for c in duration.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number
+            .parse()
+            .unwrap_or_else(|_| panic!("duration {duration}"));
+        number.clear();
+        total += match c {
+            's' => n / 60,
+            'm' => n,
+            'h' => n * 60,
+            _ => panic!("duration {duration}: unit {c} unknown to this test"),
+        };
+    }
+    assert!(number.is_empty(), "duration {duration} without a unit");
+    total
+}
+
+/// An alert annotation as Prometheus expands it for an alert with these labels and value: the
+/// rules use only `{{ $labels.NAME }}` and `{{ $value }}`.
+fn expand(template: &str, labels: &BTreeMap<String, String>, value: Option<&str>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .unwrap_or_else(|| panic!("unclosed {{{{ in {template}"))
+            + start;
+        let inner = rest[start + 2..end].trim();
+        if inner == "$value" {
+            out.push_str(value.unwrap_or_else(|| panic!("{template}: $value not expected")));
+        } else if let Some(label) = inner.strip_prefix("$labels.") {
+            out.push_str(labels.get(label).unwrap_or_else(|| {
+                panic!("{template}: the alert has no label {label} (it has {labels:?})")
+            }));
+        } else {
+            panic!("{template}: template {{{{{inner}}}}} unknown to this test");
+        }
+        rest = &rest[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The rules of a render: (Prometheus rules file as JSON, alert -> rule).
+fn prometheus_rules(objs: &[Value]) -> (serde_json::Value, BTreeMap<String, Value>) {
+    let pr = one(objs, "PrometheusRule");
+    let groups = get(pr, "spec.groups");
+    let mut rules = BTreeMap::new();
+    for group in groups.as_sequence().expect("spec.groups") {
+        for rule in get(group, "rules").as_sequence().expect("rules") {
+            let name = s(rule, "alert").to_string();
+            assert!(
+                rules.insert(name.clone(), rule.clone()).is_none(),
+                "{name} twice"
+            );
+        }
+    }
+    let names: Vec<&str> = rules.keys().map(String::as_str).collect();
+    let mut want = ALERTS.to_vec();
+    want.sort();
+    assert_eq!(names, want, "the alerts of the PrometheusRule");
+    let file = serde_json::json!({ "groups": serde_json::to_value(groups).unwrap() });
+    (file, rules)
+}
+
+#[test]
+fn prometheus_rule_alerts_fire_on_the_operator_metrics_and_stay_quiet_when_healthy() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let exported = exported_metrics();
+    let v = operator_values();
+    let encoded = encoded_series(&v);
+    let (env, tenant) = (v.environment.as_str(), v.tenant.as_str());
+    let default_runbook = s(
+        &read_yaml(&format!("{CHART}/values.yaml")),
+        "metrics.prometheusRule.runbookUrl",
+    )
+    .to_string();
+    assert!(default_runbook.ends_with("README.md#troubleshooting"));
+
+    for (values, runbook) in [
+        (None, default_runbook.as_str()),
+        (
+            Some("ci/all-options-values.yaml"),
+            "https://wiki.example.com/platform/digital-channels-operator#troubleshooting",
+        ),
+    ] {
+        let what = values.unwrap_or("default values");
+        let mut flags: Vec<&str> = MONITORING_APIS.to_vec();
+        flags.extend(["--set", "metrics.prometheusRule.enabled=true"]);
+        let objs = docs(&template(values.as_slice(), &flags));
+        let (rules_file, rules) = prometheus_rules(&objs);
+        let for_of = |alert: &str| minutes(s(&rules[alert], "for"));
+        let severity = |alert: &str| s(&rules[alert], "labels.severity").to_string();
+        for (alert, rule) in &rules {
+            assert_eq!(
+                key_in(rule, "annotations", "runbook_url"),
+                Some(runbook),
+                "{what}: {alert}"
+            );
+        }
+
+        // What firing alerts look like: the labels of the expression's result plus severity
+        // (promtool adds alertname), and the annotations expanded with the result's labels, as
+        // Prometheus does (a template naming a label the result lacks fails here).
+        let alert = |name: &str, labels: &[(&str, &str)], value: Option<&str>| {
+            let sample: BTreeMap<String, String> = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut l = sample.clone();
+            l.insert("severity".to_string(), severity(name));
+            let annotations: BTreeMap<String, String> = get(&rules[name], "annotations")
+                .as_mapping()
+                .expect("annotations")
+                .iter()
+                .map(|(k, t)| {
+                    let t = t.as_str().expect("annotation text");
+                    (k.as_str().unwrap().to_string(), expand(t, &sample, value))
+                })
+                .collect();
+            serde_json::json!({"exp_labels": l, "exp_annotations": annotations})
+        };
+        let firing: BTreeMap<&str, serde_json::Value> = [
+            (
+                "DigitalChannelsEnvironmentNotReady",
+                alert(
+                    "DigitalChannelsEnvironmentNotReady",
+                    &not_ready_labels(env),
+                    Some("1"),
+                ),
+            ),
+            (
+                "DigitalChannelsTenantNotReady",
+                alert(
+                    "DigitalChannelsTenantNotReady",
+                    &not_ready_labels(tenant),
+                    Some("2"),
+                ),
+            ),
+            (
+                "DigitalChannelsReconcileFailures",
+                alert(
+                    "DigitalChannelsReconcileFailures",
+                    &[("kind", tenant)],
+                    None,
+                ),
+            ),
+            (
+                "DigitalChannelsReconcileErrors",
+                alert("DigitalChannelsReconcileErrors", &[("kind", env)], None),
+            ),
+            (
+                "DigitalChannelsUpstreamUnavailable",
+                alert(
+                    "DigitalChannelsUpstreamUnavailable",
+                    &[("system", "nexus")],
+                    None,
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect();
+
+        const RUN: u64 = 90; // minutes of samples, one a minute
+        // A resource that keeps failing is retried at most every --max-backoff (5m) plus 20 %
+        // jitter: one failed pass every 6 minutes is the sparsest a failing resource gets.
+        const RETRY: u64 = 6;
+        let samples = |f: &dyn Fn(u64) -> u64| (0..=RUN).map(f).collect::<Vec<u64>>();
+        let series = |name: &str, labels: &[(&str, &str)], values: Vec<u64>| {
+            input_series(&encoded, &exported, name, labels, &values)
+        };
+        let reconciles = "dc_operator_reconcile_total";
+        let resources = "dc_operator_resources";
+        let requests = "dc_operator_external_requests_total";
+
+        // Failing: the environment's passes end in API errors and it is not Ready; two tenants
+        // are not Ready and their passes fail; Nexus answers 503; GWS Auth is fine.
+        let failing_input = vec![
+            series(
+                reconciles,
+                &[("kind", env), ("result", "error")],
+                samples(&|m| 1 + m / RETRY),
+            ),
+            series(
+                reconciles,
+                &[("kind", tenant), ("result", "failed")],
+                samples(&|m| 1 + m / RETRY),
+            ),
+            series(
+                reconciles,
+                &[("kind", tenant), ("result", "ok")],
+                samples(&|_| 40),
+            ),
+            series(
+                resources,
+                &[("kind", env), ("ready", "false")],
+                samples(&|_| 1),
+            ),
+            series(
+                resources,
+                &[("kind", env), ("ready", "true")],
+                samples(&|_| 0),
+            ),
+            series(
+                resources,
+                &[("kind", tenant), ("ready", "false")],
+                samples(&|_| 2),
+            ),
+            series(
+                resources,
+                &[("kind", tenant), ("ready", "true")],
+                samples(&|_| 3),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "nexus"),
+                    ("operation", "get_tenant"),
+                    ("code", "503"),
+                ],
+                samples(&|m| 2 * m),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "nexus"),
+                    ("operation", "get_tenant"),
+                    ("code", "200"),
+                ],
+                samples(&|_| 50),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "gws-auth"),
+                    ("operation", "token_password"),
+                    ("code", "200"),
+                ],
+                samples(&|m| 10 + 3 * m),
+            ),
+        ];
+        let mut failing_tests = Vec::new();
+        for name in ALERTS {
+            let on = for_of(name);
+            assert!(
+                on + RETRY < 60,
+                "{what}: {name} waits {on}m; the scenario checks at 60m"
+            );
+            // Pending until its `for` has passed, then firing, and still at the end.
+            failing_tests.push(serde_json::json!({
+                "eval_time": format!("{}m", on - 1), "alertname": name, "exp_alerts": [],
+            }));
+            for at in [60, RUN] {
+                failing_tests.push(serde_json::json!({
+                    "eval_time": format!("{at}m"), "alertname": name,
+                    "exp_alerts": [firing[name].clone()],
+                }));
+            }
+        }
+
+        // Healthy: passes ok and everything Ready, but for blips that heal: two failed passes a
+        // few minutes apart, an environment and a tenant not Ready for 3 minutes, and a few 5xx
+        // and timeouts among many successful calls.
+        let window = minutes(
+            s(&rules["DigitalChannelsReconcileFailures"], "expr")
+                .split_once('[')
+                .and_then(|(_, r)| r.split_once(']'))
+                .expect("a range in the expression")
+                .0,
+        );
+        assert!(
+            for_of("DigitalChannelsReconcileFailures") > window + 3,
+            "{what}: a blip of two failed passes must not fire DigitalChannelsReconcileFailures"
+        );
+        for name in [
+            "DigitalChannelsEnvironmentNotReady",
+            "DigitalChannelsTenantNotReady",
+        ] {
+            assert!(
+                for_of(name) > 3,
+                "{what}: a 3-minute blip must not fire {name}"
+            );
+        }
+        let blip = |from: u64| move |m: u64| u64::from((from..from + 3).contains(&m));
+        let healthy_input = vec![
+            series(
+                reconciles,
+                &[("kind", env), ("result", "ok")],
+                samples(&|m| 5 + m),
+            ),
+            series(
+                reconciles,
+                &[("kind", env), ("result", "error")],
+                samples(&|_| 2),
+            ),
+            series(
+                reconciles,
+                &[("kind", tenant), ("result", "ok")],
+                samples(&|m| 5 + 3 * m),
+            ),
+            series(
+                reconciles,
+                &[("kind", tenant), ("result", "failed")],
+                samples(&|m| match m {
+                    0..2 => 1,
+                    2..5 => 2,
+                    _ => 3,
+                }),
+            ),
+            series(
+                resources,
+                &[("kind", env), ("ready", "false")],
+                samples(&blip(20)),
+            ),
+            series(
+                resources,
+                &[("kind", env), ("ready", "true")],
+                samples(&|m| 1 - blip(20)(m)),
+            ),
+            series(
+                resources,
+                &[("kind", tenant), ("ready", "false")],
+                samples(&blip(10)),
+            ),
+            series(
+                resources,
+                &[("kind", tenant), ("ready", "true")],
+                samples(&|m| 3 - blip(10)(m)),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "nexus"),
+                    ("operation", "get_tenant"),
+                    ("code", "200"),
+                ],
+                samples(&|m| 9 * m),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "nexus"),
+                    ("operation", "get_tenant"),
+                    ("code", "503"),
+                ],
+                samples(&|m| m),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "gws-auth"),
+                    ("operation", "token_password"),
+                    ("code", "200"),
+                ],
+                samples(&|m| 20 * m),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "gws-auth"),
+                    ("operation", "token_password"),
+                    ("code", "timeout"),
+                ],
+                samples(&|m| m / 10),
+            ),
+            series(
+                requests,
+                &[
+                    ("system", "nexus-db"),
+                    ("operation", "find_gapis"),
+                    ("code", "ok"),
+                ],
+                samples(&|m| 4 * m),
+            ),
+        ];
+        let mut healthy_tests = Vec::new();
+        for name in ALERTS {
+            for at in (5..=RUN).step_by(5) {
+                healthy_tests.push(serde_json::json!({
+                    "eval_time": format!("{at}m"), "alertname": name, "exp_alerts": [],
+                }));
+            }
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let rules_path = write_temp(
+            dir.path(),
+            "rules.yaml",
+            &serde_json::to_string_pretty(&rules_file).unwrap(),
+        );
+        run(Command::new(&promtool)
+            .arg("check")
+            .arg("rules")
+            .arg(&rules_path));
+        let tests = serde_json::json!({
+            "rule_files": ["rules.yaml"],
+            "evaluation_interval": "1m",
+            "tests": [
+                {"name": "failing", "interval": "1m", "input_series": failing_input,
+                 "alert_rule_test": failing_tests},
+                {"name": "healthy", "interval": "1m", "input_series": healthy_input,
+                 "alert_rule_test": healthy_tests},
+            ],
+        });
+        let tests_path = write_temp(
+            dir.path(),
+            "tests.yaml",
+            &serde_json::to_string_pretty(&tests).unwrap(),
+        );
+        let out = output(Command::new(&promtool).current_dir(dir.path()).args([
+            "test",
+            "rules",
+            "tests.yaml",
+        ]));
+        assert!(
+            out.status.success(),
+            "{what}: promtool test rules failed:\n{}{}\nrules:\n{}\ntests:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            fs::read_to_string(&rules_path).unwrap(),
+            fs::read_to_string(&tests_path).unwrap(),
+        );
+    }
+}
+
+#[test]
+fn alert_test_helpers_parse_durations_and_expand_annotations() {
+    assert_eq!(minutes("15m"), 15);
+    assert_eq!(minutes("1h30m"), 90);
+    assert_eq!(minutes("120s"), 2);
+    let labels: BTreeMap<String, String> = [("kind".to_string(), "K".to_string())].into();
+    assert_eq!(
+        expand(
+            "{{ $value }} of {{ $labels.kind }}: {{$labels.kind}}",
+            &labels,
+            Some("2")
+        ),
+        "2 of K: K"
     );
 }
 
