@@ -1143,3 +1143,71 @@ async fn a_suspended_tenant_whose_output_secret_is_gone_is_not_ready() {
     assert!(h.output_key().is_some(), "rebuilt on resume");
     h.stop().await;
 }
+
+/// The client's redirect URIs follow `nexusUrl`: changing it and back leaves one URI, not a
+/// growing list.
+#[tokio::test]
+async fn redirect_uris_follow_the_nexus_url_and_do_not_pile_up() {
+    let h = Harness::start().await;
+    let first = h.sim.url();
+    let second = first.replace("127.0.0.1", "localhost");
+    let redirects = || {
+        h.sim.handle.snapshot().clients["nexus_client"]
+            .redirect_uris
+            .clone()
+    };
+    let ready_at = |generation: i64| {
+        h.api.wait_for(WAIT, move |api| {
+            let e = api.get_as::<DigitalChannelsEnvironment>(NS, "prod")?;
+            let s = e.status?;
+            (s.observed_generation == Some(generation)
+                && find(&s.conditions, "Ready")?.status == ConditionStatus::True)
+                .then_some(())
+        })
+    };
+    h.env(|_| {});
+    ready_at(1).await.expect("Ready");
+    assert_eq!(redirects(), std::slice::from_ref(&first));
+    h.env(|e| {
+        e.metadata.generation = Some(2);
+        e.spec.nexus_url = second.clone();
+    });
+    ready_at(2).await.expect("Ready with the new nexusUrl");
+    assert_eq!(
+        redirects(),
+        std::slice::from_ref(&second),
+        "the old URI replaced"
+    );
+    h.env(|e| {
+        e.metadata.generation = Some(3);
+        e.spec.nexus_url = first.clone();
+    });
+    ready_at(3)
+        .await
+        .expect("Ready with the first nexusUrl again");
+    assert_eq!(redirects(), [first], "one URI, not a growing list");
+    h.stop().await;
+}
+
+/// A missing database Secret shows on the condition of the step that needs the database.
+#[tokio::test]
+async fn a_missing_database_secret_shows_on_gapi_registered() {
+    let h = Harness::start().await;
+    h.env(|e| e.spec.database.url_secret.name = "no-such-db-secret".into());
+    let env = h
+        .env_condition(
+            "GapiRegistered",
+            ConditionStatus::False,
+            Some("SecretNotFound"),
+        )
+        .await;
+    let ready = find(&env.status.unwrap().conditions, "Ready")
+        .unwrap()
+        .clone();
+    assert!(
+        ready.message.starts_with("GapiRegistered:"),
+        "{}",
+        ready.message
+    );
+    h.stop().await;
+}

@@ -370,6 +370,7 @@ fn registration() -> ClientRegistration {
         client_id: "nexus_client".into(),
         secret: SecretString::new(CLIENT_SECRET),
         redirect_uri: "https://nexus.example.com".into(),
+        previous_redirect_uri: None,
         access_token_expiration_timeout: 43200,
         refresh_token_expiration_timeout: 2_592_000,
     }

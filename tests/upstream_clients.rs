@@ -33,6 +33,7 @@ fn registration(secret: &str, nexus_url: &str) -> ClientRegistration {
         client_id: "nexus_client".into(),
         secret: SecretString::new(secret),
         redirect_uri: nexus_url.into(),
+        previous_redirect_uri: None,
         access_token_expiration_timeout: 43200,
         refresh_token_expiration_timeout: 2_592_000,
     }

@@ -178,6 +178,10 @@ pub struct EnvironmentStatus {
     /// Secret that holds the client secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_name: Option<String>,
+    /// The redirect URI the operator set on the OAuth client (its `nexusUrl` then): replaced,
+    /// not kept, when `nexusUrl` changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_redirect_uri: Option<String>,
     /// HMAC (keyed with the environment's fingerprint key) of the client secret GWS Auth was
     /// last verified to hold: tenants wait while the Secret holds another one, not yet pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

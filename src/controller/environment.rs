@@ -127,6 +127,8 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             .resolved
             .as_ref()
             .map(|r| r.client_secret_ref.name.clone()),
+        client_redirect_uri: matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)))
+            .then(|| env.spec.nexus_url.clone()),
         client_secret_digest: run
             .resolved
             .as_ref()
@@ -178,6 +180,7 @@ pub fn next_action(
 #[derive(Default)]
 struct StatusDetails {
     client_secret_name: Option<String>,
+    client_redirect_uri: Option<String>,
     client_secret_digest: Option<String>,
     nexus: Option<NexusRecord>,
 }
@@ -211,6 +214,9 @@ async fn write(
         client_secret_name: details
             .client_secret_name
             .or_else(|| previous.client_secret_name.clone()),
+        client_redirect_uri: details
+            .client_redirect_uri
+            .or_else(|| previous.client_redirect_uri.clone()),
         client_secret_digest: details
             .client_secret_digest
             .or_else(|| previous.client_secret_digest.clone()),

@@ -90,6 +90,7 @@ spec:
             fingerprint_key: None,
             database_url: "postgres://db".into(),
             ca_pem: None,
+            managed_redirect_uri: None,
         }
     }
 

@@ -24,6 +24,9 @@ pub struct ResolvedEnvironment {
     pub fingerprint_key: Option<SecretString>,
     pub database_url: SecretString,
     pub ca_pem: Option<Vec<u8>>,
+    /// The redirect URI the operator set on the client before (status), replaced by a new
+    /// `nexusUrl`.
+    pub managed_redirect_uri: Option<String>,
 }
 
 impl ResolvedEnvironment {
@@ -67,6 +70,7 @@ impl ResolvedEnvironment {
             client_id: self.spec.client.id.clone(),
             secret: self.client_secret.clone(),
             redirect_uri: self.spec.nexus_url.clone(),
+            previous_redirect_uri: self.managed_redirect_uri.clone(),
             access_token_expiration_timeout: self.spec.client.access_token_expiration_timeout,
             refresh_token_expiration_timeout: self.spec.client.refresh_token_expiration_timeout,
         }
@@ -97,29 +101,30 @@ pub async fn resolve_environment(
                 &spec.ops_credentials_secret.password_key,
             )
             .await
-            .map_err(|e| e.to_step_error("GWS ops credentials"))?;
+            .map_err(|e| (Step::Credentials, e.to_step_error("GWS ops credentials")))?;
+        // The database is the nex_gapis step's: its Secret's failure shows there.
         let database_url = store
             .read(
                 &spec.database.url_secret.name,
                 &spec.database.url_secret.key,
             )
             .await
-            .map_err(|e| e.to_step_error("Nexus database URL"))?;
+            .map_err(|e| (Step::GapiRegistered, e.to_step_error("Nexus database URL")))?;
         let ca_pem = match &spec.tls {
             Some(tls) => {
                 let pem = store
                     .read(&tls.ca_secret.name, &tls.ca_secret.key)
                     .await
-                    .map_err(|e| e.to_step_error("CA bundle"))?
+                    .map_err(|e| (Step::Credentials, e.to_step_error("CA bundle")))?
                     .expose()
                     .as_bytes()
                     .to_vec();
-                check_ca_bundle(&tls.ca_secret, &pem)?;
+                check_ca_bundle(&tls.ca_secret, &pem).map_err(|e| (Step::Credentials, e))?;
                 Some(pem)
             }
             None => None,
         };
-        Ok::<_, StepError>((ops, database_url, ca_pem))
+        Ok::<_, (Step, StepError)>((ops, database_url, ca_pem))
     }
     .await;
     let (ops, database_url, ca_pem) = match credentials {
@@ -127,8 +132,8 @@ pub async fn resolve_environment(
             report.push(Step::Credentials, started, Ok(Outcome::AlreadyRight), "");
             found
         }
-        Err(e) => {
-            report.push(Step::Credentials, started, Err(e), "");
+        Err((step, e)) => {
+            report.push(step, started, Err(e), "");
             return None;
         }
     };
@@ -173,6 +178,10 @@ pub async fn resolve_environment(
         fingerprint_key,
         database_url,
         ca_pem,
+        managed_redirect_uri: env
+            .status
+            .as_ref()
+            .and_then(|s| s.client_redirect_uri.clone()),
     })
 }
 
@@ -411,8 +420,16 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
         "Check the database URL in Secret {}",
         env.spec.database.url_secret.name
     );
-    let to_step =
-        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &db_hint));
+    let to_step = |e: crate::upstream::UpstreamError| {
+        if crate::upstream::nexus_db::is_missing_table(&e) {
+            // Nexus not installed (or not started once) yet: nothing the operator watches
+            // changes when it is, so look again with backoff instead of waiting for a change.
+            let mut step = StepError::from_upstream(&e, &db_hint);
+            step.transient = true;
+            return step;
+        }
+        StepError::from_upstream(&e, hint_for(&e, &db_hint))
+    };
     let url_secret = &env.spec.database.url_secret;
     let db = runbook
         .connector

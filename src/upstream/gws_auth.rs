@@ -49,6 +49,9 @@ pub struct ClientRegistration {
     pub client_id: String,
     pub secret: SecretString,
     pub redirect_uri: String,
+    /// The redirect URI this operator set before (an earlier `nexusUrl`): replaced, not kept
+    /// beside the new one. URIs others set stay.
+    pub previous_redirect_uri: Option<String>,
     pub access_token_expiration_timeout: i64,
     pub refresh_token_expiration_timeout: i64,
 }
@@ -90,11 +93,7 @@ impl ClientRegistration {
         {
             diffs.push("authorizedGrantTypes");
         }
-        if !actual
-            .redirect_uris
-            .iter()
-            .any(|u| trim_url(u) == trim_url(&self.redirect_uri))
-        {
+        if self.redirect_uris(actual) != actual.redirect_uris {
             diffs.push("redirectURIs");
         }
         if !actual.scope.is_empty() && !actual.scope.iter().any(|s| s == "*") {
@@ -123,6 +122,28 @@ impl ClientRegistration {
         diffs
     }
 
+    /// The client's redirect URIs as they should be: those others set, and the current
+    /// `nexusUrl`, in their order; the one this operator set before is dropped.
+    fn redirect_uris(&self, actual: &OAuthClient) -> Vec<String> {
+        let same = |a: &str, b: &str| trim_url(a) == trim_url(b);
+        let mut uris: Vec<String> = actual
+            .redirect_uris
+            .iter()
+            .filter(|u| {
+                same(u, &self.redirect_uri)
+                    || !self
+                        .previous_redirect_uri
+                        .as_deref()
+                        .is_some_and(|p| same(u, p))
+            })
+            .cloned()
+            .collect();
+        if !uris.iter().any(|u| same(u, &self.redirect_uri)) {
+            uris.push(self.redirect_uri.clone());
+        }
+        uris
+    }
+
     /// The body of an update that brings `actual` to what we want, keeping grant types the
     /// server added. With `with_secret`, the secret is set too.
     pub fn update_body(&self, actual: &OAuthClient, with_secret: bool) -> Value {
@@ -132,13 +153,7 @@ impl ClientRegistration {
                 grants.push(g.to_string());
             }
         }
-        let mut redirects = actual.redirect_uris.clone();
-        if !redirects
-            .iter()
-            .any(|u| trim_url(u) == trim_url(&self.redirect_uri))
-        {
-            redirects.push(self.redirect_uri.clone());
-        }
+        let redirects = self.redirect_uris(actual);
         let mut data = json!({
             "authorizedGrantTypes": grants,
             "redirectURIs": redirects,
@@ -397,5 +412,53 @@ impl GwsAuthApi for GwsAuthClient {
             refresh_token: answer.refresh_token.map(SecretString::new),
             expires_in: answer.expires_in.unwrap_or(0),
         })
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    fn wanted(current: &str, previous: Option<&str>) -> ClientRegistration {
+        ClientRegistration {
+            client_id: "nexus_client".into(),
+            secret: "s".into(),
+            redirect_uri: current.into(),
+            previous_redirect_uri: previous.map(str::to_string),
+            access_token_expiration_timeout: 43200,
+            refresh_token_expiration_timeout: 2592000,
+        }
+    }
+
+    fn client(uris: &[&str]) -> OAuthClient {
+        serde_json::from_value(serde_json::json!({
+            "client_id": "nexus_client",
+            "authorizedGrantTypes": REQUIRED_GRANT_TYPES,
+            "redirectURIs": uris,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_operators_uri_is_replaced_and_others_are_kept() {
+        let actual = client(&["https://other.example.com", "https://old.example.com/"]);
+        let w = wanted("https://new.example.com", Some("https://old.example.com"));
+        assert_eq!(w.differences(&actual), ["redirectURIs"]);
+        assert_eq!(
+            w.update_body(&actual, false)["data"]["redirectURIs"],
+            serde_json::json!(["https://other.example.com", "https://new.example.com"])
+        );
+        let settled = client(&["https://other.example.com", "https://new.example.com"]);
+        assert!(w.differences(&settled).is_empty());
+    }
+
+    #[test]
+    fn without_a_record_nothing_is_dropped() {
+        let actual = client(&["https://other.example.com"]);
+        let w = wanted("https://new.example.com", None);
+        assert_eq!(
+            w.update_body(&actual, false)["data"]["redirectURIs"],
+            serde_json::json!(["https://other.example.com", "https://new.example.com"])
+        );
     }
 }
