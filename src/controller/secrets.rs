@@ -188,7 +188,16 @@ impl SecretStore for KubeSecretStore {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(name);
-                self.read(name, key).await
+                match self.read(name, key).await {
+                    // A conflict, then nothing there (deleted meanwhile, or the API server's
+                    // answer was wrong): not a Secret to wait for, a create to try again soon.
+                    Err(SecretError::NotFound { .. }) => Err(SecretError::Unavailable {
+                        name: name.to_string(),
+                        message: "the create conflicted but the Secret is not there; trying again"
+                            .to_string(),
+                    }),
+                    found => found,
+                }
             }
             Err(e) => Err(SecretError::Unavailable {
                 name: name.to_string(),

@@ -61,7 +61,10 @@ pub(super) fn upstream(hint: &str) -> impl Fn(UpstreamError) -> StepError + '_ {
 /// What the operator recorded of the tenant, and the credentials' fingerprint now.
 pub(super) struct Records<'a> {
     pub api_key_digest: Option<&'a str>,
-    pub credentials: Option<&'a str>,
+    /// The fingerprints recorded: the status's and the output Secret's. A pass on a cached
+    /// tenant older than the operator's last status write sees a stale status, while the
+    /// Secret it just read is current: the credentials are rotated only if neither matches.
+    pub credentials: Vec<&'a str>,
     pub current_credentials: &'a str,
     /// See [`legacy_credentials_fingerprint`].
     pub legacy_credentials: &'a str,
@@ -137,9 +140,11 @@ pub(super) async fn provision_tenant(
             (key, Outcome::Recovered)
         }
     };
-    let rotated = records
-        .credentials
-        .is_some_and(|f| f != records.current_credentials && f != records.legacy_credentials);
+    let rotated = !records.credentials.is_empty()
+        && records
+            .credentials
+            .iter()
+            .all(|f| *f != records.current_credentials && *f != records.legacy_credentials);
     if rotated && outcome == Outcome::AlreadyRight {
         return match nexus.update_tenant(token, request).await {
             Ok(()) => Ok((Outcome::Updated, key, previous_op)),

@@ -441,13 +441,20 @@ impl<'a> TenantPass<'a> {
             genesys_tenant_id: spec.genesys_tenant_id,
         };
         let legacy = legacy_credentials_fingerprint(&env.client_secret, user);
-        let recorded_fingerprint = self
-            .recorded(
-                inputs.previous,
-                |s| s.credentials_fingerprint.as_ref(),
-                annotations::CREDENTIALS_FINGERPRINT,
-            )
-            .cloned();
+        let recorded_fingerprints: Vec<&str> = [
+            self.tenant
+                .status
+                .as_ref()
+                .and_then(|s| s.credentials_fingerprint.as_deref()),
+            inputs
+                .previous
+                .annotations
+                .get(annotations::CREDENTIALS_FINGERPRINT)
+                .map(String::as_str),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         let recorded_digest = self
             .tenant
             .status
@@ -456,7 +463,7 @@ impl<'a> TenantPass<'a> {
         let pending = self.runbook.pending_keys.get(&env.spec.nexus_url, cc);
         let records = Records {
             api_key_digest: recorded_digest.as_deref(),
-            credentials: recorded_fingerprint.as_deref(),
+            credentials: recorded_fingerprints,
             current_credentials: &fingerprint,
             legacy_credentials: &legacy,
             pending_key: pending,
