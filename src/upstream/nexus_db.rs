@@ -142,6 +142,20 @@ impl PgNexusDb {
     }
 }
 
+/// SQLSTATE `undefined_table`: a Nexus table is missing.
+const MISSING_TABLE_CODE: &str = "42P01";
+
+/// Whether the database lacks a Nexus table (`nex_gapis`, `nex_apikeys`): Nexus is not
+/// installed on it or has not migrated it yet. Not a request to repeat as it is, yet a state
+/// that ends without any change the operator could watch (Nexus starting for the first time),
+/// so a caller retries it with backoff rather than wait for a change.
+pub fn is_missing_table(error: &UpstreamError) -> bool {
+    error.system == System::NexusDb
+        && error
+            .detail
+            .contains(&format!("[SQLSTATE {MISSING_TABLE_CODE}]"))
+}
+
 /// Classifies a database error: connection trouble is transient, refused credentials
 /// and a missing table are not.
 fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
@@ -150,14 +164,14 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             let kind = match code.as_str() {
                 "28P01" | "28000" | "42501" => ErrorKind::Unauthorized,
-                "42P01" => ErrorKind::Rejected,
+                MISSING_TABLE_CODE => ErrorKind::Rejected,
                 c if c.starts_with("08") || c.starts_with("53") || c.starts_with("57") => {
                     ErrorKind::Transient
                 }
                 _ => ErrorKind::Rejected,
             };
-            let hint = if code == "42P01" {
-                " (Nexus creates this table at its first start: is this the Nexus database, and has Nexus started?)"
+            let hint = if code == MISSING_TABLE_CODE {
+                ": Nexus is not installed on this database, or not migrated yet (Nexus creates this table at its first start)"
             } else {
                 ""
             };

@@ -27,7 +27,6 @@
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -344,6 +343,69 @@ impl FakeApiServer {
         });
     }
 
+    /// Makes the next `count` writes (create, update, patch, delete) to `resource` (a plural)
+    /// and `subresource` (`None`: the object itself, `Some("status")`: its status) fail with
+    /// `code` without touching state. A 429 carries `Retry-After: 1`, as the real server's
+    /// priority and fairness does. Writes of other resources or subresources pass.
+    pub fn fail_writes(&self, resource: &str, subresource: Option<&str>, count: usize, code: u16) {
+        self.queue_write_fault(resource, subresource, count, code, false);
+    }
+
+    /// Like [`FakeApiServer::fail_writes`], but each write takes effect before its answer is
+    /// replaced by `code`: the client cannot tell whether it happened (a timeout, a connection
+    /// lost after the commit).
+    pub fn lose_write_answers(
+        &self,
+        resource: &str,
+        subresource: Option<&str>,
+        count: usize,
+        code: u16,
+    ) {
+        self.queue_write_fault(resource, subresource, count, code, true);
+    }
+
+    fn queue_write_fault(
+        &self,
+        resource: &str,
+        subresource: Option<&str>,
+        count: usize,
+        code: u16,
+        lose_answer: bool,
+    ) {
+        lock(&self.shared.journal).write_faults.push(WriteFault {
+            resource: resource.to_owned(),
+            subresource: subresource.map(str::to_owned),
+            remaining: count,
+            code,
+            lose_answer,
+        });
+    }
+
+    /// Write faults queued but not yet met.
+    pub fn pending_write_faults(&self) -> usize {
+        lock(&self.shared.journal)
+            .write_faults
+            .iter()
+            .map(|f| f.remaining)
+            .sum()
+    }
+
+    /// Breaks every open watch now, as a restarted API server or a dropped connection does:
+    /// each stream ends with an error mid-body. Watches opened after the call are served.
+    pub fn drop_watches(&self) {
+        self.shared.cut_watches.send_modify(|epoch| *epoch += 1);
+    }
+
+    /// Watch requests served so far (each reconnect of a watcher is one).
+    pub fn watch_requests(&self) -> usize {
+        lock(&self.shared.journal).watch_requests
+    }
+
+    /// Requests of any kind received so far (failed ones included).
+    pub fn requests(&self) -> usize {
+        lock(&self.shared.journal).requests
+    }
+
     /// Evaluates `check` after every stored change (and at least every 20 ms) until it returns
     /// `Some`, or `timeout` passes (then `None`).
     pub async fn wait_for<T>(
@@ -394,6 +456,8 @@ struct Shared {
     changes: watch::Sender<u64>,
     /// Set when the server is dropped, so open watch streams end.
     shutdown: watch::Sender<bool>,
+    /// Bumped by [`FakeApiServer::drop_watches`]: open watch streams break.
+    cut_watches: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -403,6 +467,7 @@ impl Shared {
             journal: Mutex::new(Journal::default()),
             changes: watch::channel(0).0,
             shutdown: watch::channel(false).0,
+            cut_watches: watch::channel(0).0,
         }
     }
 
@@ -431,12 +496,41 @@ impl Shared {
             .position(|f| f.verb == verb && f.resource == resource)?;
         Some(journal.faults.remove(index).code)
     }
+
+    /// The first queued write fault for this write, used up by one.
+    fn take_write_fault(&self, route: &Route) -> Option<(u16, bool)> {
+        let mut journal = lock(&self.journal);
+        let index = journal.write_faults.iter().position(|f| {
+            f.remaining > 0
+                && f.resource == route.resource.plural
+                && f.subresource == route.subresource
+        })?;
+        let fault = &mut journal.write_faults[index];
+        fault.remaining -= 1;
+        let found = (fault.code, fault.lose_answer);
+        if fault.remaining == 0 {
+            journal.write_faults.remove(index);
+        }
+        Some(found)
+    }
 }
 
 #[derive(Default)]
 struct Journal {
     writes: Vec<WriteRecord>,
     faults: Vec<Fault>,
+    write_faults: Vec<WriteFault>,
+    watch_requests: usize,
+    requests: usize,
+}
+
+/// See [`FakeApiServer::fail_writes`] and [`FakeApiServer::lose_write_answers`].
+struct WriteFault {
+    resource: String,
+    subresource: Option<String>,
+    remaining: usize,
+    code: u16,
+    lose_answer: bool,
 }
 
 struct Fault {
@@ -966,8 +1060,25 @@ fn route_request(
                 .to_ascii_lowercase()
         });
 
-    let (result, changed) = match shared.take_fault(verb, &route.resource.plural) {
+    {
+        let mut journal = lock(&shared.journal);
+        journal.requests += 1;
+        if verb == Verb::Watch {
+            journal.watch_requests += 1;
+        }
+    }
+    let fault = shared.take_fault(verb, &route.resource.plural);
+    // A `fail_next` fault comes first; a write fault is used up only when none did.
+    let write_fault = match fault {
+        None if verb.is_write() => shared.take_write_fault(&route),
+        _ => None,
+    };
+    let (result, changed) = match fault {
         Some(code) => (Err(ApiError::injected(code)), false),
+        None if matches!(write_fault, Some((_, false))) => {
+            let code = write_fault.map_or(500, |(code, _)| code);
+            (Err(ApiError::injected(code)), false)
+        }
         None if verb == Verb::Watch => {
             return match start_watch(shared, &route, &params, metadata_only) {
                 Ok(response) => response,
@@ -977,9 +1088,14 @@ fn route_request(
         None => {
             let dry_run =
                 params.get("dryRun") == Some("All") || (verb == Verb::Delete && body_dry_run(body));
-            shared.mutate(dry_run, |store| {
+            let (result, changed) = shared.mutate(dry_run, |store| {
                 dispatch(store, verb, &route, &params, content_type.as_deref(), body)
-            })
+            });
+            match write_fault {
+                // Done, but the answer is lost.
+                Some((code, _)) => (Err(ApiError::injected(code)), changed),
+                None => (result, changed),
+            }
         }
     };
     let (status, value) = match result {
@@ -1010,7 +1126,14 @@ fn route_request(
             changed,
         });
     }
-    json_response(status, &value)
+    let mut response = json_response(status, &value);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1393,6 +1516,7 @@ struct WatchStream {
     shared: Arc<Shared>,
     changes: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
+    cut: watch::Receiver<u64>,
     filter: WatchFilter,
     /// Changes up to this resourceVersion have been considered.
     cursor: u64,
@@ -1436,6 +1560,7 @@ fn start_watch(
         let mut stream = WatchStream {
             changes: shared.changes.subscribe(),
             shutdown: shared.shutdown.subscribe(),
+            cut: shared.cut_watches.subscribe(),
             filter: WatchFilter {
                 resource: route.resource.clone(),
                 namespace: route.namespace.clone(),
@@ -1545,8 +1670,12 @@ impl WatchStream {
 
 async fn next_watch_line(
     mut stream: WatchStream,
-) -> Option<(Result<Bytes, Infallible>, WatchStream)> {
+) -> Option<(Result<Bytes, std::io::Error>, WatchStream)> {
     loop {
+        if stream.cut.has_changed().unwrap_or(false) {
+            stream.cut.borrow_and_update();
+            return Some(break_watch(stream));
+        }
         if let Some(event) = stream.pending.pop_front() {
             let mut line = event.to_string().into_bytes();
             line.push(b'\n');
@@ -1560,9 +1689,11 @@ async fn next_watch_line(
         if !stream.pending.is_empty() || stream.done {
             continue;
         }
+        let mut cut = false;
         tokio::select! {
             changed = stream.changes.changed() => stream.done = changed.is_err(),
             _ = stream.shutdown.changed() => stream.done = true,
+            _ = stream.cut.changed() => cut = true,
             _ = tokio::time::sleep_until(stream.deadline) => {
                 // A closing bookmark lets the client resume from the newest resourceVersion.
                 if stream.bookmarks {
@@ -1572,7 +1703,22 @@ async fn next_watch_line(
                 stream.done = true;
             }
         }
+        if cut {
+            return Some(break_watch(stream));
+        }
     }
+}
+
+/// Ends a watch stream with an error mid-body: the connection breaks without the end of
+/// the chunked body, as when the API server restarts.
+fn break_watch(mut stream: WatchStream) -> (Result<Bytes, std::io::Error>, WatchStream) {
+    stream.done = true;
+    stream.pending.clear();
+    let error = std::io::Error::new(
+        std::io::ErrorKind::ConnectionReset,
+        "watch dropped by the test",
+    );
+    (Err(error), stream)
 }
 
 // ---------------------------------------------------------------------------------------------

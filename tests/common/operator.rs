@@ -25,6 +25,19 @@ pub struct Harness {
     pub sim: Sim,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<()>,
+    /// The controllers' settings, kept for [`Harness::restart_operator`].
+    pub controller: ControllerConfig,
+}
+
+/// The controllers' settings of [`Harness::start`]: fast retries, no resync.
+pub fn test_controller_config() -> ControllerConfig {
+    ControllerConfig {
+        // Long enough that only watches, never the resync, drive these tests.
+        resync_interval: Duration::from_secs(3600),
+        initial_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(1),
+        rollout_timeout: Duration::from_secs(60),
+    }
 }
 
 impl Harness {
@@ -35,13 +48,14 @@ impl Harness {
     /// A new operator process on the same API server: new Context and Runbook, so no
     /// cache, token or pending key survives.
     pub fn spawn_operator(api: &FakeApiServer) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-        let controller = ControllerConfig {
-            // Long enough that only watches, never the resync, drive these tests.
-            resync_interval: Duration::from_secs(3600),
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            rollout_timeout: Duration::from_secs(60),
-        };
+        Self::spawn_operator_with(api, test_controller_config())
+    }
+
+    /// [`Harness::spawn_operator`] with other controller settings.
+    pub fn spawn_operator_with(
+        api: &FakeApiServer,
+        controller: ControllerConfig,
+    ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
         let ctx = Arc::new(Context::new(api.client(), runbook(), controller));
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_scope(ctx, Some(NS.to_string()), 4, stop.clone()));
@@ -52,20 +66,28 @@ impl Harness {
     pub async fn restart_operator(&mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
-        let (stop, task) = Self::spawn_operator(&self.api);
+        let (stop, task) = Self::spawn_operator_with(&self.api, self.controller.clone());
         self.stop = stop;
         self.task = task;
     }
 
     pub async fn start_with(config: SimulatorConfig) -> Self {
-        let api = FakeApiServer::start().await;
         let sim = Sim::start_with(config).await;
-        let (stop, task) = Self::spawn_operator(&api);
+        Self::start_custom(sim, test_controller_config()).await
+    }
+
+    /// The operator with these controller settings against a simulator the caller started
+    /// (on a database server of its own, say), with the standard Secrets; `nexus-db` holds
+    /// the simulator's database URL.
+    pub async fn start_custom(sim: Sim, controller: ControllerConfig) -> Self {
+        let api = FakeApiServer::start().await;
+        let (stop, task) = Self::spawn_operator_with(&api, controller.clone());
         let h = Self {
             api,
             sim,
             stop,
             task,
+            controller,
         };
         h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
         h.secret("nexus-db", &[("url", &h.sim.db.url)]);
