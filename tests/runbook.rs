@@ -249,7 +249,7 @@ async fn a_missing_secret_is_reported_not_crashed() {
     let (step, error) = run.report.failure().expect("fails");
     assert_eq!(
         (step.step, error.reason),
-        (Step::Credentials, Reason::SecretNotFound)
+        (Step::GapiRegistered, Reason::SecretNotFound)
     );
     store.put("nexus-db", &[("wrong-key", "x")]);
     let run = run_environment(&runbook(), &environment(&sim.url()), &store).await;

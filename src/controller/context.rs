@@ -71,7 +71,8 @@ impl Context {
     }
 
     /// The wait before the next try of a failing resource: exponential with jitter,
-    /// capped, reset by [`Context::succeeded`]. A `Retry-After` longer than that wins.
+    /// capped, reset by [`Context::succeeded`]. A `Retry-After` longer than that wins, even
+    /// past the cap.
     pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
         let mut failures = self.failures.lock().expect("backoff lock");
         let n = failures.entry(key.to_string()).or_insert(0);
@@ -82,8 +83,10 @@ impl Context {
         *n += 1;
         let capped = exp.min(self.config.max_backoff);
         let jittered = capped.mul_f64(rand::random_range(0.8..=1.2));
+        // The upstream said when to come back: earlier would only be refused again. The HTTP
+        // layer already caps what it accepts (RetryPolicy::max_retry_after).
         match retry_after {
-            Some(after) if after > jittered => after.min(self.config.max_backoff),
+            Some(after) if after > jittered => after,
             _ => jittered,
         }
     }

@@ -4,6 +4,7 @@
 //! other's client secret on every pass). The older resource keeps its claim; the newer one
 //! is refused with a condition that names the older.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kube::ResourceExt;
@@ -17,43 +18,58 @@ use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 pub struct Caches {
     tenants: RwLock<Vec<Store<DigitalChannelsTenant>>>,
     environments: RwLock<Vec<Store<DigitalChannelsEnvironment>>>,
+    /// One per store: set once its watch has listed everything. Not `Store::wait_until_ready`:
+    /// kube-runtime 5 wakes one waiter of a store, and the controller's runner is one.
+    synced: RwLock<Vec<Arc<AtomicBool>>>,
 }
 
 impl Caches {
-    pub fn register_tenants(&self, store: Store<DigitalChannelsTenant>) {
+    pub fn register_tenants(&self, store: Store<DigitalChannelsTenant>, synced: Arc<AtomicBool>) {
         self.tenants
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(store);
+        self.synced_push(synced);
     }
 
-    pub fn register_environments(&self, store: Store<DigitalChannelsEnvironment>) {
+    pub fn register_environments(
+        &self,
+        store: Store<DigitalChannelsEnvironment>,
+        synced: Arc<AtomicBool>,
+    ) {
         self.environments
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push(store);
+        self.synced_push(synced);
+    }
+
+    fn synced_push(&self, synced: Arc<AtomicBool>) {
+        self.synced
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(synced);
     }
 
     /// Waits (at most `within`) until every cache has listed once: before that an empty
     /// cache would hide a rival. Returns whether they are.
     pub async fn ready(&self, within: std::time::Duration) -> bool {
-        let tenants = self
-            .tenants
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let environments = self
-            .environments
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let all = async {
-            let t = futures::future::join_all(tenants.iter().map(Store::wait_until_ready));
-            let e = futures::future::join_all(environments.iter().map(Store::wait_until_ready));
-            let (t, e) = futures::join!(t, e);
-            t.iter().chain(e.iter()).all(Result::is_ok)
-        };
-        tokio::time::timeout(within, all).await.unwrap_or(false)
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let all = self
+                .synced
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .all(|s| s.load(Ordering::Acquire));
+            if all {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {

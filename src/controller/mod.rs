@@ -314,6 +314,7 @@ fn cached<K>(
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     Store<K>,
+    Arc<std::sync::atomic::AtomicBool>,
 )
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -326,13 +327,21 @@ where
 {
     use kube::runtime::{PredicateConfig, WatchStreamExt};
     let (store, writer) = kube::runtime::reflector::store();
+    // Set once the watch has listed everything: see `identity::Caches::ready`.
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listed = synced.clone();
     let stream = watcher(api_for::<K>(client, namespace), watcher::Config::default())
         .default_backoff()
         .modify(|o| o.meta_mut().managed_fields = None)
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.store(true, std::sync::atomic::Ordering::Release);
+            }
+        })
         .applied_objects()
         .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
-    (stream, store)
+    (stream, store, synced)
 }
 
 /// What of a resource asks for a pass: its spec (the generation), labels, annotations (a
@@ -410,10 +419,10 @@ pub async fn run_scope(
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
     let (env_secrets, tenant_secrets) = secret_triggers(ctx.clone(), ns);
 
-    let (stream, store) = cached::<DigitalChannelsEnvironment>(&client, ns);
+    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&client, ns);
     let envs = Controller::for_stream(stream, store).with_config(config.clone());
     let env_store = envs.store();
-    ctx.caches.register_environments(env_store.clone());
+    ctx.caches.register_environments(env_store.clone(), synced);
     let envs = envs
         .watches_stream(env_secrets, move |secret| {
             users_of(&env_store, &secret, environment_secret_names)
@@ -436,10 +445,10 @@ pub async fn run_scope(
         .run(environment::reconcile, error_policy, ctx.clone())
         .for_each(log_watch_failure);
 
-    let (stream, store) = cached::<DigitalChannelsTenant>(&client, ns);
+    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&client, ns);
     let tenants = Controller::for_stream(stream, store).with_config(config);
     let tenant_store = tenants.store();
-    ctx.caches.register_tenants(tenant_store.clone());
+    ctx.caches.register_tenants(tenant_store.clone(), synced);
     let tenant_store_for_envs = tenant_store.clone();
     let tenants = tenants
         .watches_stream(tenant_secrets, move |secret| {

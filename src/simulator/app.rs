@@ -3,16 +3,17 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::SimulatorConfig;
 use super::db::{self, GapiRow};
-use super::faults::{Fault, Faults};
+use super::faults::{Fault, Faults, RetryAfter};
+use super::listener::{self, Switch};
 use super::reply::{ApiError, BASIC_CHALLENGE, basic_credentials};
 use super::state::{State, StateView};
 
@@ -32,12 +33,19 @@ pub(crate) struct App {
     pub tenant_writes: tokio::sync::Mutex<()>,
     /// Cancelled at shutdown, so that hanging faults end with the server.
     pub shutdown: CancellationToken,
+    /// The listening socket and the open connections.
+    pub switch: Arc<Switch>,
     /// Tenant user passwords changed since start (a rotation in GWS), by (ccId, user).
     rotated_passwords: Mutex<std::collections::HashMap<(String, String), String>>,
 }
 
 impl App {
-    pub(crate) fn new(config: SimulatorConfig, db: PgPool, state: State) -> App {
+    pub(crate) fn new(
+        config: SimulatorConfig,
+        db: PgPool,
+        state: State,
+        switch: Arc<Switch>,
+    ) -> App {
         App {
             config,
             db,
@@ -46,6 +54,7 @@ impl App {
             gapis_cache: tokio::sync::RwLock::default(),
             tenant_writes: tokio::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
+            switch,
             rotated_passwords: Mutex::default(),
         }
     }
@@ -89,21 +98,40 @@ impl App {
         op: &'static str,
         handler: impl Future<Output = Result<Response, ApiError>>,
     ) -> Response {
-        self.state().count_call(op);
+        self.run_as(op, &[], handler).await
+    }
+
+    /// Runs one request of `op`, counted as `op`, which also takes the faults of the narrower
+    /// `targets` (one grant of the token endpoint); theirs come first.
+    pub(crate) async fn run_as(
+        &self,
+        op: &'static str,
+        targets: &[&'static str],
+        handler: impl Future<Output = Result<Response, ApiError>>,
+    ) -> Response {
+        {
+            let mut state = self.state();
+            state.count_call(op);
+            for target in targets {
+                state.record_call_time(target);
+            }
+        }
         if !self.config.latency.is_zero() {
             tokio::time::sleep(self.config.latency).await;
         }
-        let response = match self.faults.take(op) {
-            Some(Fault::Fail(status)) => {
+        let mut keys = targets.to_vec();
+        keys.push(op);
+        let response = match self.faults.take_first(&keys) {
+            Some(Fault::Fail(status, retry_after)) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                ApiError::new(status, format!("injected fault for {op}")).into_response()
+                let mut response =
+                    ApiError::new(status, format!("injected fault for {op}")).into_response();
+                set_retry_after(response.headers_mut(), retry_after);
+                response
             }
             Some(Fault::Timeout) => {
-                tokio::select! {
-                    () = tokio::time::sleep(HANG) => {}
-                    () = self.shutdown.cancelled() => {}
-                }
+                self.hang().await;
                 ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     format!("injected timeout for {op}"),
@@ -116,6 +144,31 @@ impl App {
                 ApiError::new(status, format!("injected: the answer of {op} was lost"))
                     .into_response()
             }
+            Some(Fault::TimeoutAfterEffect) => {
+                let _done = handler.await;
+                self.hang().await;
+                ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("injected: the answer of {op} came too late"),
+                )
+                .into_response()
+            }
+            Some(Fault::ResetAfterEffect) => {
+                let _done = handler.await;
+                reset_current_connection();
+                unanswered(op)
+            }
+            Some(Fault::Reset) => {
+                reset_current_connection();
+                unanswered(op)
+            }
+            Some(Fault::GoDown(down_for)) => {
+                // Before the reset: once its connection is gone, the server may drop this
+                // future at any await.
+                self.go_down(down_for);
+                reset_current_connection();
+                unanswered(op)
+            }
             None => handler.await.unwrap_or_else(IntoResponse::into_response),
         };
         // Operation and status only: paths, bodies and headers may carry secrets.
@@ -125,6 +178,34 @@ impl App {
             "simulated request"
         );
         response
+    }
+
+    /// Waits longer than any client does, or until shutdown.
+    async fn hang(&self) {
+        tokio::select! {
+            () = tokio::time::sleep(HANG) => {}
+            () = self.shutdown.cancelled() => {}
+        }
+    }
+
+    /// Closes the port for `down_for`, resetting every connection, then listens again on
+    /// the same port (unless the simulator is shut down meanwhile). The port is closing when
+    /// this returns, and closed soon after.
+    fn go_down(&self, down_for: Duration) {
+        self.switch.close();
+        tracing::debug!(
+            down_ms = down_for.as_millis() as u64,
+            "simulator down: connections refused"
+        );
+        let switch = self.switch.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            switch.stop_listening().await;
+            tokio::select! {
+                () = tokio::time::sleep(down_for) => switch.start_listening().await,
+                () = shutdown.cancelled() => {}
+            }
+        });
     }
 
     /// Checks the GWS Auth admin ("ops") Basic credentials.
@@ -162,5 +243,43 @@ impl App {
         self.reload_gapis().await?;
         self.state().nexus_restarts += 1;
         Ok(())
+    }
+}
+
+/// Resets the connection of the request being handled, so that its answer is never sent.
+fn reset_current_connection() {
+    if listener::CURRENT
+        .try_with(listener::Connection::reset)
+        .is_err()
+    {
+        tracing::warn!("no connection to reset: the request is answered instead");
+    }
+}
+
+/// What a handler hands back for a request whose connection was reset: it never leaves.
+fn unanswered(op: &str) -> Response {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("injected: the connection of {op} was reset"),
+    )
+    .into_response()
+}
+
+/// Sets the `Retry-After` of an injected failure as asked.
+fn set_retry_after(headers: &mut HeaderMap, retry_after: RetryAfter) {
+    match retry_after {
+        RetryAfter::Usual => {}
+        RetryAfter::Absent => {
+            headers.remove(header::RETRY_AFTER);
+        }
+        RetryAfter::Seconds(n) => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(n));
+        }
+        RetryAfter::HttpDateIn(n) => {
+            let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(n));
+            if let Ok(value) = HeaderValue::from_str(&date) {
+                headers.insert(header::RETRY_AFTER, value);
+            }
+        }
     }
 }

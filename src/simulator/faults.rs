@@ -1,8 +1,10 @@
-//! Fault injection: make chosen operations fail or hang so that retries, timeouts and error
-//! conditions of the operator can be tested against the simulator.
+//! Fault injection: make chosen operations fail, hang, drop their connection or take the whole
+//! simulator off the network, so that retries, timeouts and error conditions of the operator
+//! can be tested against the simulator.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -25,16 +27,51 @@ pub const OPERATIONS: &[&str] = &[
     "nexus.delete_tenant",
 ];
 
+/// Narrower names that accept faults without being counted apart in
+/// [`super::StateView::calls`]: one grant of the token endpoint (`auth.token` counts them
+/// all). A fault of `auth.token` itself hits any grant; a grant's own fault comes first.
+pub const GRANT_TARGETS: &[&str] = &[
+    "auth.token.client_credentials",
+    "auth.token.password",
+    "auth.token.refresh_token",
+];
+
+/// The `Retry-After` header of an injected failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// As the simulator always answers: `Retry-After: 1` on a 429 or 503, none otherwise.
+    #[default]
+    Usual,
+    /// No `Retry-After` header, whatever the status.
+    Absent,
+    /// `Retry-After: <n>` (RFC 9110 delay-seconds).
+    Seconds(u64),
+    /// `Retry-After: <HTTP-date>`, the date `n` seconds after the answer is made (RFC 9110
+    /// IMF-fixdate, whole seconds: the delay a client computes is between `n - 1` and `n`).
+    HttpDateIn(u64),
+}
+
 /// What an injected fault does to one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Fault {
-    /// Answer with this HTTP status and an error envelope.
-    Fail(u16),
+    /// Answer with this HTTP status and an error envelope, and this `Retry-After`.
+    Fail(u16, RetryAfter),
     /// Hang longer than any client timeout, so that the client gives up.
     Timeout,
     /// Do the work, then answer this status instead of the result: the effect happened but
     /// the client cannot know it (a reply lost on the way, a proxy timing out).
     LoseAnswer(u16),
+    /// Do the work, then hang instead of answering: a slow upstream, whose client gives up
+    /// before the effect it asked for is reported.
+    TimeoutAfterEffect,
+    /// Close the connection without an answer (a TCP reset), the request not handled.
+    Reset,
+    /// Do the work, then close the connection without an answer.
+    ResetAfterEffect,
+    /// The upstream goes down as this request arrives: its connection is reset without an
+    /// answer, the port is closed (every connection attempt is refused) for this long, then
+    /// the simulator listens again on the same port.
+    GoDown(Duration),
 }
 
 /// The fault rules, shared by the handle and the server. Cloning shares the same rules.
@@ -47,14 +84,19 @@ pub struct Faults {
 struct Rules {
     /// One-shot faults per operation, consumed in order.
     next: HashMap<String, VecDeque<Fault>>,
-    /// Per operation: the fraction of requests that fail, and with which status.
-    fraction: HashMap<String, (f64, u16)>,
+    /// Per operation: the fraction of requests that fail, with which status and `Retry-After`.
+    fraction: HashMap<String, (f64, u16, RetryAfter)>,
 }
 
 impl Faults {
     /// The next `n` requests of `op` answer `status` (429 and 503 carry `Retry-After: 1`).
     pub fn fail_next(&self, op: &str, n: u32, status: u16) {
-        self.push(op, n, Fault::Fail(status));
+        self.fail_next_with(op, n, status, RetryAfter::Usual);
+    }
+
+    /// The next `n` requests of `op` answer `status` with this `Retry-After`.
+    pub fn fail_next_with(&self, op: &str, n: u32, status: u16, retry_after: RetryAfter) {
+        self.push(op, n, Fault::Fail(status, retry_after));
     }
 
     /// The next `n` requests of `op` hang (about 300 s, or until shutdown).
@@ -62,16 +104,58 @@ impl Faults {
         self.push(op, n, Fault::Timeout);
     }
 
+    /// The next `n` requests of `op` take effect, then hang instead of answering.
+    pub fn timeout_after_effect_next(&self, op: &str, n: u32) {
+        self.push(op, n, Fault::TimeoutAfterEffect);
+    }
+
+    /// The next `n` requests of `op` take effect, then their connection is reset without
+    /// an answer.
+    pub fn reset_after_effect_next(&self, op: &str, n: u32) {
+        self.push(op, n, Fault::ResetAfterEffect);
+    }
+
     /// The next `n` requests of `op` take effect, but their answer is replaced by `status`.
     pub fn lose_answer_next(&self, op: &str, n: u32, status: u16) {
         self.push(op, n, Fault::LoseAnswer(status));
     }
 
+    /// The next `n` requests of `op` have their connection reset, without an answer and
+    /// without taking effect.
+    pub fn reset_next(&self, op: &str, n: u32) {
+        self.push(op, n, Fault::Reset);
+    }
+
+    /// The next request of `op` takes the simulator off the network for `down_for`: that
+    /// request's connection, and every other open one, is reset without an answer, and
+    /// connection attempts are refused until the simulator listens again on the same port.
+    /// With `n` > 1 the next requests of `op` after that do the same.
+    pub fn refuse_next(&self, op: &str, n: u32, down_for: Duration) {
+        self.push(op, n, Fault::GoDown(down_for));
+    }
+
     /// From now on a `fraction` (0.0..=1.0) of the requests of `op` answer `status`.
     pub fn fail_fraction(&self, op: &str, fraction: f64, status: u16) {
-        self.rules()
-            .fraction
-            .insert(op.to_owned(), (fraction.clamp(0.0, 1.0), status));
+        self.fail_fraction_with(op, fraction, status, RetryAfter::Usual);
+    }
+
+    /// As [`Faults::fail_fraction`], with this `Retry-After`.
+    pub fn fail_fraction_with(
+        &self,
+        op: &str,
+        fraction: f64,
+        status: u16,
+        retry_after: RetryAfter,
+    ) {
+        self.rules().fraction.insert(
+            op.to_owned(),
+            (fraction.clamp(0.0, 1.0), status, retry_after),
+        );
+    }
+
+    /// How many one-shot faults of `op` are still to come: 0 once every injected one hit.
+    pub fn remaining(&self, op: &str) -> usize {
+        self.rules().next.get(op).map_or(0, VecDeque::len)
     }
 
     /// Removes every rule.
@@ -81,14 +165,19 @@ impl Faults {
         rules.fraction.clear();
     }
 
-    /// The fault, if any, for one request of `op`; consumes a one-shot rule.
-    pub(crate) fn take(&self, op: &str) -> Option<Fault> {
+    /// The fault, if any, for a request that any of `targets` names, the first with a rule
+    /// winning, a one-shot rule (consumed) before a fraction.
+    pub(crate) fn take_first(&self, targets: &[&str]) -> Option<Fault> {
         let mut rules = self.rules();
-        if let Some(fault) = rules.next.get_mut(op).and_then(VecDeque::pop_front) {
-            return Some(fault);
+        for target in targets {
+            if let Some(fault) = rules.next.get_mut(*target).and_then(VecDeque::pop_front) {
+                return Some(fault);
+            }
         }
-        let (fraction, status) = *rules.fraction.get(op)?;
-        (rand::random::<f64>() < fraction).then_some(Fault::Fail(status))
+        let (fraction, status, retry_after) = targets
+            .iter()
+            .find_map(|target| rules.fraction.get(*target).copied())?;
+        (rand::random::<f64>() < fraction).then_some(Fault::Fail(status, retry_after))
     }
 
     fn push(&self, op: &str, n: u32, fault: Fault) {
@@ -114,6 +203,13 @@ pub(crate) struct FaultRequest {
     pub status: u16,
     #[serde(default)]
     pub fraction: f64,
+    /// `"none"`, `{"seconds": n}` or `{"http_date": n}` (a date n seconds ahead); absent: as
+    /// usual (`Retry-After: 1` on a 429 or 503).
+    #[serde(default)]
+    pub retry_after: Option<RetryAfterRequest>,
+    /// For `refuse`: how long the port stays closed, in milliseconds (default 1000).
+    #[serde(default = "one_second_ms")]
+    pub down_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +220,30 @@ pub(crate) enum FaultMode {
     Fraction,
     #[serde(rename = "lose_answer")]
     LoseAnswer,
+    Reset,
+    Refuse,
+    #[serde(rename = "timeout_after_effect")]
+    TimeoutAfterEffect,
+    #[serde(rename = "reset_after_effect")]
+    ResetAfterEffect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RetryAfterRequest {
+    None,
+    Seconds(u64),
+    HttpDate(u64),
+}
+
+impl From<&RetryAfterRequest> for RetryAfter {
+    fn from(request: &RetryAfterRequest) -> Self {
+        match request {
+            RetryAfterRequest::None => RetryAfter::Absent,
+            RetryAfterRequest::Seconds(n) => RetryAfter::Seconds(*n),
+            RetryAfterRequest::HttpDate(n) => RetryAfter::HttpDateIn(*n),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -134,30 +254,52 @@ fn service_unavailable() -> u16 {
     503
 }
 
+fn one_second_ms() -> u64 {
+    1000
+}
+
+/// Longest `down_ms` accepted: an admin request cannot take the simulator away for good.
+const MAX_DOWN: Duration = Duration::from_secs(600);
+
 impl FaultRequest {
     /// Installs the rule in `faults`; unknown operations are refused so that typos show.
     pub(crate) fn apply(&self, faults: &Faults) -> Result<(), String> {
-        if !OPERATIONS.contains(&self.operation.as_str()) {
+        let op = self.operation.as_str();
+        if !OPERATIONS.contains(&op) && !GRANT_TARGETS.contains(&op) {
             return Err(format!(
-                "unknown operation '{}'; known: {}",
+                "unknown operation '{}'; known: {}, {}",
                 self.operation,
-                OPERATIONS.join(", ")
+                OPERATIONS.join(", "),
+                GRANT_TARGETS.join(", ")
             ));
         }
         if !(100..=599).contains(&self.status) {
             return Err(format!("status {} is not an HTTP status", self.status));
         }
+        let retry_after = self
+            .retry_after
+            .as_ref()
+            .map(RetryAfter::from)
+            .unwrap_or_default();
         match self.mode {
-            FaultMode::Fail => faults.fail_next(&self.operation, self.count, self.status),
-            FaultMode::Timeout => faults.timeout_next(&self.operation, self.count),
-            FaultMode::LoseAnswer => {
-                faults.lose_answer_next(&self.operation, self.count, self.status)
+            FaultMode::Fail => faults.fail_next_with(op, self.count, self.status, retry_after),
+            FaultMode::Timeout => faults.timeout_next(op, self.count),
+            FaultMode::LoseAnswer => faults.lose_answer_next(op, self.count, self.status),
+            FaultMode::Reset => faults.reset_next(op, self.count),
+            FaultMode::TimeoutAfterEffect => faults.timeout_after_effect_next(op, self.count),
+            FaultMode::ResetAfterEffect => faults.reset_after_effect_next(op, self.count),
+            FaultMode::Refuse => {
+                let down = Duration::from_millis(self.down_ms);
+                if down > MAX_DOWN {
+                    return Err(format!("down_ms must be at most {}", MAX_DOWN.as_millis()));
+                }
+                faults.refuse_next(op, self.count, down);
             }
             FaultMode::Fraction => {
                 if !(0.0..=1.0).contains(&self.fraction) {
                     return Err("fraction must be between 0 and 1".to_owned());
                 }
-                faults.fail_fraction(&self.operation, self.fraction, self.status);
+                faults.fail_fraction_with(op, self.fraction, self.status, retry_after);
             }
         }
         Ok(())

@@ -14,6 +14,11 @@
 //!   `unauthorized_client`, `invalid_scope` 400.
 //! - The `/_sim` routes administer the simulator itself: `GET /_sim/state`, `POST` and
 //!   `DELETE /_sim/faults`, `POST /_sim/nexus/restart`.
+//! - Faults (see [`Faults`]): an error status with or without `Retry-After` (seconds or an
+//!   HTTP-date), a hang, a lost answer, a reset connection, and the port closed for a while
+//!   (connections refused), then open again on the same port
+//!   ([`SimulatorHandle::stop_listening`] and [`SimulatorHandle::start_listening`] do the
+//!   same by hand).
 
 mod admin;
 mod app;
@@ -21,6 +26,7 @@ mod auth;
 mod db;
 mod environment;
 mod faults;
+mod listener;
 mod nexus;
 mod reply;
 mod seed;
@@ -35,7 +41,7 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 
 pub use db::{ApiKeyRow, GapiRow};
-pub use faults::{Faults, OPERATIONS};
+pub use faults::{Faults, GRANT_TARGETS, OPERATIONS, RetryAfter};
 pub use seed::{
     ContactCenter, DEMO_CC_T100, DEMO_CC_T200, DEMO_ENVIRONMENT_ID, Seed, TenantUser,
     generated_contact_center,
@@ -106,12 +112,15 @@ impl Simulator {
             settings: environment::seeded_settings(&config.seed),
             ..state::State::default()
         };
-        let app = Arc::new(App::new(config, db, state));
+        let (switch, listener) = listener::Switch::open(listener, addr);
+        let app = Arc::new(App::new(config, db, state, switch));
         // Nexus reads nex_gapis when it starts.
         app.reload_gapis().await?;
         let shutdown = app.shutdown.clone();
-        let server = axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(shutdown.cancelled_owned());
+        let service =
+            router(app.clone()).into_make_service_with_connect_info::<listener::Connection>();
+        let server =
+            axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned());
         let task = tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::warn!(error = %e, "simulator server stopped");
@@ -135,7 +144,32 @@ fn router(app: SharedApp) -> Router {
         .merge(admin::routes())
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(on_its_connection))
         .with_state(app)
+}
+
+/// Handles the request with its connection known to the fault injection, which may reset it,
+/// in a task of its own: a request the client gave up on (a timeout) is still carried out to
+/// the end, as a server does, and never left half done (a tenant's keys written but not the
+/// tenant) because the server dropped it.
+async fn on_its_connection(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let connection = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<listener::Connection>>()
+        .map(|info| info.0.clone());
+    let handled = match connection {
+        Some(connection) => {
+            tokio::spawn(listener::CURRENT.scope(connection, next.run(request))).await
+        }
+        None => tokio::spawn(next.run(request)).await,
+    };
+    handled.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "simulator handler failed");
+        ApiError::internal("the simulator failed to handle the request").into_response()
+    })
 }
 
 async fn unknown_path() -> Response {
@@ -182,6 +216,17 @@ impl SimulatorHandle {
         self.app.snapshot()
     }
 
+    /// Takes the simulator off the network: the port is closed (connection attempts are
+    /// refused) and every open connection is reset. Returns once the port is closed.
+    pub async fn stop_listening(&self) {
+        self.app.switch.stop_listening().await;
+    }
+
+    /// Listens again on the same port; returns once it does.
+    pub async fn start_listening(&self) {
+        self.app.switch.start_listening().await;
+    }
+
     /// Simulates a Nexus restart: reloads the `nex_gapis` cache (only matters with
     /// `gapis_cache`). A database error is logged and leaves the previous cache in place.
     pub async fn restart_nexus(&self) {
@@ -209,6 +254,18 @@ impl SimulatorHandle {
     /// The `nex_apikeys` rows as they are in the database now.
     pub async fn apikey_rows(&self) -> Result<Vec<ApiKeyRow>, SimulatorError> {
         Ok(db::api_key_rows(&self.app.db).await?)
+    }
+
+    /// Every access and refresh token issued and not yet expired: values a test looks for
+    /// where no token may appear (logs, status, events).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let state = self.app.state();
+        state
+            .access_tokens
+            .keys()
+            .chain(state.refresh_tokens.keys())
+            .cloned()
+            .collect()
     }
 
     /// Stops serving: open connections get a short grace period, hanging faults end at once.

@@ -1,7 +1,7 @@
 //! The in-memory side of the simulated services (clients, tokens, settings, tenants, UCS
 //! services) and the read-only [`StateView`] tests and `/_sim/state` see.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -164,10 +164,16 @@ pub(crate) struct State {
     pub tokens_issued: u64,
     pub nexus_restarts: u64,
     pub calls: BTreeMap<String, u64>,
+    /// When the last [`MAX_CALL_TIMES`] requests of each operation (and fault target) came.
+    pub call_times: BTreeMap<String, VecDeque<Instant>>,
     pub creates: BTreeMap<String, u64>,
     pub updates: BTreeMap<String, u64>,
     pub deletes: BTreeMap<String, u64>,
 }
+
+/// How many request times are kept per operation: the newest, so that a long `simulate`
+/// run does not grow forever.
+pub(crate) const MAX_CALL_TIMES: usize = 10_000;
 
 /// Which tally of successful writes to bump.
 #[derive(Clone, Copy, Debug)]
@@ -180,6 +186,16 @@ pub(crate) enum Write {
 impl State {
     pub(crate) fn count_call(&mut self, op: &str) {
         *self.calls.entry(op.to_owned()).or_default() += 1;
+        self.record_call_time(op);
+    }
+
+    /// Notes when a request of `op` (or of a narrower fault target) came, without counting it.
+    pub(crate) fn record_call_time(&mut self, op: &str) {
+        let times = self.call_times.entry(op.to_owned()).or_default();
+        if times.len() == MAX_CALL_TIMES {
+            times.pop_front();
+        }
+        times.push_back(Instant::now());
     }
 
     pub(crate) fn count_write(&mut self, op: &str, write: Write) {
@@ -266,6 +282,11 @@ impl State {
             tokens_issued: self.tokens_issued,
             nexus_restarts: self.nexus_restarts,
             calls: self.calls.clone(),
+            call_times: self
+                .call_times
+                .iter()
+                .map(|(op, times)| (op.clone(), times.iter().copied().collect()))
+                .collect(),
             creates: self.creates.clone(),
             updates: self.updates.clone(),
             deletes: self.deletes.clone(),
@@ -292,6 +313,10 @@ pub struct StateView {
     pub nexus_restarts: u64,
     /// Requests per operation, failed and faulted ones included.
     pub calls: BTreeMap<String, u64>,
+    /// When the requests of each operation came (the newest 10,000), failed and faulted ones
+    /// included; also per grant of the token endpoint (`auth.token.password`, ...).
+    #[serde(skip)]
+    pub call_times: BTreeMap<String, Vec<Instant>>,
     /// Successful creations per operation (client, new setting, tenant, new UCS service).
     pub creates: BTreeMap<String, u64>,
     /// Successful changes of something that existed (client update, setting overwrite,
@@ -305,6 +330,11 @@ impl StateView {
     /// Requests seen for `op`.
     pub fn calls(&self, op: &str) -> u64 {
         self.calls.get(op).copied().unwrap_or(0)
+    }
+
+    /// When the requests of `op` came, oldest first: to check how far apart retries were.
+    pub fn call_times(&self, op: &str) -> &[Instant] {
+        self.call_times.get(op).map_or(&[], Vec::as_slice)
     }
 
     /// Successful creations for `op`.

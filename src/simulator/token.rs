@@ -65,11 +65,25 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    app.run("auth.token", async {
+    // A fault can aim at one grant: which one, the request says (unreadable: none).
+    let grant = Params::read(query.as_deref(), &headers, &body)
+        .ok()
+        .and_then(|p| p.get("grant_type").and_then(grant_target));
+    app.run_as("auth.token", grant.as_slice(), async {
         let params = Params::read(query.as_deref(), &headers, &body)?;
         issue(&app, &params, &headers)
     })
     .await
+}
+
+/// The fault target of one grant (see [`super::faults::GRANT_TARGETS`]).
+fn grant_target(grant_type: &str) -> Option<&'static str> {
+    match grant_type {
+        "client_credentials" => Some("auth.token.client_credentials"),
+        "password" => Some("auth.token.password"),
+        "refresh_token" => Some("auth.token.refresh_token"),
+        _ => None,
+    }
 }
 
 /// What the token answer needs from one grant.

@@ -7,7 +7,7 @@
 //! one chunk, and ends as an `InvalidAnswer`; a slow endless one ends at the request timeout
 //! (which covers the body) as a `Transient` timeout. The clients only ever see the bytes.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
@@ -352,8 +352,7 @@ impl HttpClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
         // Only for its message: a body that is too long, breaks off or times out leaves the
         // reason phrase, and the status alone decides.
         let cap = self.max_body_bytes.min(MAX_ERROR_BODY_BYTES);
@@ -392,6 +391,20 @@ impl HttpClient {
         error.retry_after = retry_after;
         error
     }
+}
+
+/// The wait a `Retry-After` value asks for (RFC 9110 §10.2.3), at `now`: delay-seconds, or an
+/// HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms a recipient must accept)
+/// less `now`, a date already past being no wait at all. Too many seconds to count is the
+/// longest wait, which the caps of the caller then cut. Anything else is ignored (`None`):
+/// the client's own backoff applies.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 enum BodyError {
@@ -514,6 +527,36 @@ mod tests {
                 wait >= ceiling / 2,
                 "attempt {attempt}: {wait:?} < half of {ceiling:?}"
             );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_in_both_forms() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let at = |v: &str| parse_retry_after(v, now);
+        assert_eq!(at("120"), Some(Duration::from_secs(120)));
+        assert_eq!(at(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            at("99999999999999999999999"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        // IMF-fixdate, and the obsolete RFC 850 and asctime forms.
+        assert_eq!(
+            at("Sun, 06 Nov 1994 08:51:37 GMT"),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            at("Sunday, 06-Nov-94 08:50:37 GMT"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            at("Sun Nov  6 08:49:47 1994"),
+            Some(Duration::from_secs(10))
+        );
+        // A date gone by: retry now.
+        assert_eq!(at("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
+        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 25:00:00 GMT"] {
+            assert_eq!(at(bad), None, "{bad:?}");
         }
     }
 
