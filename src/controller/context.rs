@@ -36,6 +36,9 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The longest `Retry-After` obeyed when it is longer than `--max-backoff`.
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
+
 pub struct Context {
     pub client: kube::Client,
     /// Both kinds as the controllers see them, to refuse a second claim on one upstream.
@@ -83,10 +86,11 @@ impl Context {
         *n += 1;
         let capped = exp.min(self.config.max_backoff);
         let jittered = capped.mul_f64(rand::random_range(0.8..=1.2));
-        // The upstream said when to come back: earlier would only be refused again. The HTTP
-        // layer already caps what it accepts (RetryPolicy::max_retry_after).
+        // The upstream said when to come back: earlier would only be refused again. Within
+        // reason: a bad header or a skewed clock must not park a resource for a day.
+        let ceiling = self.config.max_backoff.max(RETRY_AFTER_CEILING);
         match retry_after {
-            Some(after) if after > jittered => after,
+            Some(after) if after > jittered => after.min(ceiling),
             _ => jittered,
         }
     }

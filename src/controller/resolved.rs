@@ -14,6 +14,9 @@ use crate::runbook::environment::ResolvedEnvironment;
 #[derive(Default)]
 pub struct ResolvedEnvironments {
     entries: Mutex<HashMap<(String, String), Entry>>,
+    /// Moves on every Secret change: a read that began before one is not kept, since the
+    /// change may have come while its requests were in flight.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 struct Entry {
@@ -38,18 +41,34 @@ impl ResolvedEnvironments {
         (entry.version == env.metadata.resource_version).then(|| entry.resolved.clone())
     }
 
-    pub fn keep(&self, env: &DigitalChannelsEnvironment, resolved: &ResolvedEnvironment) {
+    /// Where Secret changes stand: take it before reading, give it to [`Self::keep`].
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps what was read, unless a Secret changed since `epoch` (it may be stale).
+    pub fn keep(
+        &self,
+        env: &DigitalChannelsEnvironment,
+        resolved: &ResolvedEnvironment,
+        epoch: u64,
+    ) {
         let entry = Entry {
             version: env.metadata.resource_version.clone(),
             secrets: super::environment_secret_names(env),
             resolved: resolved.clone(),
         };
-        self.lock().insert(key(env), entry);
+        let mut entries = self.lock();
+        if self.epoch() == epoch {
+            entries.insert(key(env), entry);
+        }
     }
 
-    /// A Secret changed: what was read from it is stale.
+    /// A Secret changed: what was read from it is stale, and so may be a read in flight.
     pub fn secret_changed(&self, namespace: &str, secret: &str) {
-        self.lock()
+        let mut entries = self.lock();
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries
             .retain(|(ns, _), entry| ns != namespace || !entry.secrets.iter().any(|s| s == secret));
     }
 }
@@ -98,7 +117,7 @@ spec:
     fn an_entry_holds_until_the_environment_or_one_of_its_secrets_changes() {
         let cache = ResolvedEnvironments::default();
         let v1 = env("1");
-        cache.keep(&v1, &resolved(&v1));
+        cache.keep(&v1, &resolved(&v1), cache.epoch());
         assert!(cache.get(&v1).is_some());
         assert!(
             cache.get(&env("2")).is_none(),
@@ -110,5 +129,19 @@ spec:
         assert!(cache.get(&v1).is_some(), "other Secrets change nothing");
         cache.secret_changed("dc", "nexus-db");
         assert!(cache.get(&v1).is_none(), "its database Secret changed");
+    }
+
+    #[test]
+    fn a_read_that_a_secret_change_overtook_is_not_kept() {
+        let cache = ResolvedEnvironments::default();
+        let v1 = env("1");
+        let before = cache.epoch();
+        // The Secret changes while the read's requests are in flight.
+        cache.secret_changed("dc", "gws-ops");
+        cache.keep(&v1, &resolved(&v1), before);
+        assert!(
+            cache.get(&v1).is_none(),
+            "a possibly stale read is not kept"
+        );
     }
 }

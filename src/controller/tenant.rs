@@ -92,16 +92,19 @@ async fn ready_environment(
         )));
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    let cached = ctx.resolved_environments.get(&env);
-    let read = match cached {
+    let read = match ctx.resolved_environments.get(&env) {
         Some(resolved) => Ok(resolved),
-        None => read_environment(&env, &store).await,
+        None => {
+            let epoch = ctx.resolved_environments.epoch();
+            let read = read_environment(&env, &store).await;
+            if let Ok(resolved) = &read {
+                ctx.resolved_environments.keep(&env, resolved, epoch);
+            }
+            read
+        }
     };
     let resolved = match read {
-        Ok(resolved) => {
-            ctx.resolved_environments.keep(&env, &resolved);
-            resolved
-        }
+        Ok(resolved) => resolved,
         Err(e) => {
             return Ok(Err(format!(
                 "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
@@ -139,7 +142,13 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
 
     if t.spec.suspend {
         let mut fresh = suspended(&previous.conditions);
-        if let Some(why) = suspended_claim_broken(t, ctx, &previous).await {
+        let claim = suspended_claim_broken(t, ctx, &previous).await;
+        // A failed read is looked at again; a gone Secret's return is seen by the watch.
+        let next = match &claim {
+            Some(Err(_)) => Action::requeue(ctx.backoff(&key(t), None)),
+            _ => Action::await_change(),
+        };
+        if let Some(why) = claim.map(|c| c.unwrap_or_else(|e| e)) {
             fresh = without(&fresh, types::READY);
             fresh.push(Condition::new(
                 types::READY,
@@ -150,8 +159,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
             ctx.set_ready(KIND_TENANT, &key(t), Some(false));
         }
         write(ctx, &api, t, &previous, fresh, None).await?;
-        // The output Secret's deletion triggers a pass through the Secret watch.
-        return Ok(Action::await_change());
+        return Ok(next);
     }
 
     let problems = tenant_problems(&t.spec);
@@ -253,23 +261,24 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
 }
 
 /// While suspended nothing external is checked, but what Ready claims in the cluster is: a
-/// provisioned tenant whose output Secret is gone is not Ready. `None` while it holds.
+/// provisioned tenant whose output Secret is gone is not Ready. `None` while it holds;
+/// `Err` when the Secret could not be read.
 async fn suspended_claim_broken(
     t: &DigitalChannelsTenant,
     ctx: &Context,
     previous: &TenantStatus,
-) -> Option<String> {
+) -> Option<Result<String, String>> {
     let name = previous.output_secret_name.as_ref()?;
     let store = KubeSecretStore::new(ctx.client.clone(), &t.namespace().unwrap_or_default(), None);
     match crate::runbook::SecretStore::read_output(&store, name).await {
         Ok(Some(_)) => None,
-        Ok(None) => Some(format!(
+        Ok(None) => Some(Ok(format!(
             "spec.suspend is true and the output Secret {name} is gone: resume (spec.suspend: false) to rebuild it."
-        )),
-        Err(e) => Some(format!(
+        ))),
+        Err(e) => Some(Err(format!(
             "spec.suspend is true and the output Secret {name} cannot be read: {}",
             e.to_step_error("output").message
-        )),
+        ))),
     }
 }
 

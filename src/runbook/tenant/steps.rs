@@ -134,49 +134,72 @@ impl<'a> TenantPass<'a> {
                 self.tenant_token(clients, cc, &inputs.user),
             )
             .await?;
+        // PlatformUCS's outcome once it has one: `None` while it runs.
+        let ucs_done: std::sync::Mutex<Option<Option<String>>> = std::sync::Mutex::new(None);
         let ucs = async {
-            let ucs = self.tenant.spec.ucs.as_ref()?;
-            let key = steps
-                .require(Step::UcsRegistered, ucs.url.clone(), self.read_ucs_key())
-                .await?;
-            let key = &key;
-            let register = move |token: SecretString| async move {
-                let key = key.as_ref().unwrap_or(&token);
-                self.register_ucs(clients, inputs, key, cc, ucs).await
+            let url = async {
+                let ucs = self.tenant.spec.ucs.as_ref()?;
+                let key = steps
+                    .require(Step::UcsRegistered, ucs.url.clone(), self.read_ucs_key())
+                    .await?;
+                let key = &key;
+                let register = move |token: SecretString| async move {
+                    let key = key.as_ref().unwrap_or(&token);
+                    self.register_ucs(clients, inputs, key, cc, ucs).await
+                };
+                steps
+                    .run(
+                        Step::UcsRegistered,
+                        ucs.url.clone(),
+                        self.with_token(clients, cc, &inputs.user, &token, register),
+                    )
+                    .await
+            }
+            .await;
+            *ucs_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
+            url
+        };
+        // The key goes to the output Secret as soon as it is in hand, whatever PlatformUCS is
+        // doing: it is the only copy. PlatformUCS's record goes with it when it is done by
+        // then (the usual case: one call against two), else in a second write after it.
+        let provisioned = async {
+            let provision = move |token: SecretString| async move {
+                self.provision(clients, inputs, &token, cc).await
             };
+            let provisioned = steps
+                .run(
+                    Step::TenantProvisioned,
+                    self.tenant.spec.tenant_name.clone(),
+                    self.with_token(clients, cc, &inputs.user, &token, provision),
+                )
+                .await?;
+            let ucs_so_far = ucs_done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let record = self.output_record(cc, previous, &provisioned, ucs_so_far.flatten());
             steps
                 .run(
-                    Step::UcsRegistered,
-                    ucs.url.clone(),
-                    self.with_token(clients, cc, &inputs.user, &token, register),
+                    Step::OutputSecret,
+                    self.output_secret_name.clone(),
+                    self.write_output(&record),
                 )
-                .await
+                .await?;
+            self.runbook
+                .pending_keys
+                .written(&self.env.spec.nexus_url, cc);
+            Some((provisioned, record))
         };
-        let provision = move |token: SecretString| async move {
-            self.provision(clients, inputs, &token, cc).await
-        };
-        let provisioned = steps.run(
-            Step::TenantProvisioned,
-            self.tenant.spec.tenant_name.clone(),
-            self.with_token(clients, cc, &inputs.user, &token, provision),
-        );
         let (ucs_url, provisioned) = tokio::join!(ucs, provisioned);
         let ucs_held = self.tenant.spec.ucs.is_none() || ucs_url.is_some();
         run.ucs_url = ucs_url.clone();
-        // The key is written even when PlatformUCS failed: it is the only copy.
-        let provisioned = provisioned?;
+        let (provisioned, written) = provisioned?;
         run.operation_id = provisioned.operation_id.clone();
         let record = self.output_record(cc, previous, &provisioned, ucs_url);
-        steps
-            .run(
-                Step::OutputSecret,
-                self.output_secret_name.clone(),
-                self.write_output(&record),
-            )
-            .await?;
-        self.runbook
-            .pending_keys
-            .written(&self.env.spec.nexus_url, cc);
+        if record != written {
+            // PlatformUCS finished after the key was written: its record follows.
+            let name = self.output_secret_name.clone();
+            steps
+                .require(Step::OutputSecret, name, self.write_output(&record))
+                .await?;
+        }
         run.api_key_digest = Some(api_key_digest(&provisioned.api_key));
         run.credentials_fingerprint = Some(provisioned.fingerprint);
         run.api_key = Some(provisioned.api_key);
