@@ -51,6 +51,15 @@ impl Args {
             unrelated_secrets: 2000,
             cluster: true,
         };
+        // `cargo test --all-targets` runs this binary too, without `--bench`: a small smoke run
+        // there keeps it working without the minutes of the full one.
+        if !std::env::args().any(|a| a == "--bench") {
+            args.tenants = 40;
+            args.concurrency = 8;
+            args.latency = Duration::from_millis(5);
+            args.unrelated_secrets = 20;
+            println!("scale: smoke run (cargo test); `cargo bench --bench scale` for the figures");
+        }
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
             let mut value = |name: &str| -> usize {
