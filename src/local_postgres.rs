@@ -275,8 +275,9 @@ fn command(run_as: &Option<(String, u32, u32)>, program: &Path) -> Command {
     }
 }
 
-/// The directory holding initdb, pg_ctl and postgres.
-fn find_binaries() -> Option<PathBuf> {
+/// The directory holding initdb, pg_ctl and postgres (on `PATH`, else the newest under
+/// `/usr/lib/postgresql`).
+pub fn find_binaries() -> Option<PathBuf> {
     let has_all = |dir: &Path| {
         ["initdb", "pg_ctl", "postgres"]
             .iter()
@@ -298,7 +299,8 @@ fn find_binaries() -> Option<PathBuf> {
     versions.pop()
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (PostgreSQL refuses to run as root).
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self")
         .map(|m| m.uid() == 0)

@@ -14,19 +14,6 @@ use digital_channels_operator::controller::leader::{LEASE_NAME, LeaderElector, L
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 
-fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster: {{server: \"{server}\"}}\n\
-             contexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: default}}\nusers:\n- name: fake\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -55,7 +42,7 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
         ])
-        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("KUBECONFIG", api.write_kubeconfig(dir.path()))
         .env("DC_LEADER_ELECTION_NAMESPACE", "dc-system")
         .env("DC_LOG_FORMAT", "json")
         .stdout(Stdio::null())
@@ -207,7 +194,7 @@ async fn run_exits_with_a_clear_message_when_the_crds_are_missing() {
     let api = FakeApiServer::start().await;
     api.fail_next(Verb::List, "digitalchannelsenvironments", 404);
     let dir = tempfile::tempdir().unwrap();
-    let config = kubeconfig(dir.path(), &api.url());
+    let config = api.write_kubeconfig(dir.path());
     // Blocking here would stall the fake API server, which runs on this test's runtime.
     let output = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_dc-operator"))
@@ -335,7 +322,7 @@ async fn a_replica_that_loses_the_lease_exits_at_once() {
             "--metrics-addr",
             &format!("127.0.0.1:{}", free_port()),
         ])
-        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("KUBECONFIG", api.write_kubeconfig(dir.path()))
         .env("DC_LEADER_ELECTION_NAMESPACE", "dc-system")
         .env("POD_NAME", "replica-a")
         .stdout(Stdio::null())
@@ -400,7 +387,7 @@ async fn text_logs_to_a_pipe_are_plain_and_readable() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
         .args(["run", "--namespace", "dc", "--leader-election", "false"])
         .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("KUBECONFIG", api.write_kubeconfig(dir.path()))
         .env("DC_LOG_FORMAT", "text")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

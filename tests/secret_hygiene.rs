@@ -119,19 +119,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn kubeconfig(dir: &std::path::Path, server: &str) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: fake\nclusters:\n- name: fake\n  cluster: {{server: \"{server}\"}}\n\
-             contexts:\n- name: fake\n  context: {{cluster: fake, user: fake, namespace: default}}\nusers:\n- name: fake\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn secret(api: &FakeApiServer, name: &str, pairs: &[(&str, &str)]) {
     let data = pairs
         .iter()
@@ -247,7 +234,7 @@ async fn no_secret_reaches_logs_events_status_errors_or_metrics_at_trace_level()
             "--log-format",
             "json",
         ])
-        .env("KUBECONFIG", kubeconfig(dir.path(), &api.url()))
+        .env("KUBECONFIG", api.write_kubeconfig(dir.path()))
         .env("RUST_LOG", "trace")
         .env("RUST_BACKTRACE", "1")
         .stdout(Stdio::piped())

@@ -8,9 +8,11 @@
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use digital_channels_operator::local_postgres::{find_binaries, is_root};
 
 pub struct OwnPostgres {
     dir: PathBuf,
@@ -24,7 +26,7 @@ pub struct OwnPostgres {
 impl OwnPostgres {
     /// initdb and start a server whose superuser `postgres` has `password`.
     pub fn start(password: &str) -> Self {
-        let bin = binaries().expect("PostgreSQL server binaries (initdb, pg_ctl, postgres)");
+        let bin = find_binaries().expect("PostgreSQL server binaries (initdb, pg_ctl, postgres)");
         let run_as = is_root().then(|| "postgres".to_string());
         let dir = std::env::temp_dir().join(format!(
             "dc-own-pg-{}-{}",
@@ -224,33 +226,4 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
-fn binaries() -> Option<PathBuf> {
-    let has_all = |dir: &Path| {
-        ["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|b| dir.join(b).is_file())
-    };
-    if let Ok(path) = std::env::var("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if has_all(&dir) {
-                return Some(dir);
-            }
-        }
-    }
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| has_all(p))
-        .collect();
-    versions.sort();
-    versions.pop()
 }
