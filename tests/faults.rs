@@ -32,7 +32,7 @@ use digital_channels_operator::controller::{ControllerConfig, KIND_ENVIRONMENT, 
 use digital_channels_operator::runbook::environment::{
     ResolvedEnvironment, delete_environment, run_environment,
 };
-use digital_channels_operator::runbook::tenant::{delete_tenant, keys, run_tenant};
+use digital_channels_operator::runbook::tenant::{CreatedRecord, delete_tenant, keys, run_tenant};
 use digital_channels_operator::runbook::{RealConnector, RunReport, Runbook, StepError};
 use digital_channels_operator::secret::{Credentials, SecretString};
 use digital_channels_operator::simulator::{
@@ -494,8 +494,13 @@ async fn matrix_case(op: &'static str, kind: Kind) -> CaseFigures {
         Scenario::RotateClientSecret => environment_ready(&case, &rb, &sim, &store).await.1,
         Scenario::Delete => {
             let env = provisioned.expect("provisioned first");
+            let record = CreatedRecord {
+                contact_center_id: Some(DEMO_CC_T100.to_string()),
+                tenant: true,
+                ucs: t.spec.ucs.is_some(),
+            };
             let (_, tenant_passes) = until_done(&format!("{case}: delete tenant"), async || {
-                delete_tenant(&rb, &t, &env, &store, DEMO_CC_T100).await
+                delete_tenant(&rb, &t, &env, &store, &record).await
             })
             .await;
             let (_, env_passes) = until_done(&format!("{case}: delete environment"), async || {

@@ -543,14 +543,20 @@ async fn deleting_a_tenant_removes_it_and_its_ucs_service_and_tolerates_gone() {
     let resolved = env_run.resolved.unwrap();
     let t = tenant("t100", "t100", true);
     let cc = digital_channels_operator::simulator::DEMO_CC_T100;
-    delete_tenant(&rb, &t, &resolved, &store, cc)
+    let record = tenant::CreatedRecord {
+        contact_center_id: Some(cc.to_string()),
+        tenant: true,
+        ucs: true,
+    };
+    let deleted = delete_tenant(&rb, &t, &resolved, &store, &record)
         .await
         .expect("deleted");
+    assert_eq!((deleted.tenant, deleted.ucs), (true, true));
     let state = sim.handle.snapshot();
     assert!(!state.tenants.contains_key(cc));
     assert!(!state.ucs_services.contains_key(cc));
     // Already gone counts as done.
-    delete_tenant(&rb, &t, &resolved, &store, cc)
+    delete_tenant(&rb, &t, &resolved, &store, &record)
         .await
         .expect("already gone is fine");
 }

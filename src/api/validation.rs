@@ -210,6 +210,22 @@ pub fn tenant_problems(spec: &DigitalChannelsTenantSpec) -> Vec<String> {
     problems
 }
 
+/// [`tenant_problems`], and what needs the resource's name: the output Secret (by default
+/// `<metadata.name>-digital-channels`) must be a name the API server takes, found before
+/// anything is created upstream.
+pub fn tenant_problems_named(name: &str, spec: &DigitalChannelsTenantSpec) -> Vec<String> {
+    let mut problems = tenant_problems(spec);
+    let output = spec.output_secret_name(name);
+    if spec.output_secret_name.is_none() && output.len() > 253 {
+        problems.push(format!(
+            "the default output Secret name (metadata.name followed by -digital-channels) would be {} characters \
+             long, over Kubernetes' 253: set spec.outputSecretName to a shorter name",
+            output.len()
+        ));
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,8 @@ pub struct Context {
     pub client: kube::Client,
     /// Both kinds as the controllers see them, to refuse a second claim on one upstream.
     pub caches: super::identity::Caches,
+    /// Claims of this process's passes not yet visible in the caches.
+    pub claims: super::identity::Claims,
     pub runbook: Runbook,
     pub config: ControllerConfig,
     /// Secrets the operator wrote, so their watch events trigger no pass.
@@ -52,6 +54,9 @@ pub struct Context {
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
     readiness: Mutex<HashMap<(&'static str, String), bool>>,
+    /// The status this process last wrote or read afresh for each resource (by uid), to
+    /// tell a stale cache from a current one.
+    last_status: Mutex<HashMap<String, serde_json::Value>>,
 }
 
 impl Context {
@@ -63,6 +68,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             caches: super::identity::Caches::default(),
+            claims: super::identity::Claims::default(),
             client,
             runbook,
             config,
@@ -70,6 +76,7 @@ impl Context {
             resolved_environments: Default::default(),
             failures: Mutex::default(),
             readiness: Mutex::default(),
+            last_status: Mutex::default(),
         }
     }
 
@@ -158,6 +165,53 @@ impl Context {
                     ready: ready.to_string(),
                 })
                 .set(count as i64);
+        }
+    }
+
+    /// Remembers the status a resource now has, as this process wrote or read it.
+    pub fn saw_status(&self, uid: &str, status: &impl serde::Serialize) {
+        let value = serde_json::to_value(status).unwrap_or_default();
+        let mut last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
+        last.insert(uid.to_string(), value);
+    }
+
+    /// Whether `cached` is not the status this process last saw the resource with: the
+    /// cache has not caught up with a write (or someone else wrote since), and a pass built
+    /// on it could roll back or drop a record.
+    pub fn status_differs(&self, uid: &str, cached: &impl serde::Serialize) -> bool {
+        let last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
+        last.get(uid)
+            .is_some_and(|seen| serde_json::to_value(cached).ok().as_ref() != Some(seen))
+    }
+
+    /// Forgets everything kept about a resource that is gone: its backoff, its place in the
+    /// readiness gauge, its last status, its claims and any key still waiting for its Secret.
+    pub fn forget(&self, kind: &'static str, key: &str, uid: Option<&str>) {
+        self.succeeded(key);
+        self.set_ready(kind, key, None);
+        if let Some(uid) = uid {
+            self.claims.release(uid);
+            self.runbook.pending_keys.forget_tenant(uid);
+            let mut last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
+            last.remove(uid);
+        }
+    }
+
+    /// After a relist: forgets the resources of `kind` in `namespace` (all when `None`)
+    /// that are not in `present`, whose deletion the watch never showed.
+    pub fn keep_only(&self, kind: &'static str, namespace: Option<&str>, present: &[String]) {
+        let gone: Vec<String> = {
+            let map = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
+            let prefix = namespace.map(|ns| format!("{kind}/{ns}/"));
+            map.keys()
+                .filter(|(k, key)| *k == kind && prefix.as_ref().is_none_or(|p| key.starts_with(p)))
+                .filter(|(_, key)| !present.contains(key))
+                .map(|(_, key)| key.clone())
+                .collect()
+        };
+        for key in gone {
+            self.succeeded(&key);
+            self.set_ready(kind, &key, None);
         }
     }
 }

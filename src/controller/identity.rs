@@ -4,14 +4,17 @@
 //! other's client secret on every pass). The older resource keeps its claim; the newer one
 //! is refused with a condition that names the older.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
 use crate::api::common::trim_url;
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
+use crate::runbook::contact_center;
+use crate::upstream::environment::ContactCenter;
 
 /// The controllers' caches of both kinds, one store per watched scope.
 #[derive(Default)]
@@ -112,34 +115,65 @@ fn is_other<K: kube::Resource>(me: &K, other: &K) -> bool {
     claiming && meta.uid != me.meta().uid && age_key(other) < age_key(me)
 }
 
-/// The contact center a tenant has claimed: resolved, or named in its spec.
-fn claimed_contact_center(t: &DigitalChannelsTenant) -> Option<&str> {
-    t.status
-        .as_ref()
-        .and_then(|s| s.contact_center_id.as_deref())
-        .or(t.spec.contact_center_id.as_deref())
+/// The contact center a tenant claims: resolved and recorded, named by id, or named by a
+/// domain that resolves in `centers` as [`contact_center::choose`] would resolve it.
+fn claimed_contact_center(t: &DigitalChannelsTenant, centers: &[ContactCenter]) -> Option<String> {
+    let recorded = t.status.as_ref().and_then(|s| s.contact_center_id.clone());
+    recorded
+        .or_else(|| t.spec.contact_center_id.clone())
+        .or_else(|| {
+            let domain = t.spec.contact_center_domain.as_deref()?;
+            let chosen = contact_center::choose(centers, None, Some(domain)).ok()?;
+            Some(chosen.id.clone())
+        })
 }
 
-/// Why `tenant`, on the Nexus at `nexus_url`, must not proceed: an older tenant there
-/// claims the same contact center, domain or tenant name.
-pub fn tenant_conflict(
-    caches: &Caches,
-    tenant: &DigitalChannelsTenant,
-    nexus_url: &str,
+/// What an older tenant on the same Nexus shares with `me`, whose contact center resolved
+/// to `my_cc` (not known yet: `None`): its tenant name or its contact center, compared as
+/// Nexus and GWS compare them (UUIDs and names whatever their letter case).
+fn shared_with(
+    me: &DigitalChannelsTenant,
+    my_cc: Option<&str>,
+    other: &DigitalChannelsTenant,
+    centers: &[ContactCenter],
 ) -> Option<String> {
-    let environments = caches.environments();
+    if other
+        .spec
+        .tenant_name
+        .eq_ignore_ascii_case(&me.spec.tenant_name)
+    {
+        return Some(format!("the tenant name {}", me.spec.tenant_name));
+    }
+    let my_cc = my_cc?;
+    let theirs = claimed_contact_center(other, centers)?;
+    theirs
+        .eq_ignore_ascii_case(my_cc)
+        .then(|| format!("the contact center {my_cc}"))
+}
+
+/// Why `me`, whose contact center resolved to `my_cc` on the Nexus at `nexus_url`, must not
+/// write anything upstream: an older tenant there claims the same contact center or tenant
+/// name. Before the contact center is resolved (`None`), the tenant name alone is compared.
+/// A pure decision over the cached resources and the contact-center list.
+pub fn tenant_rival(
+    me: &DigitalChannelsTenant,
+    my_cc: Option<&str>,
+    nexus_url: &str,
+    tenants: &[Arc<DigitalChannelsTenant>],
+    environments: &[Arc<DigitalChannelsEnvironment>],
+    centers: &[ContactCenter],
+) -> Option<String> {
     let nexus_of = |t: &DigitalChannelsTenant| {
         environments
             .iter()
             .find(|e| e.namespace() == t.namespace() && e.name_any() == t.spec.environment_ref.name)
             .map(|e| trim_url(&e.spec.nexus_url).to_string())
     };
-    let mut rivals: Vec<Arc<DigitalChannelsTenant>> = caches
-        .tenants()
-        .into_iter()
-        .filter(|o| is_other(tenant, o.as_ref()))
+    let mut rivals: Vec<&Arc<DigitalChannelsTenant>> = tenants
+        .iter()
+        .filter(|o| is_other(me, o.as_ref()))
         .filter(|o| match nexus_of(o) {
-            Some(url) => url == trim_url(nexus_url),
+            Some(url) => url.eq_ignore_ascii_case(trim_url(nexus_url)),
             // Its environment is not known: it counts only if it has acted upstream (it
             // holds the finalizer), on whatever Nexus; one that never acted claims nothing.
             None => has_finalizer(o.as_ref()),
@@ -147,22 +181,7 @@ pub fn tenant_conflict(
         .collect();
     rivals.sort_by_key(|o| age_key(o.as_ref()));
     rivals.iter().find_map(|o| {
-        let what = if o.spec.tenant_name == tenant.spec.tenant_name {
-            format!("the tenant name {}", tenant.spec.tenant_name)
-        } else if let (Some(a), Some(b)) = (claimed_contact_center(o), claimed_contact_center(tenant))
-            && a == b
-        {
-            format!("the contact center {a}")
-        } else if let (Some(a), Some(b)) = (
-            &o.spec.contact_center_domain,
-            &tenant.spec.contact_center_domain,
-        ) && a == b
-            && claimed_contact_center(tenant).is_none()
-        {
-            format!("the contact center domain {a}")
-        } else {
-            return None;
-        };
+        let what = shared_with(me, my_cc, o, centers)?;
         Some(format!(
             "DigitalChannelsTenant {}/{} already uses {what} on the Nexus at {}; two tenants cannot share it. \
              Delete one of them, or give this one its own contact center and tenant name.",
@@ -171,6 +190,84 @@ pub fn tenant_conflict(
             trim_url(nexus_url)
         ))
     })
+}
+
+impl Caches {
+    /// [`tenant_rival`] over the controllers' caches.
+    pub fn tenant_rival(
+        &self,
+        me: &DigitalChannelsTenant,
+        my_cc: Option<&str>,
+        nexus_url: &str,
+        centers: &[ContactCenter],
+    ) -> Option<String> {
+        let (tenants, environments) = (self.tenants(), self.environments());
+        tenant_rival(me, my_cc, nexus_url, &tenants, &environments, centers)
+    }
+
+    /// Whether the tenant with this uid is still in the cache and still claims (see
+    /// [`is_other`]): a claim of one that is gone is free again.
+    pub fn tenant_claims(&self, uid: &str) -> bool {
+        self.tenants().iter().any(|t| {
+            t.metadata.uid.as_deref() == Some(uid)
+                && (t.metadata.deletion_timestamp.is_none() || has_finalizer(t.as_ref()))
+        })
+    }
+}
+
+/// Claims taken by the passes of this process, between a tenant's resolution and its first
+/// upstream write. The caches show a claim only once its status is written: two new tenants
+/// that resolve to one contact center in the same moment would both pass a check of the
+/// caches alone. The first to take the claim here proceeds; the other is refused.
+#[derive(Default)]
+pub struct Claims(Mutex<HashMap<String, Claimant>>);
+
+/// Who holds a claim.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Claimant {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl Claims {
+    /// The claim keys of a tenant on one Nexus: its contact center and its tenant name.
+    pub fn keys(nexus_url: &str, contact_center_id: &str, tenant_name: &str) -> Vec<String> {
+        let nexus = trim_url(nexus_url).to_ascii_lowercase();
+        vec![
+            format!("{nexus}|cc|{}", contact_center_id.to_ascii_lowercase()),
+            format!("{nexus}|name|{}", tenant_name.to_ascii_lowercase()),
+        ]
+    }
+
+    /// Takes `keys` for `me` (dropping any other key it held), unless another claimant that
+    /// is still `alive` holds one: then that claimant, and nothing is taken.
+    pub fn take(
+        &self,
+        keys: &[String],
+        me: &Claimant,
+        alive: impl Fn(&str) -> bool,
+    ) -> Result<(), Claimant> {
+        let mut claims = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = keys
+            .iter()
+            .filter_map(|k| claims.get(k))
+            .find(|c| c.uid != me.uid && alive(&c.uid));
+        if let Some(other) = held {
+            return Err(other.clone());
+        }
+        claims.retain(|_, c| c.uid != me.uid);
+        for k in keys {
+            claims.insert(k.clone(), me.clone());
+        }
+        Ok(())
+    }
+
+    /// Lets go of every claim of `uid` (its resource is gone).
+    pub fn release(&self, uid: &str) {
+        let mut claims = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        claims.retain(|_, c| c.uid != uid);
+    }
 }
 
 /// Why `env` must not proceed: an older environment manages the same client id on the same

@@ -60,6 +60,41 @@ pub fn now_rfc3339() -> String {
         .to_string()
 }
 
+/// The resource to run a pass on: the cached one, unless its status is not the one this
+/// process last wrote or read (the cache lags behind a write), in which case the stored one,
+/// read once. A pass built on a stale status would roll back or drop what the last pass
+/// recorded (an API key's digest, an operation id). `None`: the resource is gone.
+pub(crate) async fn current<K>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let meta = object.meta();
+    let Some(uid) = meta.uid.clone() else {
+        return Ok(Some(object));
+    };
+    let status_of = |o: &K| serde_json::to_value(o).unwrap_or_default()["status"].clone();
+    if !ctx.status_differs(&uid, &status_of(&object)) {
+        return Ok(Some(object));
+    }
+    let api: Api<K> = Api::namespaced(
+        ctx.client.clone(),
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
+    let stored = api
+        .get_opt(meta.name.as_deref().unwrap_or_default())
+        .await?;
+    Ok(stored
+        .filter(|s| s.meta().uid.as_deref() == Some(&uid))
+        .map(|s| {
+            ctx.saw_status(&uid, &status_of(&s));
+            Arc::new(s)
+        }))
+}
+
 /// Runs one pass (apply, or cleanup when the resource is being deleted) inside a span that
 /// names the resource: kube-runtime's own span covers only the creation of the future, so
 /// without ours the lines logged during the pass would not say which resource they are about.
@@ -309,7 +344,7 @@ pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Resul
 /// The watch of a controller's own kind and the cache it fills, without `managedFields`
 /// (often larger than the object, and never read).
 fn cached<K>(
-    client: &kube::Client,
+    ctx: &Arc<Context>,
     namespace: Option<&str>,
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -330,18 +365,60 @@ where
     // Set once the watch has listed everything: see `identity::Caches::ready`.
     let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listed = synced.clone();
-    let stream = watcher(api_for::<K>(client, namespace), watcher::Config::default())
-        .default_backoff()
-        .modify(|o| o.meta_mut().managed_fields = None)
-        .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                listed.store(true, std::sync::atomic::Ordering::Release);
-            }
-        })
-        .applied_objects()
-        .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
+    let (ctx, reader, scope) = (ctx.clone(), store.clone(), namespace.map(str::to_string));
+    let stream = watcher(
+        api_for::<K>(&ctx.client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.meta_mut().managed_fields = None)
+    .reflect(writer)
+    .inspect(move |event| match event {
+        Ok(watcher::Event::InitDone) => {
+            listed.store(true, std::sync::atomic::Ordering::Release);
+            forget_unlisted(&ctx, &reader, scope.as_deref());
+        }
+        // Gone without a pass (it had no finalizer): nothing may keep counting it.
+        Ok(watcher::Event::Delete(o)) => {
+            ctx.forget(kind_of::<K>(), &object_key(o), o.meta().uid.as_deref());
+        }
+        _ => {}
+    })
+    .applied_objects()
+    .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
     (stream, store, synced)
+}
+
+/// The kind's name, as the readiness gauge and the backoff know it.
+fn kind_of<K: kube::Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        KIND_TENANT => KIND_TENANT,
+        _ => KIND_ENVIRONMENT,
+    }
+}
+
+/// The key of a resource in the backoff and readiness maps.
+fn object_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+    let meta = o.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// After a (re)list, forgets the resources that were deleted while the watch was down.
+fn forget_unlisted<K>(ctx: &Context, store: &Store<K>, namespace: Option<&str>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let present: Vec<String> = store
+        .state()
+        .iter()
+        .map(|o| object_key(o.as_ref()))
+        .collect();
+    ctx.keep_only(kind_of::<K>(), namespace, &present);
 }
 
 /// What of a resource asks for a pass: its spec (the generation), labels, annotations (a
@@ -419,7 +496,7 @@ pub async fn run_scope(
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
     let (env_secrets, tenant_secrets) = secret_triggers(ctx.clone(), ns);
 
-    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&client, ns);
+    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&ctx, ns);
     let envs = Controller::for_stream(stream, store).with_config(config.clone());
     let env_store = envs.store();
     ctx.caches.register_environments(env_store.clone(), synced);
@@ -445,7 +522,7 @@ pub async fn run_scope(
         .run(environment::reconcile, error_policy, ctx.clone())
         .for_each(log_watch_failure);
 
-    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&client, ns);
+    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&ctx, ns);
     let tenants = Controller::for_stream(stream, store).with_config(config);
     let tenant_store = tenants.store();
     ctx.caches.register_tenants(tenant_store.clone(), synced);

@@ -298,10 +298,12 @@ const OUTPUT_KEYS: [&str; 4] = [
     keys::NEXUS_URL,
 ];
 
-/// An existing Secret is ours to write when nothing else controls it, and it is either
-/// labelled as the operator's or holds nothing but the output keys (a user may create it
-/// by hand with a recovered `xapikey`). Anything else — another tenant's output, the
-/// credentials Secret — is refused, never overwritten.
+/// An existing Secret is ours to write when its owner references say it is this tenant's,
+/// or when nobody owns it and it holds nothing but the output keys (a user may create it by
+/// hand with a recovered `xapikey`; a tenant re-created under the same name finds its old
+/// one). Ownership is decided by owner UID, never by the operator's label: a Secret the
+/// operator made for another resource (an environment's client secret or fingerprint key,
+/// another tenant's output) is refused, never overwritten or taken over.
 fn refuse_foreign(
     name: &str,
     secret: &Secret,
@@ -314,37 +316,94 @@ fn refuse_foreign(
             why,
         })
     };
-    if let Some(other) = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true) && owner.is_none_or(|o| o.uid != r.uid))
-    {
+    let references = secret.metadata.owner_references.iter().flatten();
+    let mine = |r: &&OwnerReference| owner.is_some_and(|o| o.uid == r.uid);
+    // Without an owner of our own (a read for cleanup), only a controller elsewhere counts.
+    let foreign_owner = references
+        .clone()
+        .filter(|r| !mine(r))
+        .find(|r| owner.is_some() || r.controller == Some(true));
+    if let Some(other) = foreign_owner {
         return conflict(format!("it belongs to {} {}", other.kind, other.name));
     }
-    let ours = secret
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
-        .is_some_and(|v| v == "dc-operator");
-    let foreign_keys: Vec<&String> = secret
+    if references.clone().any(|r| mine(&r)) {
+        return Ok(());
+    }
+    let foreign_keys: Vec<&str> = secret
         .data
         .iter()
         .flatten()
-        .map(|(k, _)| k)
-        .filter(|k| !output_keys.contains(&k.as_str()))
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !output_keys.contains(k))
         .collect();
-    if !ours && !foreign_keys.is_empty() {
+    if !foreign_keys.is_empty() {
         return conflict(format!(
-            "it is not labelled app.kubernetes.io/managed-by=dc-operator and holds other keys ({})",
-            foreign_keys
-                .iter()
-                .map(|k| k.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "it is not this tenant's and holds other keys ({})",
+            foreign_keys.join(", ")
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(owners: &[(&str, bool)], labelled: bool, keys: &[&str]) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                labels: labelled.then(managed_labels),
+                owner_references: Some(
+                    owners
+                        .iter()
+                        .map(|(uid, controller)| OwnerReference {
+                            kind: "DigitalChannelsTenant".into(),
+                            name: format!("owner-{uid}"),
+                            uid: uid.to_string(),
+                            controller: Some(*controller),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            },
+            data: Some(
+                keys.iter()
+                    .map(|k| (k.to_string(), ByteString(b"v".to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ownership_is_decided_by_owner_uid_never_by_the_label() {
+        let me = OwnerReference {
+            uid: "me".into(),
+            ..Default::default()
+        };
+        let xapikey = [keys::API_KEY];
+        // (owners, labelled, keys, ours to write)
+        type Row<'a> = (&'a [(&'a str, bool)], bool, &'a [&'a str], bool);
+        let table: &[Row] = &[
+            (&[("me", true)], true, &xapikey, true),
+            (&[("me", true)], true, &["xapikey", "extra"], true),
+            (&[], false, &xapikey, true),
+            (&[], true, &xapikey, true),
+            // An environment's generated Secrets: labelled, unowned, other keys.
+            (&[], true, &["fingerprint-key"], false),
+            (&[], true, &["client-secret"], false),
+            // A user's Secret with other keys.
+            (&[], false, &["username", "password"], false),
+            // Another tenant's output, whether or not it controls it.
+            (&[("other", true)], true, &xapikey, false),
+            (&[("other", false)], true, &xapikey, false),
+            (&[("me", true), ("other", false)], true, &xapikey, false),
+        ];
+        for (owners, labelled, data, ours) in table {
+            let s = secret(owners, *labelled, data);
+            let result = refuse_foreign("s", &s, Some(&me), &OUTPUT_KEYS);
+            assert_eq!(result.is_ok(), *ours, "{owners:?} {labelled} {data:?}");
+        }
+    }
 }

@@ -37,8 +37,25 @@ where
 }
 
 /// Adds our finalizer unless present. The resourceVersion makes it a compare-and-swap,
-/// so a concurrent change of the list is never lost.
+/// so a concurrent change of the list is never lost. A conflict (the cached object is older
+/// than the stored one) is settled on the stored object, read once.
 pub async fn add_finalizer<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match patch_finalizer_in(api, object).await {
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let name = object.meta().name.as_deref().unwrap_or_default();
+            match api.get_opt(name).await? {
+                Some(stored) => patch_finalizer_in(api, &stored).await,
+                None => Err(kube::Error::Api(s)),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn patch_finalizer_in<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {

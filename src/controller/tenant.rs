@@ -13,23 +13,29 @@ use super::conditions::{
 };
 use super::context::Context;
 use super::environment::next_action;
-use super::identity;
+use super::identity::{Claimant, Claims};
 use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
 };
 use super::{Error, KIND_TENANT, now_rfc3339, reconcile_pass};
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
-use crate::api::validation::tenant_problems;
+use crate::api::validation::tenant_problems_named;
 use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, TenantStatus};
 use crate::runbook::environment::{ResolvedEnvironment, read_environment};
 use crate::runbook::report::{Outcome, Reason, RunReport, Step, StepError};
-use crate::runbook::tenant::{delete_tenant, run_tenant};
+use crate::runbook::tenant::{
+    ClaimBeforeWrites, CreatedRecord, delete_tenant, run_tenant_claiming,
+};
+use crate::upstream::environment::ContactCenter;
 
 pub async fn reconcile(
     tenant: Arc<DigitalChannelsTenant>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let Some(tenant) = super::current(&ctx, tenant).await? else {
+        return Ok(Action::await_change());
+    };
     reconcile_pass(
         &ctx,
         tenant.as_ref(),
@@ -62,22 +68,38 @@ async fn fetch_environment(
     Ok(envs.get_opt(&t.spec.environment_ref.name).await?)
 }
 
+/// Why a tenant waits for its environment, and whether only a retry can end the wait: the
+/// environment's changes wake the tenant through the watch, but a Secret that could not be
+/// read this time (a 500, a timeout) changes nothing that is watched.
+struct Waiting {
+    why: String,
+    retry: bool,
+}
+
+impl From<String> for Waiting {
+    fn from(why: String) -> Self {
+        Waiting { why, retry: false }
+    }
+}
+
 /// The environment, once it is Ready, with its Secrets read; else why the tenant waits.
 async fn ready_environment(
     t: &DigitalChannelsTenant,
     ctx: &Context,
-) -> Result<Result<ResolvedEnvironment, String>, Error> {
+) -> Result<Result<ResolvedEnvironment, Waiting>, Error> {
     let ns = t.namespace().unwrap_or_default();
     let env_name = &t.spec.environment_ref.name;
     let Some(env) = fetch_environment(t, ctx).await? else {
         return Ok(Err(format!(
             "DigitalChannelsEnvironment {env_name} does not exist in namespace {ns}."
-        )));
+        )
+        .into()));
     };
     if env.metadata.deletion_timestamp.is_some() {
         return Ok(Err(format!(
             "DigitalChannelsEnvironment {env_name} is being deleted."
-        )));
+        )
+        .into()));
     }
     let status = env.status.clone().unwrap_or_default();
     let current = status.observed_generation == env.metadata.generation;
@@ -89,7 +111,8 @@ async fn ready_environment(
             .unwrap_or_default();
         return Ok(Err(format!(
             "DigitalChannelsEnvironment {env_name} is not Ready yet{why}."
-        )));
+        )
+        .into()));
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
     let read = match ctx.resolved_environments.get(&env) {
@@ -106,13 +129,16 @@ async fn ready_environment(
     let resolved = match read {
         Ok(resolved) => resolved,
         Err(e) => {
-            return Ok(Err(format!(
-                "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
-                e.message
-            )));
+            return Ok(Err(Waiting {
+                why: format!(
+                    "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
+                    e.message
+                ),
+                retry: e.transient,
+            }));
         }
     };
-    Ok(client_secret_pushed(env_name, &status, resolved))
+    Ok(client_secret_pushed(env_name, &status, resolved).map_err(Waiting::from))
 }
 
 /// A client secret rotated in its Secret but not yet pushed to GWS Auth would make every
@@ -162,7 +188,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         return Ok(next);
     }
 
-    let problems = tenant_problems(&t.spec);
+    let problems = tenant_problems_named(&t.name_any(), &t.spec);
     if !problems.is_empty() {
         let fresh = invalid_spec(&previous.conditions, &problems);
         write(ctx, &api, t, &previous, fresh, None).await?;
@@ -172,7 +198,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
 
     let env = match ready_environment(t, ctx).await? {
         Ok(env) => env,
-        Err(why) => {
+        Err(waiting) => {
             let mut fresh: Vec<Condition> = previous
                 .conditions
                 .iter()
@@ -183,12 +209,16 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
                 types::READY,
                 ConditionStatus::False,
                 "WaitingForEnvironment",
-                why,
+                waiting.why,
             ));
             write(ctx, &api, t, &previous, fresh, None).await?;
             ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-            // The environment's changes trigger this tenant through the watch: no polling.
-            return Ok(Action::await_change());
+            // The environment's changes trigger this tenant through the watch; a read that
+            // failed is tried again, since nothing watched will change.
+            return Ok(match waiting.retry {
+                true => Action::requeue(ctx.backoff(&key(t), None)),
+                false => Action::await_change(),
+            });
         }
     };
 
@@ -196,7 +226,9 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         // Without complete caches a rival could go unseen: look again soon.
         return Ok(Action::requeue(Duration::from_secs(5)));
     }
-    if let Some(why) = identity::tenant_conflict(&ctx.caches, t, &env.spec.nexus_url) {
+    // A tenant name is claimed whatever the contact center: said before any call. The
+    // contact center is compared once resolved, in the claim (`TenantClaim`).
+    if let Some(why) = ctx.caches.tenant_rival(t, None, &env.spec.nexus_url, &[]) {
         let fresh = conflict(&previous.conditions, &why);
         write(ctx, &api, t, &previous, fresh, None).await?;
         ctx.set_ready(KIND_TENANT, &key(t), Some(false));
@@ -215,13 +247,13 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t))
         .recording(&ctx.own_writes);
-    let run = run_tenant(&ctx.runbook, &pinned, &env, &store).await;
-    let external_exists = [Step::UcsRegistered, Step::TenantProvisioned]
-        .iter()
-        .any(|s| matches!(run.report.outcome_of(*s), Some(Ok(_))));
-    if external_exists && !has_finalizer(t) {
-        add_finalizer(&api, t).await?;
-    }
+    let claim = TenantClaim {
+        ctx,
+        api: &api,
+        tenant: t,
+        nexus_url: &env.spec.nexus_url,
+    };
+    let run = run_tenant_claiming(&ctx.runbook, &pinned, &env, &store, &claim).await;
 
     let rules: Vec<_> = TENANT_RULES
         .iter()
@@ -258,6 +290,60 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         &run.report,
         None,
     ))
+}
+
+/// The tenant's claim, made once its contact center is resolved and before anything is
+/// written upstream: no older tenant on the same Nexus may claim the same contact center or
+/// tenant name (in the caches, or in a pass of this process that has not written its status
+/// yet), and the finalizer is on before the first write, so a deletion cannot skip the
+/// cleanup of what the pass is about to create.
+struct TenantClaim<'a> {
+    ctx: &'a Context,
+    api: &'a Api<DigitalChannelsTenant>,
+    tenant: &'a DigitalChannelsTenant,
+    nexus_url: &'a str,
+}
+
+#[async_trait::async_trait]
+impl ClaimBeforeWrites for TenantClaim<'_> {
+    async fn claim(&self, cc: &str, centers: &[ContactCenter]) -> Result<(), StepError> {
+        let (ctx, t) = (self.ctx, self.tenant);
+        if let Some(why) = ctx
+            .caches
+            .tenant_rival(t, Some(cc), self.nexus_url, centers)
+        {
+            return Err(StepError::permanent(Reason::Conflict, why));
+        }
+        let me = Claimant {
+            uid: t.metadata.uid.clone().unwrap_or_default(),
+            namespace: t.namespace().unwrap_or_default(),
+            name: t.name_any(),
+        };
+        let keys = Claims::keys(self.nexus_url, cc, &t.spec.tenant_name);
+        if let Err(other) = ctx
+            .claims
+            .take(&keys, &me, |uid| ctx.caches.tenant_claims(uid))
+        {
+            return Err(StepError::permanent(
+                Reason::Conflict,
+                format!(
+                    "DigitalChannelsTenant {}/{} is being provisioned with the contact center {cc} or the tenant name {} \
+                     on the same Nexus; two tenants cannot share them. Delete one of them, or give this one its own \
+                     contact center and tenant name.",
+                    other.namespace, other.name, t.spec.tenant_name
+                ),
+            ));
+        }
+        add_finalizer(self.api, t).await.map_err(|e| {
+            StepError::transient(
+                Reason::UpstreamUnavailable,
+                format!(
+                    "cannot add the finalizer before the first upstream write (Kubernetes API: {})",
+                    super::kube_message(&e)
+                ),
+            )
+        })
+    }
 }
 
 /// While suspended nothing external is checked, but what Ready claims in the cluster is: a
@@ -365,9 +451,12 @@ async fn write(
             .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
-    if apply_status(api, &t.name_any(), previous, &status).await?
-        && let Some(ready) = find(&status.conditions, types::READY)
-    {
+    let wrote = apply_status(api, &t.name_any(), previous, &status).await?;
+    ctx.saw_status(
+        t.metadata.uid.as_deref().unwrap_or_default(),
+        &Some(&status),
+    );
+    if wrote && let Some(ready) = find(&status.conditions, types::READY) {
         super::log_status(ready);
     }
     let reference = t.object_ref(&());
@@ -407,86 +496,81 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
     let ns = t.namespace().unwrap_or_default();
     let api: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
     if !has_finalizer(t) {
-        ctx.set_ready(KIND_TENANT, &key(t), None);
+        // Never claimed anything upstream: nothing to clean, no call made.
+        forget(ctx, t);
         return Ok(Action::await_change());
     }
     let previous = t.status.clone().unwrap_or_default();
-    if t.spec.deletion_policy == DeletionPolicy::Delete {
-        let contact_center = previous
-            .contact_center_id
-            .clone()
-            .or_else(|| t.spec.contact_center_id.clone());
-        let outcome = match (resolvable_environment(t, ctx).await?, contact_center) {
-            // Never provisioned, as far as anyone recorded: nothing to delete.
-            (_, None) => Ok(()),
-            (Ok(env), Some(cc)) => {
+    let (event, note) = if t.spec.deletion_policy == DeletionPolicy::Delete {
+        let record = CreatedRecord::of(&previous);
+        let outcome = match resolvable_environment(t, ctx).await? {
+            Ok(env) => {
                 let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-                delete_tenant(&ctx.runbook, t, &env, &store, &cc).await
+                delete_tenant(&ctx.runbook, t, &env, &store, &record).await
             }
-            (Err(e), Some(_)) => Err(e),
-        };
-        let skip = match &outcome {
-            Ok(()) => false,
-            Err(e) => super::cleanup_can_never_succeed(ctx, &ns, e).await,
+            Err(e) => Err(e),
         };
         match outcome {
-            Ok(()) => {
-                ctx.event(
-                    &t.object_ref(&()),
-                    false,
-                    "Deleted",
-                    "Cleanup",
-                    "Deleted the Nexus tenant and its PlatformUCS service.".to_string(),
-                )
-                .await;
-            }
+            Ok(deleted) => ("Deleted", deleted.describe()),
             // The environment or the Secrets are gone (typically the namespace is being
             // deleted): the cleanup can never succeed, so let go loudly instead of hanging.
-            Err(e) if skip => {
-                ctx.event(
-                    &t.object_ref(&()),
-                    true,
-                    "CleanupSkipped",
-                    "Cleanup",
-                    format!(
-                        "Cannot delete the Nexus tenant: {}. It is left in place.",
-                        e.message
-                    ),
-                )
-                .await;
-            }
-            Err(e) => {
-                let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
-                fresh.push(Condition::new(
-                    types::READY,
-                    ConditionStatus::False,
-                    "DeletionBlocked",
-                    format!(
-                        "Deleting the Nexus tenant failed: {}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant.",
-                        e.message
-                    ),
-                ));
-                write(ctx, &api, t, &previous, fresh, None).await?;
-                return Ok(Action::requeue(
-                    ctx.backoff(&key(t), e.retry_after)
-                        .max(Duration::from_secs(5)),
-                ));
-            }
+            Err(e) if super::cleanup_can_never_succeed(ctx, &ns, &e).await => (
+                "CleanupSkipped",
+                format!(
+                    "Cannot delete the Nexus tenant: {}. It is left in place.",
+                    e.message
+                ),
+            ),
+            Err(e) => return deletion_blocked(ctx, &api, t, &previous, e).await,
         }
     } else {
-        ctx.event(
-            &t.object_ref(&()),
-            false,
+        (
             "Retained",
-            "Cleanup",
             "deletionPolicy Retain: the Nexus tenant is left in place.".to_string(),
         )
-        .await;
-    }
+    };
+    tracing::info!(outcome = event, "{note}");
+    ctx.event(
+        &t.object_ref(&()),
+        event == "CleanupSkipped",
+        event,
+        "Cleanup",
+        note,
+    )
+    .await;
     remove_finalizer(&api, t).await?;
-    ctx.succeeded(&key(t));
-    ctx.set_ready(KIND_TENANT, &key(t), None);
+    forget(ctx, t);
     Ok(Action::await_change())
+}
+
+/// A cleanup that failed and can succeed later holds the deletion, and says why.
+async fn deletion_blocked(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    e: StepError,
+) -> Result<Action, Error> {
+    let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
+    fresh.push(Condition::new(
+        types::READY,
+        ConditionStatus::False,
+        "DeletionBlocked",
+        format!(
+            "Deleting the Nexus tenant failed: {}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant.",
+            e.message
+        ),
+    ));
+    write(ctx, api, t, previous, fresh, None).await?;
+    Ok(Action::requeue(
+        ctx.backoff(&key(t), e.retry_after)
+            .max(Duration::from_secs(5)),
+    ))
+}
+
+/// Everything the process keeps about a tenant that is gone (see [`Context::forget`]).
+fn forget(ctx: &Context, t: &DigitalChannelsTenant) {
+    ctx.forget(KIND_TENANT, &key(t), t.metadata.uid.as_deref());
 }
 
 /// For deletion the environment need not be Ready, only readable.

@@ -411,6 +411,18 @@ impl FakeApiServer {
         self.shared.cut_watches.send_modify(|epoch| *epoch += 1);
     }
 
+    /// Holds back every watch event of `plural` (watchers' caches stop where they are) until
+    /// [`FakeApiServer::release_watch_events`], which sends what was held, in order.
+    pub fn hold_watch_events(&self, plural: &str) {
+        lock(&self.shared.held).push(plural.to_string());
+    }
+
+    pub fn release_watch_events(&self, plural: &str) {
+        lock(&self.shared.held).retain(|p| p != plural);
+        let rv = lock(&self.shared.store).rv;
+        self.shared.changes.send_replace(rv);
+    }
+
     /// Watch requests served so far (each reconnect of a watcher is one).
     pub fn watch_requests(&self) -> usize {
         lock(&self.shared.journal).watch_requests
@@ -473,6 +485,9 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     /// Bumped by [`FakeApiServer::drop_watches`]: open watch streams break.
     cut_watches: watch::Sender<u64>,
+    /// Resources (plural) whose watch events are held back by
+    /// [`FakeApiServer::hold_watch_events`]: a watcher's cache lags behind the store.
+    held: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -483,6 +498,7 @@ impl Shared {
             changes: watch::channel(0).0,
             shutdown: watch::channel(false).0,
             cut_watches: watch::channel(0).0,
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -1655,6 +1671,9 @@ impl WatchStream {
     /// Queues the events of changes after the cursor (or a 410 if they were compacted).
     fn collect(&mut self) {
         let shared = self.shared.clone();
+        if lock(&shared.held).contains(&self.filter.resource.plural) {
+            return;
+        }
         let store = lock(&shared.store);
         if self.cursor < store.compacted {
             let status = ApiError::new(

@@ -27,6 +27,8 @@ pub struct Harness {
     pub task: tokio::task::JoinHandle<()>,
     /// The controllers' settings, kept for [`Harness::restart_operator`].
     pub controller: ControllerConfig,
+    /// The running operator's context (replaced by a restart).
+    pub ctx: Arc<Context>,
 }
 
 /// The controllers' settings of [`Harness::start`]: fast retries, no resync.
@@ -56,17 +58,32 @@ impl Harness {
         api: &FakeApiServer,
         controller: ControllerConfig,
     ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let (_, stop, task) = Self::spawn_operator_ctx(api, controller);
+        (stop, task)
+    }
+
+    /// [`Harness::spawn_operator_with`], giving the operator's context too.
+    pub fn spawn_operator_ctx(
+        api: &FakeApiServer,
+        controller: ControllerConfig,
+    ) -> (Arc<Context>, CancellationToken, tokio::task::JoinHandle<()>) {
         let ctx = Arc::new(Context::new(api.client(), runbook(), controller));
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run_scope(ctx, Some(NS.to_string()), 4, stop.clone()));
-        (stop, task)
+        let task = tokio::spawn(run_scope(
+            ctx.clone(),
+            Some(NS.to_string()),
+            4,
+            stop.clone(),
+        ));
+        (ctx, stop, task)
     }
 
     /// Kills the operator (no graceful end of its passes) and starts a new one.
     pub async fn restart_operator(&mut self) {
         self.task.abort();
         let _ = (&mut self.task).await;
-        let (stop, task) = Self::spawn_operator_with(&self.api, self.controller.clone());
+        let (ctx, stop, task) = Self::spawn_operator_ctx(&self.api, self.controller.clone());
+        self.ctx = ctx;
         self.stop = stop;
         self.task = task;
     }
@@ -81,13 +98,14 @@ impl Harness {
     /// the simulator's database URL.
     pub async fn start_custom(sim: Sim, controller: ControllerConfig) -> Self {
         let api = FakeApiServer::start().await;
-        let (stop, task) = Self::spawn_operator_with(&api, controller.clone());
+        let (ctx, stop, task) = Self::spawn_operator_ctx(&api, controller.clone());
         let h = Self {
             api,
             sim,
             stop,
             task,
             controller,
+            ctx,
         };
         h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
         h.secret("nexus-db", &[("url", &h.sim.db.url)]);

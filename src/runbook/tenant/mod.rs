@@ -17,17 +17,18 @@ mod pending;
 mod provision;
 mod steps;
 
-pub use delete::delete_tenant;
+pub use delete::{CreatedRecord, Deleted, delete_tenant};
 pub use pending::PendingKeys;
 pub use provision::api_key_digest;
 
 use super::Runbook;
 use super::environment::ResolvedEnvironment;
 use super::recorder::StepRecorder;
-use super::report::RunReport;
+use super::report::{RunReport, StepError};
 use super::secrets::SecretStore;
 use crate::api::DigitalChannelsTenant;
 use crate::secret::SecretString;
+use crate::upstream::environment::ContactCenter;
 
 /// Keys of the output Secret.
 pub mod keys {
@@ -79,6 +80,30 @@ pub struct TenantRun {
     pub credentials_fingerprint: Option<String>,
 }
 
+/// What the caller checks and records once the contact center is known and before the pass
+/// writes anything upstream: the controller refuses a contact center another resource claims
+/// and adds its finalizer there, so that a deletion during the first create cannot leak.
+#[async_trait::async_trait]
+pub trait ClaimBeforeWrites: Send + Sync {
+    /// `centers` is the list the contact center was chosen from, to resolve the claims of
+    /// others that name theirs by domain. An error stops the pass before any upstream write.
+    async fn claim(
+        &self,
+        contact_center_id: &str,
+        centers: &[ContactCenter],
+    ) -> Result<(), StepError>;
+}
+
+/// No claim to make: `provision`, which has no other resources to respect.
+pub struct NoClaim;
+
+#[async_trait::async_trait]
+impl ClaimBeforeWrites for NoClaim {
+    async fn claim(&self, _: &str, _: &[ContactCenter]) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
 /// Runs the tenant's steps against an environment that is ready.
 pub async fn run_tenant(
     runbook: &Runbook,
@@ -86,7 +111,19 @@ pub async fn run_tenant(
     env: &ResolvedEnvironment,
     store: &dyn SecretStore,
 ) -> TenantRun {
-    let pass = steps::TenantPass::new(runbook, tenant, env, store);
+    run_tenant_claiming(runbook, tenant, env, store, &NoClaim).await
+}
+
+/// [`run_tenant`], with `claim` made between the contact center's resolution and the first
+/// upstream write.
+pub async fn run_tenant_claiming(
+    runbook: &Runbook,
+    tenant: &DigitalChannelsTenant,
+    env: &ResolvedEnvironment,
+    store: &dyn SecretStore,
+    claim: &dyn ClaimBeforeWrites,
+) -> TenantRun {
+    let pass = steps::TenantPass::new(runbook, tenant, env, store, claim);
     let recorder = StepRecorder::default();
     let mut run = TenantRun {
         output_secret_name: pass.output_secret_name.clone(),

@@ -17,7 +17,7 @@ use crate::runbook::recorder::StepRecorder;
 use crate::runbook::report::{Outcome, Reason, Step, StepError};
 use crate::runbook::secrets::{OutputRecord, SecretStore, WriteOutcome};
 use crate::secret::{Credentials, SecretString};
-use crate::upstream::environment::Setting;
+use crate::upstream::environment::{ContactCenter, Setting};
 use crate::upstream::gws_auth::Grant;
 use crate::upstream::nexus::TenantRequest;
 use crate::upstream::{EnvironmentApi, ErrorKind, GwsAuthApi, NexusApi, NexusDb, UpstreamError};
@@ -28,6 +28,7 @@ pub(super) struct TenantPass<'a> {
     tenant: &'a DigitalChannelsTenant,
     env: &'a ResolvedEnvironment,
     store: &'a dyn SecretStore,
+    claim: &'a dyn super::ClaimBeforeWrites,
     pub output_secret_name: String,
     ops_hint: String,
 }
@@ -65,6 +66,7 @@ impl<'a> TenantPass<'a> {
         tenant: &'a DigitalChannelsTenant,
         env: &'a ResolvedEnvironment,
         store: &'a dyn SecretStore,
+        claim: &'a dyn super::ClaimBeforeWrites,
     ) -> Self {
         let name = tenant.metadata.name.clone().unwrap_or_default();
         Self {
@@ -72,6 +74,7 @@ impl<'a> TenantPass<'a> {
             tenant,
             env,
             store,
+            claim,
             output_secret_name: tenant.spec.output_secret_name(&name),
             ops_hint: format!(
                 "Check the ops user in Secret {}",
@@ -94,11 +97,17 @@ impl<'a> TenantPass<'a> {
         let clients = steps
             .require(Step::ContactCenterResolved, "", async { self.connect() })
             .await?;
+        // Nothing upstream is written before the claim: a contact center claimed by another
+        // resource stops the pass here, and is recorded as this tenant's only once claimed.
         let cc = steps
             .run_detailed(
                 Step::ContactCenterResolved,
                 |id: Option<&String>| id.cloned().unwrap_or_default(),
-                self.resolve_contact_center(&clients),
+                async {
+                    let (outcome, (cc, centers)) = self.resolve_contact_center(&clients).await?;
+                    self.claim.claim(&cc, &centers).await?;
+                    Ok((outcome, cc))
+                },
             )
             .await?;
         run.contact_center_id = Some(cc.clone());
@@ -182,9 +191,7 @@ impl<'a> TenantPass<'a> {
                     self.write_output(&record),
                 )
                 .await?;
-            self.runbook
-                .pending_keys
-                .written(&self.env.spec.nexus_url, cc);
+            self.runbook.pending_keys.written(&self.pending_slot(cc));
             Some((provisioned, record))
         };
         let (ucs_url, provisioned) = tokio::join!(ucs, provisioned);
@@ -262,7 +269,7 @@ impl<'a> TenantPass<'a> {
     async fn resolve_contact_center(
         &self,
         clients: &Clients,
-    ) -> Result<(Outcome, String), StepError> {
+    ) -> Result<(Outcome, (String, Arc<Vec<ContactCenter>>)), StepError> {
         let spec = &self.tenant.spec;
         let centers = self
             .runbook
@@ -279,7 +286,8 @@ impl<'a> TenantPass<'a> {
             spec.contact_center_id.as_deref(),
             spec.contact_center_domain.as_deref(),
         )?;
-        Ok((Outcome::Verified, chosen.id.clone()))
+        let id = chosen.id.clone();
+        Ok((Outcome::Verified, (id, centers)))
     }
 
     /// `chatservice-uri`: POST only when absent or different.
@@ -483,7 +491,7 @@ impl<'a> TenantPass<'a> {
             .status
             .as_ref()
             .and_then(|s| s.api_key_digest.clone());
-        let pending = self.runbook.pending_keys.get(&env.spec.nexus_url, cc);
+        let pending = self.runbook.pending_keys.get(&self.pending_slot(cc));
         let records = Records {
             api_key_digest: recorded_digest.as_deref(),
             credentials: recorded_fingerprints,
@@ -504,7 +512,7 @@ impl<'a> TenantPass<'a> {
             // The only copy until the output Secret holds it.
             self.runbook
                 .pending_keys
-                .keep(&env.spec.nexus_url, cc, &api_key);
+                .keep(self.pending_slot(cc), &api_key);
         }
         let provisioned = Provisioned {
             api_key,
@@ -575,6 +583,12 @@ impl<'a> TenantPass<'a> {
             WriteOutcome::Unchanged => Outcome::AlreadyRight,
         };
         Ok((outcome, ()))
+    }
+
+    /// Where this tenant's key waits for its Secret: this resource's own slot.
+    fn pending_slot(&self, cc: &str) -> super::pending::Slot {
+        let uid = self.tenant.metadata.uid.as_deref().unwrap_or_default();
+        super::pending::Slot::new(uid, &self.env.spec.nexus_url, cc)
     }
 
     /// DesignerEnv: manual until acknowledged. Gives what to do.
