@@ -7,6 +7,7 @@ pub mod identity;
 pub mod kube_client;
 pub mod leader;
 pub mod nexus_restart;
+pub mod panics;
 pub mod resolved;
 pub mod secrets;
 pub mod status;
@@ -34,12 +35,15 @@ use crate::telemetry::metrics::{KindLabel, KindResult};
 pub const KIND_ENVIRONMENT: &str = "DigitalChannelsEnvironment";
 pub const KIND_TENANT: &str = "DigitalChannelsTenant";
 
-/// Errors that end a reconcile early: only the Kubernetes API. Upstream failures are
-/// conditions, not errors.
+/// Errors that end a reconcile early: the Kubernetes API, or a panic inside the pass.
+/// Upstream failures are conditions, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
+    /// Where the pass panicked (see [`panics::contained`]); never the panic's message.
+    #[error("the pass panicked at {0} (an operator bug); it is retried on the backoff")]
+    Panicked(String),
 }
 
 /// A Kubernetes error in words: kube's own Display of an API error appends a `Debug` dump
@@ -84,10 +88,11 @@ where
         namespace = %meta.namespace.as_deref().unwrap_or_default(),
         resource = %meta.name.as_deref().unwrap_or_default()
     );
+    // A panic is this resource's failure: kube-runtime would pass it on to the process.
     let result = if meta.deletion_timestamp.is_some() {
-        cleanup.instrument(span.clone()).await
+        panics::contained(cleanup.instrument(span.clone())).await
     } else {
-        apply.instrument(span.clone()).await
+        panics::contained(apply.instrument(span.clone())).await
     };
     let key = format!(
         "{kind}/{}/{}",
@@ -102,6 +107,21 @@ where
         Ok(_) => "ok",
     };
     span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
+    if let Err(Error::Panicked(place)) = &result {
+        let note = format!(
+            "The operator failed internally (a panic at {place}) during this pass; other \
+             resources are not affected and this one is retried on its backoff. Please \
+             report it with the operator's log."
+        );
+        ctx.event(
+            &object.object_ref(&()),
+            true,
+            "ReconcilePanicked",
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
     result
 }
 
@@ -118,8 +138,10 @@ fn record_reconcile(kind: &str, started: Instant, outcome: &str, result: &Result
             kind: kind.to_string(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = result {
-        tracing::warn!(kind, error = %e, "reconcile failed");
+    match result {
+        Err(e @ Error::Panicked(_)) => tracing::error!(kind, error = %e, "reconcile failed"),
+        Err(e) => tracing::warn!(kind, error = %e, "reconcile failed"),
+        Ok(_) => {}
     }
 }
 
@@ -414,6 +436,8 @@ pub async fn run_scope(
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
+    // A panic in a pass is logged without its message, and becomes that pass's error.
+    panics::install_hook();
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
