@@ -500,6 +500,27 @@ pub async fn run_scope(
     tokio::join!(envs, tenants);
 }
 
+/// Where the controllers look for `--namespace` values: each namespace once (two
+/// controllers on one object would race each other's writes), in the order given. Blank
+/// entries (`a,,b`, an empty `DC_NAMESPACE`) name nothing and are dropped; none left means
+/// every namespace, as Kubernetes reads an empty namespace.
+pub fn watch_scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let mut scopes: Vec<Option<String>> = Vec::new();
+    for name in namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+    {
+        if !scopes.iter().flatten().any(|seen| seen == name) {
+            scopes.push(Some(name.to_string()));
+        }
+    }
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    scopes
+}
+
 /// Settings of `dc-operator run`, parsed once from the command line.
 pub struct RunSettings {
     pub namespaces: Vec<String>,
@@ -517,11 +538,7 @@ pub async fn run(
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
-        vec![None]
-    } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
-    };
+    let scopes = watch_scopes(&settings.namespaces);
     for scope in &scopes {
         check_crds(&client, scope.as_deref()).await?;
     }
@@ -554,9 +571,14 @@ pub async fn run(
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
-    let watched = match settings.namespaces.is_empty() {
-        true => "all namespaces".to_string(),
-        false => settings.namespaces.join(", "),
+    let watched = match scopes.as_slice() {
+        [None] => "all namespaces".to_string(),
+        named => named
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     tracing::info!(namespaces = %watched, "controllers starting");
     futures::future::join_all(
@@ -588,6 +610,28 @@ mod tests {
             text,
             "Kubernetes API: tenants \"t\" is forbidden (403 Forbidden)"
         );
+    }
+
+    /// `--namespace a,a` ran two controllers on the same objects.
+    #[test]
+    fn each_namespace_is_watched_once_in_the_order_given() {
+        let all = vec![None];
+        let some = |names: &[&str]| -> Vec<Option<String>> {
+            names.iter().map(|n| Some(n.to_string())).collect()
+        };
+        for (given, scopes) in [
+            (vec![], all.clone()),
+            (vec![""], all.clone()),
+            (vec!["", " "], all.clone()),
+            (vec!["a"], some(&["a"])),
+            (vec!["a", "a"], some(&["a"])),
+            (vec!["b", "a", "b", "a"], some(&["b", "a"])),
+            (vec!["a", "", "b"], some(&["a", "b"])),
+            (vec![" a ", "a"], some(&["a"])),
+        ] {
+            let given: Vec<String> = given.into_iter().map(String::from).collect();
+            assert_eq!(watch_scopes(&given), scopes, "{given:?}");
+        }
     }
 
     #[test]
