@@ -175,9 +175,9 @@ mod tests {
         let s = Duration::from_secs;
         let ok = Ok(());
         for (resync, max_backoff, verdict) in [
-            (s(600), s(300), ok.clone()),
-            (s(10), s(1), ok.clone()),
-            (s(30 * 86_400), s(30 * 86_400), ok.clone()),
+            (s(600), s(300), ok),
+            (s(10), s(1), ok),
+            (s(30 * 86_400), s(30 * 86_400), ok),
             (s(9), s(300), Err("--resync-interval must be at least 10s")),
             (
                 s(600),
