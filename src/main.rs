@@ -79,13 +79,7 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     use std::sync::atomic::AtomicBool;
     use tokio_util::sync::CancellationToken;
 
-    // A zero interval would requeue in a hot loop against the Genesys services.
-    if args.resync_interval < std::time::Duration::from_secs(10) {
-        return Err("--resync-interval must be at least 10s".to_string());
-    }
-    if args.max_backoff < std::time::Duration::from_secs(1) {
-        return Err("--max-backoff must be at least 1s".to_string());
-    }
+    check_intervals(args.resync_interval, args.max_backoff)?;
     let client = controller::kube_client::counting_client()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
@@ -133,6 +127,34 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     result
 }
 
+/// The longest `--resync-interval` and `--max-backoff`: 30 days. Both are jittered by up to
+/// 20 % (`Duration::mul_f64`, which panics past `Duration::MAX`), and kube-runtime cuts any
+/// requeue at about six months anyway.
+const MAX_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// The intervals of `run`, within bounds.
+fn check_intervals(
+    resync_interval: std::time::Duration,
+    max_backoff: std::time::Duration,
+) -> Result<(), String> {
+    use std::time::Duration;
+    let hours = MAX_INTERVAL.as_secs() / 3600;
+    // A zero interval would requeue in a hot loop against the Genesys services.
+    if resync_interval < Duration::from_secs(10) {
+        return Err("--resync-interval must be at least 10s".to_string());
+    }
+    if max_backoff < Duration::from_secs(1) {
+        return Err("--max-backoff must be at least 1s".to_string());
+    }
+    if resync_interval > MAX_INTERVAL {
+        return Err(format!("--resync-interval must be at most {hours}h"));
+    }
+    if max_backoff > MAX_INTERVAL {
+        return Err(format!("--max-backoff must be at most {hours}h"));
+    }
+    Ok(())
+}
+
 /// SIGTERM (Kubernetes) or Ctrl-C.
 async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -140,5 +162,55 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn intervals_are_checked_at_both_ends() {
+        let s = Duration::from_secs;
+        let ok = Ok(());
+        for (resync, max_backoff, verdict) in [
+            (s(600), s(300), ok),
+            (s(10), s(1), ok),
+            (s(30 * 86_400), s(30 * 86_400), ok),
+            (s(9), s(300), Err("--resync-interval must be at least 10s")),
+            (
+                s(600),
+                Duration::from_millis(999),
+                Err("--max-backoff must be at least 1s"),
+            ),
+            (
+                s(30 * 86_400 + 1),
+                s(300),
+                Err("--resync-interval must be at most 720h"),
+            ),
+            (
+                s(600),
+                s(30 * 86_400 + 1),
+                Err("--max-backoff must be at most 720h"),
+            ),
+            (
+                Duration::MAX,
+                s(300),
+                Err("--resync-interval must be at most 720h"),
+            ),
+            (
+                s(600),
+                Duration::MAX,
+                Err("--max-backoff must be at most 720h"),
+            ),
+        ] {
+            let verdict = verdict.map_err(str::to_string);
+            assert_eq!(
+                check_intervals(resync, max_backoff),
+                verdict,
+                "{resync:?} {max_backoff:?}"
+            );
+        }
     }
 }

@@ -39,6 +39,13 @@ impl Default for ControllerConfig {
 /// The longest `Retry-After` obeyed when it is longer than `--max-backoff`.
 pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(3600);
 
+/// The lock's data even when a pass panicked while holding it: each change of these maps is
+/// one call, so a poisoned map is still whole, and refusing it would make every later
+/// pass panic too.
+fn tolerant<T>(lock: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    lock.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub struct Context {
     pub client: kube::Client,
     /// Both kinds as the controllers see them, to refuse a second claim on one upstream.
@@ -84,7 +91,7 @@ impl Context {
     /// capped, reset by [`Context::succeeded`]. A `Retry-After` longer than that wins, even
     /// past the cap.
     pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
-        let mut failures = self.failures.lock().expect("backoff lock");
+        let mut failures = tolerant(&self.failures);
         let n = failures.entry(key.to_string()).or_insert(0);
         let exp = self
             .config
@@ -103,7 +110,7 @@ impl Context {
     }
 
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+        tolerant(&self.failures).remove(key);
     }
 
     /// The drift-check interval with ±10 % jitter, so resources do not all check at once.
@@ -140,7 +147,7 @@ impl Context {
 
     /// Readiness as last recorded by [`Context::set_ready`].
     pub fn is_ready(&self, kind: &str, key: &str) -> Option<bool> {
-        let map = self.readiness.lock().expect("readiness lock");
+        let map = tolerant(&self.readiness);
         map.iter()
             .find(|((k, name), _)| *k == kind && name == key)
             .map(|(_, ready)| *ready)
@@ -148,7 +155,7 @@ impl Context {
 
     /// Records readiness for the `resources` gauge; `None` forgets a deleted resource.
     pub fn set_ready(&self, kind: &'static str, key: &str, ready: Option<bool>) {
-        let mut map = self.readiness.lock().expect("readiness lock");
+        let mut map = tolerant(&self.readiness);
         match ready {
             Some(r) => map.insert((kind, key.to_string()), r),
             None => map.remove(&(kind, key.to_string())),
@@ -213,5 +220,52 @@ impl Context {
             self.succeeded(&key);
             self.set_ready(kind, &key, None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context() -> Context {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
+        let client = kube::Client::try_from(config).expect("a client, never connected");
+        let connector = crate::runbook::RealConnector::new(Default::default());
+        Context::new(
+            client,
+            Runbook::new(std::sync::Arc::new(connector)),
+            ControllerConfig::default(),
+        )
+    }
+
+    /// Panics while holding `lock`, as a pass might: the mutex is poisoned after.
+    fn poison<T: Send>(lock: &Mutex<T>) {
+        std::thread::scope(|s| {
+            let _ = s
+                .spawn(|| {
+                    let _held = lock.lock();
+                    panic!("a pass panics while it holds the lock");
+                })
+                .join();
+        });
+        assert!(lock.is_poisoned());
+    }
+
+    /// One panicking pass must not make every later pass panic on a poisoned lock.
+    #[tokio::test]
+    async fn the_backoff_and_readiness_survive_a_poisoned_lock() {
+        let ctx = context();
+        poison(&ctx.failures);
+        poison(&ctx.readiness);
+        let first = ctx.backoff("Kind/ns/a", None);
+        assert!(
+            first <= ctx.config.initial_backoff.mul_f64(1.2),
+            "{first:?}"
+        );
+        ctx.succeeded("Kind/ns/a");
+        ctx.set_ready("Kind", "Kind/ns/a", Some(true));
+        assert_eq!(ctx.is_ready("Kind", "Kind/ns/a"), Some(true));
+        ctx.set_ready("Kind", "Kind/ns/a", None);
+        assert_eq!(ctx.is_ready("Kind", "Kind/ns/a"), None);
     }
 }

@@ -57,6 +57,17 @@ struct Observed {
     at: Instant,
 }
 
+/// The longest lease another replica's record is trusted for: an hour, far past the
+/// operator's own 15 s. A larger `leaseDurationSeconds` (up to `i32::MAX`, 68 years) from a
+/// broken or hostile record would keep this replica standing by long after its holder died.
+const MAX_OBSERVED_LEASE_DURATION: Duration = Duration::from_secs(3600);
+
+/// How long another replica's lease stays valid: its `leaseDurationSeconds` (none or a
+/// negative one being none at all), at most [`MAX_OBSERVED_LEASE_DURATION`].
+fn observed_lease_duration(seconds: Option<i32>) -> Duration {
+    Duration::from_secs(seconds.unwrap_or(0).max(0) as u64).min(MAX_OBSERVED_LEASE_DURATION)
+}
+
 pub struct LeaderElector {
     api: Api<Lease>,
     identity: String,
@@ -98,9 +109,7 @@ impl LeaderElector {
                 holder,
                 renew_time: spec.renew_time.clone(),
                 transitions: spec.lease_transitions,
-                duration: Duration::from_secs(
-                    spec.lease_duration_seconds.unwrap_or(0).max(0) as u64
-                ),
+                duration: observed_lease_duration(spec.lease_duration_seconds),
                 at: Instant::now(),
             });
         }
@@ -259,6 +268,27 @@ impl LeaderElector {
                 );
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_replicas_lease_duration_is_read_within_bounds() {
+        for (seconds, duration) in [
+            (None, Duration::ZERO),
+            (Some(i32::MIN), Duration::ZERO),
+            (Some(-1), Duration::ZERO),
+            (Some(0), Duration::ZERO),
+            (Some(15), Duration::from_secs(15)),
+            (Some(3600), MAX_OBSERVED_LEASE_DURATION),
+            (Some(3601), MAX_OBSERVED_LEASE_DURATION),
+            (Some(i32::MAX), MAX_OBSERVED_LEASE_DURATION),
+        ] {
+            assert_eq!(observed_lease_duration(seconds), duration, "{seconds:?}");
         }
     }
 }

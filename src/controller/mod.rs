@@ -7,6 +7,7 @@ pub mod identity;
 pub mod kube_client;
 pub mod leader;
 pub mod nexus_restart;
+pub mod panics;
 pub mod resolved;
 pub mod secrets;
 pub mod status;
@@ -34,12 +35,15 @@ use crate::telemetry::metrics::{KindLabel, KindResult};
 pub const KIND_ENVIRONMENT: &str = "DigitalChannelsEnvironment";
 pub const KIND_TENANT: &str = "DigitalChannelsTenant";
 
-/// Errors that end a reconcile early: only the Kubernetes API. Upstream failures are
-/// conditions, not errors.
+/// Errors that end a reconcile early: the Kubernetes API, or a panic inside the pass.
+/// Upstream failures are conditions, not errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {}", kube_message(.0))]
     Kube(#[from] kube::Error),
+    /// Where the pass panicked (see [`panics::contained`]); never the panic's message.
+    #[error("the pass panicked at {0} (an operator bug); it is retried on the backoff")]
+    Panicked(String),
 }
 
 /// A Kubernetes error in words: kube's own Display of an API error appends a `Debug` dump
@@ -119,10 +123,11 @@ where
         namespace = %meta.namespace.as_deref().unwrap_or_default(),
         resource = %meta.name.as_deref().unwrap_or_default()
     );
+    // A panic is this resource's failure: kube-runtime would pass it on to the process.
     let result = if meta.deletion_timestamp.is_some() {
-        cleanup.instrument(span.clone()).await
+        panics::contained(cleanup.instrument(span.clone())).await
     } else {
-        apply.instrument(span.clone()).await
+        panics::contained(apply.instrument(span.clone())).await
     };
     let key = format!(
         "{kind}/{}/{}",
@@ -137,6 +142,21 @@ where
         Ok(_) => "ok",
     };
     span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
+    if let Err(Error::Panicked(place)) = &result {
+        let note = format!(
+            "The operator failed internally (a panic at {place}) during this pass; other \
+             resources are not affected and this one is retried on its backoff. Please \
+             report it with the operator's log."
+        );
+        ctx.event(
+            &object.object_ref(&()),
+            true,
+            "ReconcilePanicked",
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
     result
 }
 
@@ -153,8 +173,10 @@ fn record_reconcile(kind: &str, started: Instant, outcome: &str, result: &Result
             kind: kind.to_string(),
         })
         .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = result {
-        tracing::warn!(kind, error = %e, "reconcile failed");
+    match result {
+        Err(e @ Error::Panicked(_)) => tracing::error!(kind, error = %e, "reconcile failed"),
+        Err(e) => tracing::warn!(kind, error = %e, "reconcile failed"),
+        Ok(_) => {}
     }
 }
 
@@ -491,6 +513,8 @@ pub async fn run_scope(
     concurrency: u16,
     shutdown: CancellationToken,
 ) {
+    // A panic in a pass is logged without its message, and becomes that pass's error.
+    panics::install_hook();
     let client = ctx.client.clone();
     let ns = namespace.as_deref();
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
@@ -553,6 +577,27 @@ pub async fn run_scope(
     tokio::join!(envs, tenants);
 }
 
+/// Where the controllers look for `--namespace` values: each namespace once (two
+/// controllers on one object would race each other's writes), in the order given. Blank
+/// entries (`a,,b`, an empty `DC_NAMESPACE`) name nothing and are dropped; none left means
+/// every namespace, as Kubernetes reads an empty namespace.
+pub fn watch_scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let mut scopes: Vec<Option<String>> = Vec::new();
+    for name in namespaces
+        .iter()
+        .map(|n| n.trim())
+        .filter(|n| !n.is_empty())
+    {
+        if !scopes.iter().flatten().any(|seen| seen == name) {
+            scopes.push(Some(name.to_string()));
+        }
+    }
+    if scopes.is_empty() {
+        scopes.push(None);
+    }
+    scopes
+}
+
 /// Settings of `dc-operator run`, parsed once from the command line.
 pub struct RunSettings {
     pub namespaces: Vec<String>,
@@ -570,11 +615,7 @@ pub async fn run(
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
-        vec![None]
-    } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
-    };
+    let scopes = watch_scopes(&settings.namespaces);
     for scope in &scopes {
         check_crds(&client, scope.as_deref()).await?;
     }
@@ -607,9 +648,14 @@ pub async fn run(
     }
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
-    let watched = match settings.namespaces.is_empty() {
-        true => "all namespaces".to_string(),
-        false => settings.namespaces.join(", "),
+    let watched = match scopes.as_slice() {
+        [None] => "all namespaces".to_string(),
+        named => named
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     tracing::info!(namespaces = %watched, "controllers starting");
     futures::future::join_all(
@@ -641,6 +687,28 @@ mod tests {
             text,
             "Kubernetes API: tenants \"t\" is forbidden (403 Forbidden)"
         );
+    }
+
+    /// `--namespace a,a` ran two controllers on the same objects.
+    #[test]
+    fn each_namespace_is_watched_once_in_the_order_given() {
+        let all = vec![None];
+        let some = |names: &[&str]| -> Vec<Option<String>> {
+            names.iter().map(|n| Some(n.to_string())).collect()
+        };
+        for (given, scopes) in [
+            (vec![], all.clone()),
+            (vec![""], all.clone()),
+            (vec!["", " "], all.clone()),
+            (vec!["a"], some(&["a"])),
+            (vec!["a", "a"], some(&["a"])),
+            (vec!["b", "a", "b", "a"], some(&["b", "a"])),
+            (vec!["a", "", "b"], some(&["a", "b"])),
+            (vec![" a ", "a"], some(&["a"])),
+        ] {
+            let given: Vec<String> = given.into_iter().map(String::from).collect();
+            assert_eq!(watch_scopes(&given), scopes, "{given:?}");
+        }
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub fn judge(d: &Deployment) -> Rollout {
     if total > updated {
         return Rollout::InProgress(format!(
             "{} old replicas pending termination",
-            total - updated
+            // Counts from the API server: saturating, so a nonsensical one cannot panic.
+            total.saturating_sub(updated)
         ));
     }
     if available < updated {
@@ -137,6 +138,15 @@ mod tests {
         ));
         assert!(matches!(
             judge(&deployment(2, 2, 2, 2, 2, 1)),
+            Rollout::InProgress(_)
+        ));
+        // Counts the API server would refuse, as a broken one might send them: no overflow.
+        assert!(matches!(
+            judge(&deployment(2, 2, i32::MIN, -1, i32::MAX, 0)),
+            Rollout::InProgress(_)
+        ));
+        assert!(matches!(
+            judge(&deployment(i64::MAX, i64::MIN, 1, 1, 1, 1)),
             Rollout::InProgress(_)
         ));
     }

@@ -393,18 +393,26 @@ impl HttpClient {
     }
 }
 
+/// The longest wait a `Retry-After` is read as: a day. Longer is a broken header or a
+/// skewed clock, and an unbounded `Duration` (up to `u64::MAX` seconds) would overflow
+/// whatever `Instant` a caller adds it to. The callers cut further: one call waits at most
+/// [`RetryPolicy::max_retry_after`], a controller at most its own ceiling.
+pub const RETRY_AFTER_LIMIT: Duration = Duration::from_secs(24 * 3600);
+
 /// The wait a `Retry-After` value asks for (RFC 9110 §10.2.3), at `now`: delay-seconds, or an
 /// HTTP-date (IMF-fixdate, or the obsolete RFC 850 and asctime forms a recipient must accept)
-/// less `now`, a date already past being no wait at all. Too many seconds to count is the
-/// longest wait, which the caps of the caller then cut. Anything else is ignored (`None`):
-/// the client's own backoff applies.
+/// less `now`, a date already past being no wait at all. Any wait is at most
+/// [`RETRY_AFTER_LIMIT`], too many seconds to count included. Anything else is ignored
+/// (`None`): the client's own backoff applies.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(value.parse().unwrap_or(u64::MAX))
+    } else {
+        let date = httpdate::parse_http_date(value).ok()?;
+        date.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(RETRY_AFTER_LIMIT))
 }
 
 enum BodyError {
@@ -536,10 +544,23 @@ mod tests {
         let at = |v: &str| parse_retry_after(v, now);
         assert_eq!(at("120"), Some(Duration::from_secs(120)));
         assert_eq!(at(" 0 "), Some(Duration::ZERO));
-        assert_eq!(
-            at("99999999999999999999999"),
-            Some(Duration::from_secs(u64::MAX))
-        );
+        // Past the limit, in either form, is the limit: any caller may add it to an Instant.
+        for huge in [
+            "86401",
+            "9223372036854775807",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            let wait = at(huge);
+            assert_eq!(wait, Some(RETRY_AFTER_LIMIT), "{huge:?}");
+            assert!(
+                std::time::Instant::now()
+                    .checked_add(wait.unwrap())
+                    .is_some()
+            );
+        }
+        assert_eq!(at("86400"), Some(RETRY_AFTER_LIMIT));
         // IMF-fixdate, and the obsolete RFC 850 and asctime forms.
         assert_eq!(
             at("Sun, 06 Nov 1994 08:51:37 GMT"),
@@ -555,7 +576,17 @@ mod tests {
         );
         // A date gone by: retry now.
         assert_eq!(at("Sun, 06 Nov 1994 08:00:00 GMT"), Some(Duration::ZERO));
-        for bad in ["", "-1", "1.5", "soon", "Sun, 06 Nov 1994 25:00:00 GMT"] {
+        assert_eq!(at("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        for bad in [
+            "",
+            "-1",
+            "-9223372036854775808",
+            "1.5",
+            "1e400",
+            "soon",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "Sun, 06 Nov 1969 08:49:37 GMT",
+        ] {
             assert_eq!(at(bad), None, "{bad:?}");
         }
     }
