@@ -123,13 +123,19 @@ async fn start(trap: Arc<Trap>) -> Harness {
         controller.clone(),
     ));
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run_scope(ctx, Some(NS.to_string()), 4, stop.clone()));
+    let task = tokio::spawn(run_scope(
+        ctx.clone(),
+        Some(NS.to_string()),
+        4,
+        stop.clone(),
+    ));
     let h = Harness {
         api,
         sim,
         stop,
         task,
         controller,
+        ctx,
     };
     h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
     h.secret("nexus-db", &[("url", &h.sim.db.url)]);
