@@ -42,7 +42,10 @@ use super::conditions::{Condition, conditions_schema};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // The default output Secret, <metadata.name>-digital-channels, must be a name the API
+    // server takes: refused at apply, not after the Nexus tenant was created.
+    validation = Rule::new("has(self.spec.outputSecretName) || size(self.metadata.name) <= 236").message(DEFAULT_OUTPUT_NAME_TOO_LONG)
 )]
 #[x_kube(validation = Rule::new("!(has(self.contactCenterId) && has(self.contactCenterDomain))").message("set contactCenterId or contactCenterDomain, not both"))]
 // Identity: changing these would orphan the Nexus tenant or leave its key behind.
@@ -100,6 +103,8 @@ const IMMUTABLE_CONTACT_CENTER_DOMAIN: &str = "contactCenterDomain cannot be cha
      another contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
 const IMMUTABLE_OUTPUT_SECRET_NAME: &str = "outputSecretName cannot be changed: the API key would stay in the old Secret. \
      Copy the Secret yourself, or delete this tenant and create a new one";
+const DEFAULT_OUTPUT_NAME_TOO_LONG: &str = "metadata.name is too long for the default output Secret name \
+     (<metadata.name>-digital-channels, at most 253 characters): set spec.outputSecretName, or use a name of at most 236 characters";
 const IMMUTABLE_ENVIRONMENT_REF: &str = "environmentRef cannot be changed: the tenant is provisioned through that \
      environment. Delete this tenant and create a new one in the other environment";
 

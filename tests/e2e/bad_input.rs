@@ -452,6 +452,12 @@ fn cases() -> Vec<Case> {
             json!({"outputSecretName": long(254)}),
             &["spec.outputSecretName", "253"],
         ),
+        Case {
+            kind: Kind::Tenant,
+            what: "`metadata.name` too long for the default output Secret",
+            edit: json!({"metadata": {"name": long(240)}}),
+            expect: &["metadata.name is too long", "spec.outputSecretName"],
+        },
         tenant(
             "`deletionPolicy` unknown",
             json!({"deletionPolicy": "Keep"}),
