@@ -395,3 +395,57 @@ async fn a_pass_on_a_stale_cache_never_rolls_back_the_record() {
     assert_eq!(h.sim.handle.snapshot().creates("nexus.create_tenant"), 2);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_nexus_tenant_gone_while_its_key_row_remains_is_not_ready() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.ucs = None);
+    h.both_ready().await;
+    h.settle().await;
+    let key = h.output_key().unwrap();
+    // A drift check: this Nexus's tenant GET answers (the route exists).
+    let gets = h.sim.handle.snapshot().calls("nexus.get_tenant");
+    h.tenant(|t| {
+        t.spec.ucs = None;
+        t.metadata.labels = Some([("look".to_string(), "once".to_string())].into());
+    });
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().calls("nexus.get_tenant") > gets).then_some(())
+        })
+        .await
+        .expect("looked at");
+    h.settle().await;
+    // Nexus lost the tenant; its nex_apikeys row is still there.
+    lose_nexus_tenant(&h).await;
+    sqlx::query("INSERT INTO nex_apikeys (id, name, tenantid) VALUES ($1, 't100', $2)")
+        .bind(&key)
+        .bind(DEMO_CC_T100)
+        .execute(&h.sim.db.pool)
+        .await
+        .unwrap();
+    h.tenant(|t| {
+        t.spec.ucs = None;
+        t.metadata.labels = Some([("look".to_string(), "again".to_string())].into());
+    });
+    let t = h
+        .tenant_condition(
+            "TenantProvisioned",
+            ConditionStatus::False,
+            Some("TenantMissing"),
+        )
+        .await;
+    let message = find(&conditions(&t), "TenantProvisioned")
+        .unwrap()
+        .message
+        .clone();
+    assert!(message.contains("nex_apikeys"), "{message}");
+    assert_eq!(
+        h.sim.handle.snapshot().creates("nexus.create_tenant"),
+        1,
+        "no new key"
+    );
+    assert_eq!(h.output_key(), Some(key));
+    h.stop().await;
+}

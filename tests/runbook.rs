@@ -428,9 +428,11 @@ async fn a_create_whose_answer_was_lost_is_looked_for_not_sent_again() {
         Some(t100_row_key(&sim).await)
     );
 
-    // A tenant GET answered 404 (the route is assumed) does not mean absent while Nexus's
-    // table holds the tenant's key: no second create.
+    // A tenant GET answered 404 (the route is assumed: a new process has never seen it
+    // answer) does not mean absent while Nexus's table holds the tenant's key: no second
+    // create.
     sim.handle.faults().fail_next("nexus.get_tenant", 1, 404);
+    let rb = runbook();
     let run = run_tenant(&rb, &t100, &env, &store).await;
     assert_holds(&run.report);
     assert_eq!(calls("nexus.create_tenant"), 1);

@@ -29,6 +29,8 @@ pub struct Runbook {
     pub pending_keys: tenant::PendingKeys,
     /// GWS's contact-center lists, shared by the tenants of an environment.
     pub contact_centers: contact_center::ContactCenterLists,
+    /// Where Nexus's tenant GET is known to answer.
+    pub tenant_reads: tenant::TenantReads,
 }
 
 impl Runbook {
@@ -38,6 +40,7 @@ impl Runbook {
             tokens: TokenCache::default(),
             pending_keys: tenant::PendingKeys::default(),
             contact_centers: contact_center::ContactCenterLists::default(),
+            tenant_reads: tenant::TenantReads::default(),
         }
     }
 }

@@ -123,6 +123,8 @@ pub enum Reason {
     AmbiguousContactCenter,
     WaitingForEnvironment,
     TenantUpdateUnsupported,
+    /// Nexus no longer has a tenant the operator provisioned, while its key row remains.
+    TenantMissing,
 }
 
 impl Reason {
@@ -141,6 +143,7 @@ impl Reason {
             Reason::AmbiguousContactCenter => "AmbiguousContactCenter",
             Reason::WaitingForEnvironment => "WaitingForEnvironment",
             Reason::TenantUpdateUnsupported => "TenantUpdateUnsupported",
+            Reason::TenantMissing => "TenantMissing",
         }
     }
 }

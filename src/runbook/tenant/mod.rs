@@ -19,7 +19,7 @@ mod steps;
 
 pub use delete::{CreatedRecord, Deleted, delete_tenant};
 pub use pending::PendingKeys;
-pub use provision::api_key_digest;
+pub use provision::{TenantReads, api_key_digest};
 
 use super::Runbook;
 use super::environment::ResolvedEnvironment;

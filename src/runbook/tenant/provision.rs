@@ -58,6 +58,23 @@ pub(super) fn upstream(hint: &str) -> impl Fn(UpstreamError) -> StepError + '_ {
     }
 }
 
+/// The Nexus instances whose (assumed) tenant GET has answered a tenant: there a 404 means
+/// the tenant is gone, not that the route is unknown. Cheap to clone; clones share the set.
+#[derive(Clone, Default)]
+pub struct TenantReads(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl TenantReads {
+    fn confirm(&self, nexus_url: &str) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert(crate::api::common::trim_url(nexus_url).to_ascii_lowercase());
+    }
+
+    fn confirmed(&self, nexus_url: &str) -> bool {
+        let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        known.contains(&crate::api::common::trim_url(nexus_url).to_ascii_lowercase())
+    }
+}
+
 /// What the operator recorded of the tenant, and the credentials' fingerprint now.
 pub(super) struct Records<'a> {
     pub api_key_digest: Option<&'a str>,
@@ -70,6 +87,9 @@ pub(super) struct Records<'a> {
     pub legacy_credentials: &'a str,
     /// The create answer's key of an earlier pass, not yet written anywhere.
     pub pending_key: Option<SecretString>,
+    /// Where the tenant GET is known to answer, and this Nexus's URL.
+    pub reads: &'a TenantReads,
+    pub nexus_url: &'a str,
 }
 
 /// Creates the tenant once and keeps its key. When the tenant exists but its key was
@@ -93,22 +113,7 @@ pub(super) async fn provision_tenant(
         .clone()
         .or_else(|| previous.value(keys::API_KEY).cloned());
     let previous_op = previous.annotations.get(annotations::OPERATION_ID).cloned();
-    // The GET is an assumed endpoint: when Nexus refuses it, fall through to the create,
-    // whose 409 tells the same.
-    let exists = match nexus.get_tenant(token, &request.contact_center_id).await {
-        Ok(Some(_)) => true,
-        // A 404 may be an unknown route rather than an absent tenant: with a key recorded,
-        // Nexus's own table decides before anything is created again.
-        Ok(None) if known_key.is_some() => !db
-            .find_api_keys(&request.contact_center_id, &request.name)
-            .await
-            .map_err(&to_step)?
-            .is_empty(),
-        Ok(None) => false,
-        // Refused GET: with a recorded key the tenant exists; without, try the create.
-        Err(e) if matches!(e.kind, ErrorKind::Rejected) => known_key.is_some(),
-        Err(e) => return Err(to_step(e)),
-    };
+    let exists = tenant_exists(nexus, db, token, request, known_key.is_some(), records).await?;
     if !exists {
         match nexus.create_tenant(token, request).await {
             Ok(created) => return Ok((Outcome::Created, created.api_key, created.operation_id)),
@@ -162,6 +167,54 @@ pub(super) async fn provision_tenant(
         };
     }
     Ok((outcome, key, previous_op))
+}
+
+/// Whether the tenant exists in Nexus. The GET is an assumed endpoint: when Nexus refuses
+/// it, the create's 409 tells the same. A 404 may be an unknown route rather than an absent
+/// tenant: with a key recorded, Nexus's own table decides, unless this Nexus's GET has
+/// answered tenants before, in which case a tenant it no longer has while its key row stays
+/// is said so rather than taken as provisioned (creating it again would change its key).
+async fn tenant_exists(
+    nexus: &dyn NexusApi,
+    db: &dyn crate::upstream::NexusDb,
+    token: &SecretString,
+    request: &TenantRequest,
+    key_known: bool,
+    records: &Records<'_>,
+) -> Result<bool, StepError> {
+    let to_step = upstream("Check the tenant user's rights in Nexus");
+    let (cc, name) = (&request.contact_center_id, &request.name);
+    match nexus.get_tenant(token, cc).await {
+        Ok(Some(_)) => {
+            records.reads.confirm(records.nexus_url);
+            Ok(true)
+        }
+        Ok(None) if key_known => {
+            let rows = db.find_api_keys(cc, name).await.map_err(&to_step)?;
+            if rows.is_empty() {
+                return Ok(false);
+            }
+            if records.reads.confirmed(records.nexus_url) {
+                return Err(StepError::permanent(
+                    Reason::TenantMissing,
+                    format!(
+                        "Nexus has no tenant {cc} ({name}) any more, though nex_apikeys still holds its key: restore \
+                         the tenant in Nexus, or delete its nex_apikeys row and the output Secret to provision it \
+                         again with a new key"
+                    ),
+                ));
+            }
+            tracing::warn!(
+                contact_center = %cc,
+                "Nexus answered 404 to the tenant GET, which may not exist there; its nex_apikeys row is taken as the tenant"
+            );
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        // Refused GET: with a recorded key the tenant exists; without, try the create.
+        Err(e) if matches!(e.kind, ErrorKind::Rejected) => Ok(key_known),
+        Err(e) => Err(to_step(e)),
+    }
 }
 
 /// The key of a tenant whose create answer was lost: the one `nex_apikeys` row of this

@@ -498,6 +498,8 @@ impl<'a> TenantPass<'a> {
             current_credentials: &fingerprint,
             legacy_credentials: &legacy,
             pending_key: pending,
+            reads: &self.runbook.tenant_reads,
+            nexus_url: &env.spec.nexus_url,
         };
         let (outcome, api_key, operation_id) = provision_tenant(
             clients.nexus.as_ref(),
