@@ -312,10 +312,8 @@ impl LeaderElector {
         // Without a renewal recorded yet (a caller that took the lease some other way), the
         // deadline runs from now; the fence stays closed until a renewal succeeds.
         let started = Instant::now();
-        loop {
-            let Some(deadline) = self.renew_deadline(started) else {
-                break; // released
-            };
+        // `None` once released.
+        while let Some(deadline) = self.renew_deadline(started) {
             tokio::time::sleep_until((Instant::now() + self.timing.retry_period).min(deadline))
                 .await;
             let renewal = match tokio::time::timeout_at(deadline, self.acquire()).await {
