@@ -352,3 +352,64 @@ async fn rotating_the_database_password_keeps_one_pool_and_closes_the_old_ones()
     assert!(!current.is_closed());
     assert_eq!(backends(&sim, &application).await, 1);
 }
+
+/// A listener whose accept queue is full: a new connection's SYN is dropped and retried by
+/// the kernel a second later, so connecting takes about a second once the queue is drained.
+async fn slow_to_connect() -> (
+    std::net::SocketAddr,
+    tokio::net::TcpListener,
+    Vec<tokio::net::TcpStream>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    while let Ok(Ok(stream)) = tokio::time::timeout(
+        Duration::from_millis(100),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    {
+        queued.push(stream);
+    }
+    (addr, listener, queued)
+}
+
+#[tokio::test]
+async fn a_connection_made_after_the_fence_closed_carries_no_request() {
+    let (addr, listener, queued) = slow_to_connect().await;
+    assert!(!queued.is_empty(), "the accept queue fills");
+    let fence = LeaderFence::elected();
+    let mut config = http_config();
+    config.fence = fence.clone();
+    config.retry.attempts = 1;
+    config.connect_timeout = Duration::from_secs(5);
+    config.timeout = Duration::from_secs(5);
+    let http = HttpClient::new(&config).unwrap();
+    // Open when the request is handed over; closed long before its connection is made.
+    fence.renewed(Instant::now() + Duration::from_millis(200));
+    let sending = tokio::spawn(async move {
+        http.send(&get_call(format!("http://{addr}/nexus/v3/x")))
+            .await
+            .unwrap_err()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Drain the queue: the kernel's retried SYN now gets through.
+    let mut accepted = Vec::new();
+    for _ in 0..queued.len() {
+        accepted.push(listener.accept().await.unwrap().0);
+    }
+    let late = tokio::time::timeout(Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the request's connection is made")
+        .unwrap()
+        .0;
+    let error = sending.await.unwrap();
+    assert_eq!(error.kind, ErrorKind::Fenced, "{error}");
+    // Nothing was written on it: it is closed without a byte.
+    let mut buffer = [0u8; 1024];
+    late.readable().await.unwrap();
+    let read = late.try_read(&mut buffer).unwrap_or(0);
+    assert_eq!(read, 0, "{:?}", String::from_utf8_lossy(&buffer[..read]));
+}

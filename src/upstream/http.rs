@@ -241,7 +241,7 @@ impl HttpClient {
                 }
                 Ok(response) => Err(self.error_from_response(call, response).await),
                 // The connector dropped a connection made after the fence closed.
-                Err(_) if !self.fence.is_open() => {
+                Err(e) if refused_by_fence(&e) => {
                     return Err(UpstreamError::fenced(call.system, call.operation));
                 }
                 Err(e) => Err(error_from_transport(call, &e)),
@@ -481,6 +481,19 @@ fn invalid_answer(call: &Call<'_>, detail: String) -> UpstreamError {
         ErrorKind::InvalidAnswer,
         detail,
     )
+}
+
+/// Whether the connection was dropped by the fence's connector layer, before anything was
+/// written on it (see [`FenceAfterConnectLayer`]).
+fn refused_by_fence(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<crate::fence::Fenced>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Whether a failed request certainly had no effect upstream: the connection was never
