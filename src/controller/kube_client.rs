@@ -29,10 +29,9 @@ pub fn may_leave(state: FenceState, now: Instant, lease: bool, read: bool) -> bo
     lease || state.is_open_at(now) || (read && matches!(state, FenceState::ValidUntil(None)))
 }
 
-/// A request of the Lease that leader election uses (any namespace).
-fn is_lease_request(uri: &Uri) -> bool {
-    uri.path().starts_with("/apis/coordination.k8s.io/")
-        && describe(&Method::GET, uri).1 == "leases"
+/// A request of a Lease, as leader election makes them (any namespace, any verb).
+fn is_lease_request(method: &Method, uri: &Uri) -> bool {
+    uri.path().starts_with("/apis/coordination.k8s.io/") && describe(method, uri).1 == "leases"
 }
 
 /// See [`may_leave`]: a refused request fails with [`Fenced`] and never reaches the API
@@ -86,7 +85,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let lease = is_lease_request(request.uri());
+        let lease = is_lease_request(request.method(), request.uri());
         let read = request.method() == Method::GET;
         if !may_leave(self.fence.state(), Instant::now(), lease, read) {
             return Box::pin(std::future::ready(Err(Box::new(Fenced).into())));
@@ -190,8 +189,8 @@ mod tests {
             .parse()
             .unwrap();
         let secret: Uri = "/api/v1/namespaces/op/secrets/leases".parse().unwrap();
-        assert!(is_lease_request(&lease));
-        assert!(!is_lease_request(&secret));
+        assert!(is_lease_request(&Method::PUT, &lease));
+        assert!(!is_lease_request(&Method::GET, &secret));
     }
 
     #[test]

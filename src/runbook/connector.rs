@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::fence::LeaderFence;
 use crate::secret::SecretString;
 use crate::upstream::error::Result;
 use crate::upstream::http::HttpConfig;
@@ -134,10 +133,6 @@ impl RealConnector {
         }
     }
 
-    fn fence(&self) -> &LeaderFence {
-        &self.config.fence
-    }
-
     /// HTTP clients kept now.
     pub fn http_client_count(&self) -> usize {
         self.http.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -178,7 +173,7 @@ impl RealConnector {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         let (db, displaced) = pools.get_or_make(key, fingerprint, || {
             Ok(Arc::new(
-                PgNexusDb::connect_lazy(database_url)?.with_fence(self.fence().clone()),
+                PgNexusDb::connect_lazy(database_url)?.with_fence(self.config.fence.clone()),
             ))
         })?;
         drop(pools);
