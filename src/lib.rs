@@ -6,10 +6,12 @@
 //! - [`runbook`]: the runbook steps, shared by `provision`, `demo` and the controllers.
 //! - [`simulator`]: the Genesys APIs served over HTTP, for `demo`, `simulate` and the tests.
 //! - [`cli`]: the subcommands.
+//! - [`fence`]: the leader fence every outgoing request passes.
 
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod fence;
 pub mod local_postgres;
 pub mod runbook;
 pub mod secret;

@@ -80,7 +80,11 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     use tokio_util::sync::CancellationToken;
 
     check_intervals(args.resync_interval, args.max_backoff)?;
-    let client = controller::kube_client::counting_client()
+    // Every request that leaves the process, to Kubernetes or upstream, passes this fence:
+    // with leader election, only while this replica holds the Lease.
+    let fence = digital_channels_operator::fence::LeaderFence::for_election(args.leader_election);
+    let identity = controller::leader::instance_identity();
+    let client = controller::kube_client::counting_client(fence.clone())
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
     // The controllers requeue with their own backoff: one quick retry per call is enough.
@@ -88,7 +92,10 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
         attempts: 2,
         ..RetryPolicy::default()
     };
-    let runbook = Runbook::new(Arc::new(RealConnector::new(args.http.http_config(retry)?)));
+    let mut http = args.http.http_config(retry)?;
+    http.fence = fence.clone();
+    http.instance = Some(identity.clone());
+    let runbook = Runbook::new(Arc::new(RealConnector::new(http)));
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
@@ -116,6 +123,8 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
             max_backoff: args.max_backoff,
             ..ControllerConfig::default()
         },
+        identity,
+        fence,
     };
     let result = controller::run(client, runbook, settings, ready, shutdown.clone()).await;
     shutdown.cancel();

@@ -1,18 +1,98 @@
 //! The operator's Kubernetes client: kube's, with every request counted by RBAC verb and
 //! resource (`dc_operator_kubernetes_requests_total`), so what the operator costs the API
-//! server can be read off its metrics, and the benchmark can count writes per tenant.
+//! server can be read off its metrics, and the benchmark can count writes per tenant; and
+//! every request held to the leader fence (see [`crate::fence`]).
+
+use std::time::Instant;
 
 use http::{Method, Request, Uri};
 
+use crate::fence::{FenceState, Fenced, LeaderFence};
 use crate::telemetry::metrics::{KubernetesRequest, metrics};
 
-/// The client of the in-cluster config or `KUBECONFIG`, counting its requests.
-pub async fn counting_client() -> Result<kube::Client, String> {
+/// The client of the in-cluster config or `KUBECONFIG`, counting its requests and held to
+/// `fence`.
+pub async fn counting_client(fence: LeaderFence) -> Result<kube::Client, String> {
     let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| e.to_string())?;
     Ok(builder
         .with_layer(&tower::util::MapRequestLayer::new(count))
+        .with_layer(&FenceLayer::new(fence))
         .build())
+}
+
+/// Whether a Kubernetes request may leave: the Lease's own requests always (the elector
+/// must renew and observe it), anything while the fence is open, and reads while standing
+/// by (the CRD check and readiness of a replica that waits for the Lease). Nothing else
+/// after the Lease was lost, or while a renewal is overdue.
+pub fn may_leave(state: FenceState, now: Instant, lease: bool, read: bool) -> bool {
+    lease || state.is_open_at(now) || (read && matches!(state, FenceState::ValidUntil(None)))
+}
+
+/// A request of a Lease, as leader election makes them (any namespace, any verb).
+fn is_lease_request(method: &Method, uri: &Uri) -> bool {
+    uri.path().starts_with("/apis/coordination.k8s.io/") && describe(method, uri).1 == "leases"
+}
+
+/// See [`may_leave`]: a refused request fails with [`Fenced`] and never reaches the API
+/// server, and is not counted. Outermost, so it is checked before any other layer.
+#[derive(Clone, Debug)]
+pub struct FenceLayer {
+    fence: LeaderFence,
+}
+
+impl FenceLayer {
+    pub fn new(fence: LeaderFence) -> Self {
+        Self { fence }
+    }
+}
+
+impl<S> tower::Layer<S> for FenceLayer {
+    type Service = FencedService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FencedService {
+            inner,
+            fence: self.fence.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct FencedService<S> {
+    inner: S,
+    fence: LeaderFence,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<Request<B>> for FencedService<S>
+where
+    S: tower::Service<Request<B>>,
+    S::Error: Into<tower::BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = tower::BoxError;
+    type Future = BoxFuture<Result<S::Response, tower::BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let lease = is_lease_request(request.method(), request.uri());
+        let read = request.method() == Method::GET;
+        if !may_leave(self.fence.state(), Instant::now(), lease, read) {
+            return Box::pin(std::future::ready(Err(Box::new(Fenced).into())));
+        }
+        let sending = self.inner.call(request);
+        Box::pin(async move { sending.await.map_err(Into::into) })
+    }
 }
 
 fn count<B>(request: Request<B>) -> Request<B> {
@@ -75,6 +155,43 @@ fn verb(method: &Method, uri: &Uri, named: bool) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_lease_requests_leave_a_replica_that_lost_or_overran_its_lease() {
+        let now = Instant::now();
+        let valid = FenceState::ValidUntil(Some(now + Duration::from_secs(5)));
+        let overdue = FenceState::ValidUntil(Some(now - Duration::from_millis(1)));
+        let standby = FenceState::ValidUntil(None);
+        // (state, lease request, read, may leave)
+        let cases = [
+            (FenceState::Unelected, false, false, true),
+            (valid, false, false, true),
+            (valid, false, true, true),
+            (standby, false, true, true),
+            (standby, false, false, false),
+            (standby, true, false, true),
+            (overdue, false, false, false),
+            (overdue, false, true, false),
+            (overdue, true, false, true),
+            (FenceState::Lost, false, true, false),
+            (FenceState::Lost, false, false, false),
+            (FenceState::Lost, true, false, true),
+        ];
+        for (state, lease, read, leaves) in cases {
+            assert_eq!(
+                may_leave(state, now, lease, read),
+                leaves,
+                "{state:?} lease={lease} read={read}"
+            );
+        }
+        let lease: Uri = "/apis/coordination.k8s.io/v1/namespaces/op/leases/l"
+            .parse()
+            .unwrap();
+        let secret: Uri = "/api/v1/namespaces/op/secrets/leases".parse().unwrap();
+        assert!(is_lease_request(&Method::PUT, &lease));
+        assert!(!is_lease_request(&Method::GET, &secret));
+    }
 
     #[test]
     fn requests_are_named_as_rbac_names_them() {

@@ -9,7 +9,13 @@
 //!   deadline (each attempt bounded by a timeout, so a throttled or hung API server cannot
 //!   stretch it) means the lease is lost;
 //! - the renew deadline is shorter than the lease duration, so the holder gives up before any
-//!   other replica can consider the lease expired. The caller must then stop writing at once.
+//!   other replica can consider the lease expired. The caller must then stop writing at once;
+//! - a renewal refused with a conflict (409: another writer changed the object meanwhile) is
+//!   retried, reading the lease again, until the renew deadline: only a lease positively held
+//!   by another identity ends leadership at once;
+//! - every success opens the [`LeaderFence`] until the time the attempt was sent plus the
+//!   renew deadline, and a loss (or a release) closes it for ever: every request that leaves
+//!   the process is checked against it.
 //!
 //! Why not a crate: kube-leader-election targets kube 4, and kube-lease-manager computes expiry
 //! from the holder's `renewTime` against the local clock (with a skew allowance), which is the
@@ -24,8 +30,16 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use tokio::time::Instant;
 
+use crate::fence::{FenceState, LeaderFence};
+
 /// Name of the Lease, in the operator's namespace.
 pub const LEASE_NAME: &str = "digital-channels-operator";
+
+/// This process's name in the Lease and in the requests it sends: the pod's name, or a
+/// random one outside a pod.
+pub fn instance_identity() -> String {
+    std::env::var("POD_NAME").unwrap_or_else(|_| format!("dc-operator-{}", uuid::Uuid::new_v4()))
+}
 
 /// client-go's and controller-runtime's defaults.
 #[derive(Clone, Copy, Debug)]
@@ -73,6 +87,35 @@ pub struct LeaderElector {
     identity: String,
     timing: LeaseTiming,
     observed: Mutex<Option<Observed>>,
+    fence: LeaderFence,
+}
+
+/// What one attempt to take or renew the lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attempt {
+    /// We hold it now.
+    Held,
+    /// Another identity holds a lease that is still valid by our observation.
+    HeldByAnother,
+    /// Our write lost a race (409): read it again to know who holds it.
+    Conflict,
+}
+
+/// How a renewal attempt ended, as [`leadership_ends`] sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renewal {
+    Done(Attempt),
+    /// The API server refused or could not be reached.
+    Failed,
+    /// The attempt ran into the renew deadline.
+    TimedOut,
+}
+
+/// Whether leadership ends after a renewal: at once when another identity holds the lease,
+/// else only once the fence has closed (no renewal within the renew deadline); a conflict or
+/// an error before then is retried, as client-go does.
+pub fn leadership_ends(renewal: Renewal, fence_open: bool) -> bool {
+    renewal == Renewal::Done(Attempt::HeldByAnother) || !fence_open
 }
 
 impl LeaderElector {
@@ -87,7 +130,19 @@ impl LeaderElector {
             identity,
             timing,
             observed: Mutex::new(None),
+            fence: LeaderFence::elected(),
         }
+    }
+
+    /// Drives `fence` (made with [`LeaderFence::elected`]) instead of a fence of its own.
+    pub fn with_fence(mut self, fence: LeaderFence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Open while this replica may act as the leader.
+    pub fn fence(&self) -> &LeaderFence {
+        &self.fence
     }
 
     pub fn identity(&self) -> &str {
@@ -133,6 +188,22 @@ impl LeaderElector {
     /// whether we hold it now. Concurrent attempts are settled by resourceVersion: only
     /// one replace succeeds.
     pub async fn try_acquire(&self) -> Result<bool, kube::Error> {
+        Ok(self.acquire().await? == Attempt::Held)
+    }
+
+    /// [`Self::try_acquire`], saying why not, and opening the fence on success until the
+    /// renew deadline counted from when the attempt started: another replica may have seen
+    /// the write stored long before its answer reached us.
+    pub async fn acquire(&self) -> Result<Attempt, kube::Error> {
+        let sent = std::time::Instant::now();
+        let attempt = self.write_lease().await?;
+        if attempt == Attempt::Held {
+            self.fence.renewed(sent + self.timing.renew_deadline);
+        }
+        Ok(attempt)
+    }
+
+    async fn write_lease(&self) -> Result<Attempt, kube::Error> {
         let now = jiff::Timestamp::now();
         let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
             let spec = self.spec(now, now, 0);
@@ -147,18 +218,21 @@ impl LeaderElector {
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => {
                     self.observe(&spec);
-                    Ok(true)
+                    Ok(Attempt::Held)
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Conflict),
                 Err(e) => Err(e),
             };
         };
         let current = lease.spec.clone().unwrap_or_default();
         if self.held_by_another(&current) {
-            return Ok(false);
+            return Ok(Attempt::HeldByAnother);
         }
         let ours = current.holder_identity.as_deref() == Some(self.identity.as_str());
-        let transitions = current.lease_transitions.unwrap_or(0) + i32::from(!ours);
+        let transitions = current
+            .lease_transitions
+            .unwrap_or(0)
+            .saturating_add(i32::from(!ours));
         let acquired = match (&current.acquire_time, ours) {
             (Some(t), true) => t.0,
             _ => now,
@@ -172,9 +246,9 @@ impl LeaderElector {
         {
             Ok(_) => {
                 self.observe(&spec);
-                Ok(true)
+                Ok(Attempt::Held)
             }
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Conflict),
             Err(e) => Err(e),
         }
     }
@@ -196,7 +270,9 @@ impl LeaderElector {
     }
 
     /// Gives the lease up (on SIGTERM), so the next replica need not wait for it to expire.
+    /// Nothing leaves the process after this but the release itself.
     pub async fn release(&self) {
+        self.fence.lose();
         let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await else {
             return;
         };
@@ -242,32 +318,56 @@ impl LeaderElector {
 
     /// Renews the lease every retry period and returns as soon as it is lost: taken by
     /// another replica, or not renewed within the renew deadline (every attempt is cut off
-    /// at that deadline). The caller must stop writing at once.
+    /// at that deadline). The fence is closed for ever when it returns; the caller must stop
+    /// at once.
     pub async fn keep_leadership(&self) {
-        // Counted from when a renewal was *sent*: another replica may have seen it stored
-        // long before its answer reached us.
-        let mut last_renewal = Instant::now();
-        loop {
-            let deadline = last_renewal + self.timing.renew_deadline;
+        // Without a renewal recorded yet (a caller that took the lease some other way), the
+        // deadline runs from now; the fence stays closed until a renewal succeeds.
+        let started = Instant::now();
+        // `None` once released.
+        while let Some(deadline) = self.renew_deadline(started) {
             tokio::time::sleep_until((Instant::now() + self.timing.retry_period).min(deadline))
                 .await;
-            let sent = Instant::now();
-            match tokio::time::timeout_at(deadline, self.try_acquire()).await {
-                Ok(Ok(true)) => last_renewal = sent,
-                Ok(Ok(false)) => {
-                    tracing::error!("the leader lease was taken by another replica");
-                    return;
+            let renewal = match tokio::time::timeout_at(deadline, self.acquire()).await {
+                Ok(Ok(attempt)) => Renewal::Done(attempt),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot renew the leader lease");
+                    Renewal::Failed
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew the leader lease"),
-                Err(_) => {}
+                Err(_) => Renewal::TimedOut,
+            };
+            if renewal == Renewal::Done(Attempt::Conflict) {
+                tracing::warn!("renewing the leader lease conflicted; reading it again");
             }
-            if Instant::now() >= deadline {
-                tracing::error!(
-                    renew_deadline = ?self.timing.renew_deadline,
-                    "could not renew the leader lease within the renew deadline"
-                );
-                return;
+            let open = self
+                .renew_deadline(started)
+                .is_some_and(|deadline| Instant::now() < deadline);
+            if leadership_ends(renewal, open) {
+                self.log_loss(renewal);
+                break;
             }
+        }
+        self.fence.lose();
+    }
+
+    /// Until when the last successful renewal lets this replica act: as the fence holds it,
+    /// or `started` plus the renew deadline before any; `None` once lost.
+    fn renew_deadline(&self, started: Instant) -> Option<Instant> {
+        match self.fence.state() {
+            FenceState::ValidUntil(Some(until)) => Some(Instant::from_std(until)),
+            FenceState::ValidUntil(None) => Some(started + self.timing.renew_deadline),
+            FenceState::Lost | FenceState::Unelected => None,
+        }
+    }
+
+    fn log_loss(&self, renewal: Renewal) {
+        if renewal == Renewal::Done(Attempt::HeldByAnother) {
+            tracing::error!("the leader lease was taken by another replica");
+        } else {
+            tracing::error!(
+                renew_deadline = ?self.timing.renew_deadline,
+                "could not renew the leader lease within the renew deadline"
+            );
         }
     }
 }
@@ -275,6 +375,30 @@ impl LeaderElector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_another_holder_or_an_overrun_deadline_ends_leadership() {
+        use Attempt::*;
+        // (renewal, fence still open, ends)
+        let cases = [
+            (Renewal::Done(Held), true, false),
+            (Renewal::Done(Conflict), true, false),
+            (Renewal::Failed, true, false),
+            (Renewal::TimedOut, true, false),
+            (Renewal::Done(HeldByAnother), true, true),
+            (Renewal::Done(Conflict), false, true),
+            (Renewal::Failed, false, true),
+            (Renewal::TimedOut, false, true),
+            (Renewal::Done(Held), false, true),
+        ];
+        for (renewal, open, ends) in cases {
+            assert_eq!(
+                leadership_ends(renewal, open),
+                ends,
+                "{renewal:?} open={open}"
+            );
+        }
+    }
 
     #[test]
     fn another_replicas_lease_duration_is_read_within_bounds() {

@@ -605,6 +605,11 @@ pub struct RunSettings {
     pub leader_election: bool,
     pub leader_election_namespace: String,
     pub controller: ControllerConfig,
+    /// This process's name in the Lease ([`leader::instance_identity`]).
+    pub identity: String,
+    /// The fence the Kubernetes client and the connector check: made with
+    /// [`LeaderFence::for_election`] from `leader_election`; the elector drives it.
+    pub fence: crate::fence::LeaderFence,
 }
 
 /// The whole `run`: check CRDs, wait for leadership, run the controllers until SIGTERM.
@@ -621,27 +626,39 @@ pub async fn run(
     }
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
 
+    if settings.leader_election != settings.fence.is_elected() {
+        return Err("internal error: the leader fence does not match --leader-election".into());
+    }
     let mut elector_held = None;
     if settings.leader_election {
-        let identity = std::env::var("POD_NAME")
-            .unwrap_or_else(|_| format!("dc-operator-{}", uuid::Uuid::new_v4()));
-        let elector = Arc::new(leader::LeaderElector::new(
-            client.clone(),
-            &settings.leader_election_namespace,
-            identity,
-            leader::LeaseTiming::default(),
-        ));
+        let elector = Arc::new(
+            leader::LeaderElector::new(
+                client.clone(),
+                &settings.leader_election_namespace,
+                settings.identity.clone(),
+                leader::LeaseTiming::default(),
+            )
+            .with_fence(settings.fence.clone()),
+        );
         tokio::select! {
             _ = elector.wait_for_leadership() => {}
             _ = shutdown.cancelled() => return Ok(()),
         }
         let keeper = elector.clone();
         let renewing = tokio::spawn(async move {
-            keeper.keep_leadership().await;
-            // Another replica may lead from now on: not one more write from this one, so no
-            // waiting for in-flight passes, even during a graceful stop. Kubernetes restarts
-            // the pod as a standby.
-            tracing::error!("lost the leader lease; exiting at once");
+            // A panic in the renewal ends here too, not in a process that goes on without
+            // renewing.
+            use futures::FutureExt;
+            let renewal = std::panic::AssertUnwindSafe(keeper.keep_leadership())
+                .catch_unwind()
+                .await;
+            // Another replica may lead from now on: the fence, closed now, lets no request
+            // leave; and no waiting for in-flight passes, even during a graceful stop.
+            // Kubernetes restarts the pod as a standby.
+            match renewal {
+                Ok(()) => tracing::error!("lost the leader lease; exiting at once"),
+                Err(_) => tracing::error!("the leader lease renewal failed; exiting at once"),
+            }
             std::process::exit(1);
         });
         elector_held = Some((elector, renewing));

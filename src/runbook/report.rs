@@ -204,6 +204,8 @@ impl StepError {
             ErrorKind::Conflict => Reason::Conflict,
             ErrorKind::NotFound | ErrorKind::Rejected => Reason::UpstreamRejected,
             ErrorKind::InvalidAnswer => Reason::InvalidAnswer,
+            // The process stops acting (it lost the Lease): nothing was asked upstream.
+            ErrorKind::Fenced => Reason::UpstreamUnavailable,
         };
         let mut message = error.to_string();
         if !hint.is_empty() {

@@ -16,6 +16,7 @@ pub(crate) fn routes() -> Router<SharedApp> {
         .route("/_sim/state", get(state))
         .route("/_sim/faults", post(add_fault).delete(clear_faults))
         .route("/_sim/nexus/restart", post(restart_nexus))
+        .route("/_sim/requests", get(requests).delete(clear_requests))
         .route(
             "/_sim/tenant-users/password",
             post(set_tenant_user_password),
@@ -34,6 +35,16 @@ struct PasswordChange {
 
 async fn state(State(app): State<SharedApp>) -> Response {
     Json(app.snapshot()).into_response()
+}
+
+/// Which process sent each request, and when it arrived.
+async fn requests(State(app): State<SharedApp>) -> Response {
+    Json(app.requests.all()).into_response()
+}
+
+async fn clear_requests(State(app): State<SharedApp>) -> Response {
+    app.requests.clear();
+    Envelope::ok().into_response()
 }
 
 async fn add_fault(State(app): State<SharedApp>, body: Bytes) -> Result<Response, ApiError> {

@@ -37,6 +37,8 @@ pub(crate) struct App {
     pub switch: Arc<Switch>,
     /// Tenant user passwords changed since start (a rotation in GWS), by (ccId, user).
     rotated_passwords: Mutex<std::collections::HashMap<(String, String), String>>,
+    /// Every request of the simulated APIs, with its sender and arrival time.
+    pub requests: super::requests::RequestLog,
 }
 
 impl App {
@@ -56,6 +58,7 @@ impl App {
             shutdown: CancellationToken::new(),
             switch,
             rotated_passwords: Mutex::default(),
+            requests: Default::default(),
         }
     }
 

@@ -13,7 +13,8 @@
 //!   `invalid_client` 401; `invalid_request`, `invalid_grant`, `unsupported_grant_type`,
 //!   `unauthorized_client`, `invalid_scope` 400.
 //! - The `/_sim` routes administer the simulator itself: `GET /_sim/state`, `POST` and
-//!   `DELETE /_sim/faults`, `POST /_sim/nexus/restart`.
+//!   `DELETE /_sim/faults`, `POST /_sim/nexus/restart`, `GET` and `DELETE /_sim/requests`
+//!   (every request with its sender's `x-dc-operator-instance` and arrival time).
 //! - Faults (see [`Faults`]): an error status with or without `Retry-After` (seconds or an
 //!   HTTP-date), a hang, a lost answer, a reset connection, and the port closed for a while
 //!   (connections refused), then open again on the same port
@@ -29,6 +30,7 @@ mod faults;
 mod listener;
 mod nexus;
 mod reply;
+mod requests;
 mod seed;
 mod state;
 mod token;
@@ -42,6 +44,7 @@ use axum::response::{IntoResponse, Response};
 
 pub use db::{ApiKeyRow, GapiRow};
 pub use faults::{Faults, GRANT_TARGETS, OPERATIONS, RetryAfter};
+pub use requests::RequestRecord;
 pub use seed::{
     ContactCenter, DEMO_CC_T100, DEMO_CC_T200, DEMO_ENVIRONMENT_ID, Seed, TenantUser,
     generated_contact_center,
@@ -145,6 +148,11 @@ fn router(app: SharedApp) -> Router {
         .fallback(unknown_path)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(on_its_connection))
+        // Outermost: a request is recorded as it arrives, before any latency or fault.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            requests::record,
+        ))
         .with_state(app)
 }
 
@@ -254,6 +262,12 @@ impl SimulatorHandle {
     /// The `nex_apikeys` rows as they are in the database now.
     pub async fn apikey_rows(&self) -> Result<Vec<ApiKeyRow>, SimulatorError> {
         Ok(db::api_key_rows(&self.app.db).await?)
+    }
+
+    /// Every request of the simulated APIs so far (the newest 100,000), oldest first, with
+    /// the instance that sent it and when it arrived.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.app.requests.all()
     }
 
     /// Every access and refresh token issued and not yet expired: values a test looks for

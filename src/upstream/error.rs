@@ -51,6 +51,9 @@ pub enum ErrorKind {
     Rejected,
     /// A 2xx answer the client could not understand.
     InvalidAnswer,
+    /// Never sent: this replica does not hold the leader lease (see [`crate::fence`]). Not
+    /// an answer of the upstream, and not retried.
+    Fenced,
 }
 
 /// A failed call to an external system. Never carries a secret: the detail comes from the
@@ -123,6 +126,7 @@ impl UpstreamError {
                 "timeout".to_string()
             }
             None if self.kind == ErrorKind::Transient => "unreachable".to_string(),
+            None if self.kind == ErrorKind::Fenced => "fenced".to_string(),
             None => "error".to_string(),
         }
     }
@@ -130,5 +134,17 @@ impl UpstreamError {
 
 /// How a transport timeout is worded, so the metrics can tell it from a refused connection.
 pub const TIMED_OUT: &str = "timed out";
+
+impl UpstreamError {
+    /// A request the leader fence kept from leaving the process.
+    pub fn fenced(system: System, operation: &'static str) -> Self {
+        Self::new(
+            system,
+            operation,
+            ErrorKind::Fenced,
+            crate::fence::Fenced.to_string(),
+        )
+    }
+}
 
 pub type Result<T> = std::result::Result<T, UpstreamError>;

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::json::{Obj, ProbeError, parse_error, probe};
+use crate::fence::{FenceAfterConnectLayer, LeaderFence};
 use crate::secret::SecretString;
 use crate::telemetry::metrics;
 
@@ -103,7 +104,16 @@ pub struct HttpConfig {
     /// 2xx answer that is longer, or announces it will be, is an `InvalidAnswer` ("the
     /// answer was larger than N bytes"); it is never read further.
     pub max_body_bytes: usize,
+    /// Checked right before every attempt leaves, and again once a new connection is made:
+    /// a closed fence sends nothing (see [`crate::fence`]). Open by default.
+    pub fence: LeaderFence,
+    /// Sent as [`INSTANCE_HEADER`] on every request, so an upstream (the simulator) can
+    /// tell which process sent what.
+    pub instance: Option<String>,
 }
+
+/// The header that names the sending process, when [`HttpConfig::instance`] is set.
+pub const INSTANCE_HEADER: &str = "x-dc-operator-instance";
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -113,6 +123,8 @@ impl Default for HttpConfig {
             ca_bundle_pem: None,
             retry: RetryPolicy::default(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            fence: LeaderFence::unelected(),
+            instance: None,
         }
     }
 }
@@ -123,6 +135,8 @@ pub struct HttpClient {
     client: reqwest::Client,
     retry: RetryPolicy,
     max_body_bytes: usize,
+    fence: LeaderFence,
+    instance: Option<reqwest::header::HeaderValue>,
 }
 
 /// A successful (2xx) answer, its body read in full and within the limit.
@@ -178,7 +192,8 @@ impl HttpClient {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
-            .user_agent(concat!("dc-operator/", env!("CARGO_PKG_VERSION")));
+            .user_agent(concat!("dc-operator/", env!("CARGO_PKG_VERSION")))
+            .connector_layer(FenceAfterConnectLayer::new(config.fence.clone()));
         if let Some(pem) = &config.ca_bundle_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("the CA bundle is not valid PEM: {e}"))?;
@@ -191,10 +206,19 @@ impl HttpClient {
             Some(_) => format!("the CA bundle is not usable: {e}"),
             None => format!("cannot build the HTTP client: {e}"),
         })?;
+        let instance =
+            match &config.instance {
+                Some(name) => Some(reqwest::header::HeaderValue::from_str(name).map_err(|_| {
+                    format!("the instance name {name:?} is not a valid header value")
+                })?),
+                None => None,
+            };
         Ok(Self {
             client,
             retry: config.retry.clone(),
             max_body_bytes: config.max_body_bytes,
+            fence: config.fence.clone(),
+            instance,
         })
     }
 
@@ -205,12 +229,21 @@ impl HttpClient {
         let mut attempt = 0;
         loop {
             let started = Instant::now();
-            let request = (call.build)(self.client.request(call.method.clone(), &call.url));
+            let request = (call.build)(self.request(call));
+            // Right before it leaves, every attempt: a replica that lost its Lease (or was
+            // frozen past it) sends nothing, and the error is never retried.
+            if !self.fence.is_open() {
+                return Err(UpstreamError::fenced(call.system, call.operation));
+            }
             let outcome = match request.send().await {
                 Ok(response) if response.status().is_success() => {
                     self.read_answer(call, response).await
                 }
                 Ok(response) => Err(self.error_from_response(call, response).await),
+                // The connector dropped a connection made after the fence closed.
+                Err(e) if refused_by_fence(&e) => {
+                    return Err(UpstreamError::fenced(call.system, call.operation));
+                }
                 Err(e) => Err(error_from_transport(call, &e)),
             };
             let code = match &outcome {
@@ -248,6 +281,15 @@ impl HttpClient {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// A new request for `call`, naming this process when configured to.
+    fn request(&self, call: &Call<'_>) -> RequestBuilder {
+        let request = self.client.request(call.method.clone(), &call.url);
+        match &self.instance {
+            Some(name) => request.header(INSTANCE_HEADER, name.clone()),
+            None => request,
         }
     }
 
@@ -447,6 +489,19 @@ fn invalid_answer(call: &Call<'_>, detail: String) -> UpstreamError {
         ErrorKind::InvalidAnswer,
         detail,
     )
+}
+
+/// Whether the connection was dropped by the fence's connector layer, before anything was
+/// written on it (see [`FenceAfterConnectLayer`]).
+fn refused_by_fence(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.is::<crate::fence::Fenced>() {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Whether a failed request certainly had no effect upstream: the connection was never

@@ -8,10 +8,12 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
 
 use super::error::{ErrorKind, Result, System, UpstreamError};
+use crate::fence::LeaderFence;
 use crate::secret::SecretString;
 use crate::telemetry::metrics;
 
@@ -51,6 +53,7 @@ pub struct PgNexusDb {
     has_tenant_column: tokio::sync::OnceCell<bool>,
     /// For [`Self::explain`]; `None` for a pool made elsewhere.
     options: Option<PgConnectOptions>,
+    fence: LeaderFence,
 }
 
 impl PgNexusDb {
@@ -98,19 +101,44 @@ impl PgNexusDb {
         }
     }
 
-    /// A query, with a pool time-out explained, timed and counted.
-    async fn run<T>(
-        &self,
-        operation: &'static str,
-        query: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
-    ) -> Result<T> {
+    /// A statement, on a connection of the pool, with a pool time-out explained, timed and
+    /// counted. The leader fence is checked before a connection is taken and again once it is
+    /// held, right before the statement is sent: opening a connection can take seconds.
+    async fn run<T, Q, F>(&self, operation: &'static str, statement: Q) -> Result<T>
+    where
+        Q: FnOnce(PoolConnection<Postgres>) -> F,
+        F: std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        let fenced = || UpstreamError::fenced(System::NexusDb, operation);
+        if !self.fence.is_open() {
+            return Err(fenced());
+        }
         timed(operation, async {
-            match query.await {
-                Err(e) => Err(self.explain(e).await),
-                ok => ok,
+            let connection = match self.pool.acquire().await {
+                Ok(connection) => connection,
+                Err(e) => return Err(Err(self.explain(e).await)),
+            };
+            if !self.fence.is_open() {
+                return Err(Ok(fenced()));
             }
+            statement(connection).await.map_err(Err)
         })
         .await
+    }
+
+    /// Sends nothing more from now on: for a leader replica, see [`crate::fence`].
+    pub fn with_fence(mut self, fence: LeaderFence) -> Self {
+        self.fence = fence;
+        self
+    }
+
+    /// Closes the pool: its connections end now, and any later statement fails.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 
     pub fn from_pool(pool: PgPool) -> Self {
@@ -118,6 +146,7 @@ impl PgNexusDb {
             pool,
             has_tenant_column: tokio::sync::OnceCell::new(),
             options: None,
+            fence: LeaderFence::unelected(),
         }
     }
 
@@ -125,15 +154,15 @@ impl PgNexusDb {
         self.has_tenant_column
             .get_or_try_init(|| async {
                 let (exists,): (bool,) = self
-                    .run(
-                        "find_api_keys",
+                    .run("find_api_keys", |mut c| async move {
                         sqlx::query_as(
                             "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
                          WHERE table_name = 'nex_apikeys' AND column_name = 'tenantid' \
                          AND table_schema = ANY (current_schemas(false)))",
                         )
-                        .fetch_one(&self.pool),
-                    )
+                        .fetch_one(&mut *c)
+                        .await
+                    })
                     .await?;
                 Ok(exists)
             })
@@ -184,6 +213,12 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
                 super::error::TIMED_OUT
             ),
         ),
+        // A pool replaced after the database URL changed (a rotated password): the next
+        // pass takes the new one.
+        sqlx::Error::PoolClosed => (
+            ErrorKind::Transient,
+            "the connection pool was replaced (the database URL changed)".to_string(),
+        ),
         sqlx::Error::Io(e) => (
             ErrorKind::Transient,
             format!("cannot reach the database: {e}"),
@@ -202,13 +237,20 @@ fn db_error(operation: &'static str, error: sqlx::Error) -> UpstreamError {
     UpstreamError::new(System::NexusDb, operation, kind, detail)
 }
 
-/// Times a query and records it under `external_requests_total`.
+/// Times a statement and records it under `external_requests_total`. The statement fails
+/// with `Err(Err(sqlx))`, or `Err(Ok(error))` for one that was never sent (not counted).
 async fn timed<T>(
     operation: &'static str,
-    query: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    statement: impl std::future::Future<
+        Output = std::result::Result<T, std::result::Result<UpstreamError, sqlx::Error>>,
+    >,
 ) -> Result<T> {
     let started = Instant::now();
-    let result = query.await.map_err(|e| db_error(operation, e));
+    let result = match statement.await {
+        Ok(value) => Ok(value),
+        Err(Ok(unsent)) => return Err(unsent),
+        Err(Err(e)) => Err(db_error(operation, e)),
+    };
     let code = match &result {
         Ok(_) => "ok".to_string(),
         Err(e) => e.metric_code(),
@@ -227,10 +269,13 @@ impl NexusDb for PgNexusDb {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
         let rows: Vec<(String, String, Option<String>)> = self.run(
             "find_gapis",
-            sqlx::query_as("SELECT url, clientid, clientsecret FROM nex_gapis WHERE url = $1 AND clientid = $2")
-                .bind(url)
-                .bind(client_id)
-                .fetch_all(&self.pool),
+            |mut c| async move {
+                sqlx::query_as("SELECT url, clientid, clientsecret FROM nex_gapis WHERE url = $1 AND clientid = $2")
+                    .bind(url)
+                    .bind(client_id)
+                    .fetch_all(&mut *c)
+                    .await
+            },
         )
         .await?;
         Ok(rows
@@ -244,16 +289,16 @@ impl NexusDb for PgNexusDb {
     }
 
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()> {
-        self.run(
-            "insert_gapi",
+        self.run("insert_gapi", |mut c| async move {
             sqlx::query(
                 "INSERT INTO nex_gapis (url, clientid, apikey, clientsecret, created) VALUES ($1, $2, 'NA', $3, now())",
             )
             .bind(url)
             .bind(client_id)
             .bind(secret.expose())
-            .execute(&self.pool),
-        )
+            .execute(&mut *c)
+            .await
+        })
         .await
         .map(drop)
     }
@@ -265,46 +310,50 @@ impl NexusDb for PgNexusDb {
         secret: &SecretString,
     ) -> Result<u64> {
         let done = self
-            .run(
-                "update_gapi_secret",
+            .run("update_gapi_secret", |mut c| async move {
                 sqlx::query(
                     "UPDATE nex_gapis SET clientsecret = $3 WHERE url = $1 AND clientid = $2",
                 )
                 .bind(url)
                 .bind(client_id)
                 .bind(secret.expose())
-                .execute(&self.pool),
-            )
+                .execute(&mut *c)
+                .await
+            })
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64> {
         let done = self
-            .run(
-                "delete_gapis",
+            .run("delete_gapis", |mut c| async move {
                 sqlx::query("DELETE FROM nex_gapis WHERE url = $1 AND clientid = $2")
                     .bind(url)
                     .bind(client_id)
-                    .execute(&self.pool),
-            )
+                    .execute(&mut *c)
+                    .await
+            })
             .await?;
         Ok(done.rows_affected())
     }
 
     async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>> {
-        let query = if self.has_tenant_column().await? {
-            // As text, lower-cased: the column may be a uuid, the contact center id any case.
-            sqlx::query_as(
-                "SELECT id FROM nex_apikeys WHERE name = $1 AND lower(tenantid::text) = lower($2)",
-            )
-            .bind(name)
-            .bind(tenant_id)
-        } else {
-            sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1").bind(name)
-        };
+        let by_tenant = self.has_tenant_column().await?;
         let rows: Vec<(String,)> = self
-            .run("find_api_keys", query.fetch_all(&self.pool))
+            .run("find_api_keys", |mut c| async move {
+                let query = if by_tenant {
+                    // As text, lower-cased: the column may be a uuid, the contact center id
+                    // any case.
+                    sqlx::query_as(
+                        "SELECT id FROM nex_apikeys WHERE name = $1 AND lower(tenantid::text) = lower($2)",
+                    )
+                    .bind(name)
+                    .bind(tenant_id)
+                } else {
+                    sqlx::query_as("SELECT id FROM nex_apikeys WHERE name = $1").bind(name)
+                };
+                query.fetch_all(&mut *c).await
+            })
             .await?;
         Ok(rows
             .into_iter()
