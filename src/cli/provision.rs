@@ -8,7 +8,7 @@ use super::file_store::FileStore;
 use super::manifests::Bundle;
 use crate::api::validation::{environment_problems, tenant_problems};
 use crate::runbook::Runbook;
-use crate::runbook::environment::run_environment;
+use crate::runbook::environment::{ClientManager, Management, run_environment_managed};
 use crate::runbook::report::{Outcome, RunReport};
 use crate::runbook::tenant::run_tenant;
 
@@ -30,11 +30,25 @@ pub struct TenantSummary {
     pub output_file: PathBuf,
 }
 
-/// Runs the environment, then each tenant, printing every step to `out`.
+/// Runs the environment, then each tenant, printing every step to `out`. An OAuth client
+/// another manager's (see [`crate::runbook::environment::claim_of`]) is left untouched.
 pub async fn provision(
     runbook: &Runbook,
     bundle: &Bundle,
     output_dir: &Path,
+    out: &mut dyn Write,
+) -> Result<ProvisionSummary, String> {
+    provision_as(runbook, bundle, output_dir, false, out).await
+}
+
+/// [`provision`]; with `take_over` (`--take-over`), an OAuth client that the operator (or
+/// someone by hand) manages is taken over: its description then names `provision`, and its
+/// secret becomes the one in the manifests.
+pub async fn provision_as(
+    runbook: &Runbook,
+    bundle: &Bundle,
+    output_dir: &Path,
+    take_over: bool,
     out: &mut dyn Write,
 ) -> Result<ProvisionSummary, String> {
     let env = match bundle.environments.as_slice() {
@@ -74,7 +88,11 @@ pub async fn provision(
     };
 
     let _ = writeln!(out, "Environment {env_name}");
-    let env_run = run_environment(runbook, env, &store).await;
+    let management = Management {
+        manager: ClientManager::Provision,
+        take_over,
+    };
+    let env_run = run_environment_managed(runbook, env, &store, &management).await;
     print_report(&env_run.report, out);
     summary.changes += count_changes(&env_run.report);
     let Some(resolved) = env_run.resolved.filter(|_| env_run.report.succeeded()) else {

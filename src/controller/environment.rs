@@ -19,11 +19,14 @@ use super::status::{
 };
 use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
+use crate::api::environment::TAKE_OVER_CLIENT_ANNOTATION;
 use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
-use crate::runbook::environment::{delete_environment, read_environment, run_environment};
+use crate::runbook::environment::{
+    ClientManager, Management, delete_environment, read_environment, run_environment_managed,
+};
 use crate::runbook::report::{RunReport, Step};
 
 pub async fn reconcile(
@@ -76,12 +79,13 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(ctx.config.max_backoff));
     }
 
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
-    let run = run_environment(&ctx.runbook, env, &store).await;
-    let external_exists = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
-    if external_exists && !has_finalizer(env) {
+    // Before the first upstream write: a deletion that comes while a create is in flight
+    // then waits for the cleanup instead of leaving what the create made.
+    if !has_finalizer(env) {
         add_finalizer(&api, env).await?;
     }
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
+    let run = run_environment_managed(&ctx.runbook, env, &store, &management(env)).await;
 
     let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
     let mut requeue_soon = None;
@@ -118,6 +122,11 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     // Once GWS Auth verifiably holds the client secret, tenants may use it.
     let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
     let details = StatusDetails {
+        managed_client_id: match run.client_ours {
+            Some(true) => Some(Some(env.spec.client.id.clone())),
+            Some(false) => Some(None),
+            None => None,
+        },
         // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
         nexus: Some(match env.spec.nexus_deployment {
             Some(_) => nexus,
@@ -145,6 +154,21 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &run.report,
         requeue_soon,
     ))
+}
+
+/// The operator manages the client for this resource; it takes over one that is not its
+/// own only when the user's annotation says so.
+fn management(env: &DigitalChannelsEnvironment) -> Management {
+    Management {
+        manager: ClientManager::Operator {
+            namespace: env.namespace().unwrap_or_default(),
+            name: env.name_any(),
+        },
+        take_over: env
+            .annotations()
+            .get(TAKE_OVER_CLIENT_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+    }
 }
 
 /// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
@@ -179,6 +203,8 @@ pub fn next_action(
 /// What a pass learnt besides conditions; `None` keeps what status had.
 #[derive(Default)]
 struct StatusDetails {
+    /// `Some(None)`: the client is not (or no longer) this environment's.
+    managed_client_id: Option<Option<String>>,
     client_secret_name: Option<String>,
     client_redirect_uri: Option<String>,
     client_secret_digest: Option<String>,
@@ -211,6 +237,9 @@ async fn write(
     );
     let status = EnvironmentStatus {
         observed_generation: env.metadata.generation,
+        managed_client_id: details
+            .managed_client_id
+            .unwrap_or_else(|| previous.managed_client_id.clone()),
         client_secret_name: details
             .client_secret_name
             .or_else(|| previous.client_secret_name.clone()),
@@ -501,7 +530,20 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         // The tenants' deletion triggers us through the watch; this is the safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    if policy == DeletionPolicy::Delete {
+    let made_something = previous.records_client(&env.spec.client.id);
+    if policy == DeletionPolicy::Delete && !made_something {
+        // No record of a client or row this environment made: nothing upstream is its to
+        // delete, and nothing is called.
+        ctx.event(
+            &env.object_ref(&()),
+            false,
+            "Deleted",
+            "Cleanup",
+            "This environment made no OAuth client or nex_gapis row: nothing to delete upstream."
+                .to_string(),
+        )
+        .await;
+    } else if policy == DeletionPolicy::Delete {
         let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
         let outcome = match read_environment(env, &store).await {
             Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,

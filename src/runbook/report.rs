@@ -123,6 +123,12 @@ pub enum Reason {
     AmbiguousContactCenter,
     WaitingForEnvironment,
     TenantUpdateUnsupported,
+    /// An OAuth client met for the first time, made by hand (or by an older operator) and
+    /// holding another secret than ours: adopting it must be asked for.
+    ClientExists,
+    /// An OAuth client whose description names another manager (another environment, or
+    /// `dc-operator provision`): taking it over must be asked for.
+    ClientManagedElsewhere,
 }
 
 impl Reason {
@@ -141,6 +147,8 @@ impl Reason {
             Reason::AmbiguousContactCenter => "AmbiguousContactCenter",
             Reason::WaitingForEnvironment => "WaitingForEnvironment",
             Reason::TenantUpdateUnsupported => "TenantUpdateUnsupported",
+            Reason::ClientExists => "ClientExists",
+            Reason::ClientManagedElsewhere => "ClientManagedElsewhere",
         }
     }
 }
@@ -157,6 +165,7 @@ impl Reason {
                 | Reason::SecretKeyMissing
                 | Reason::InvalidSecret
                 | Reason::WaitingForEnvironment
+                | Reason::ClientExists
         )
     }
 }
