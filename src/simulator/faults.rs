@@ -64,6 +64,8 @@ pub(crate) enum Fault {
     /// Do the work, then hang instead of answering: a slow upstream, whose client gives up
     /// before the effect it asked for is reported.
     TimeoutAfterEffect,
+    /// Hold the request this long, then handle it and answer as usual.
+    Delay(Duration),
     /// Close the connection without an answer (a TCP reset), the request not handled.
     Reset,
     /// Do the work, then close the connection without an answer.
@@ -102,6 +104,11 @@ impl Faults {
     /// The next `n` requests of `op` hang (about 300 s, or until shutdown).
     pub fn timeout_next(&self, op: &str, n: u32) {
         self.push(op, n, Fault::Timeout);
+    }
+
+    /// The next `n` requests of `op` are held `delay` in flight, then handled as usual.
+    pub fn delay_next(&self, op: &str, n: u32, delay: Duration) {
+        self.push(op, n, Fault::Delay(delay));
     }
 
     /// The next `n` requests of `op` take effect, then hang instead of answering.

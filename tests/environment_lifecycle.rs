@@ -1,0 +1,166 @@
+//! An environment's lifecycle at its edges, with the controllers running for real against
+//! the in-memory API server, the simulator and a real PostgreSQL: deleted while its first
+//! create is in flight, deleted having made nothing, meeting a client it did not make.
+
+mod common;
+
+use std::time::Duration;
+
+use common::operator::{Harness, NS, WAIT};
+use digital_channels_operator::api::conditions::{ConditionStatus, find};
+use digital_channels_operator::api::{DeletionPolicy, DigitalChannelsEnvironment};
+use digital_channels_operator::secret::Credentials;
+use digital_channels_operator::upstream::gws_auth::ClientRegistration;
+
+/// A client made by hand in GWS Auth, with a secret the operator does not hold.
+async fn hand_made_client(h: &Harness) {
+    let auth = common::runbook()
+        .connector
+        .gws_auth(&h.sim.url(), None)
+        .expect("client");
+    let ops = Credentials {
+        username: "ops".into(),
+        password: "ops".into(),
+    };
+    auth.create_client(
+        &ops,
+        &ClientRegistration {
+            client_id: "nexus_client".into(),
+            secret: "hand-made-secret".into(),
+            description: "made by hand".into(),
+            redirect_uri: "https://nexus.example.com".into(),
+            previous_redirect_uri: None,
+            access_token_expiration_timeout: 43200,
+            refresh_token_expiration_timeout: 2592000,
+        },
+    )
+    .await
+    .expect("client created by hand");
+}
+
+#[tokio::test]
+async fn deleted_while_its_client_create_is_in_flight_it_still_cleans_up() {
+    let h = Harness::start().await;
+    h.sim
+        .handle
+        .faults()
+        .delay_next("auth.create_client", 1, Duration::from_millis(1500));
+    h.env(|e| e.spec.deletion_policy = DeletionPolicy::Delete);
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().calls("auth.create_client") == 1).then_some(())
+        })
+        .await
+        .expect("the create is in flight");
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().creates("auth.create_client") == 1).then_some(())
+        })
+        .await
+        .expect("the create went through");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("the environment is gone");
+    let cleaned = h
+        .api
+        .wait_for(WAIT, |_| {
+            h.sim.handle.snapshot().clients.is_empty().then_some(())
+        })
+        .await;
+    assert!(
+        cleaned.is_some(),
+        "the client made by the create in flight is left: {:?}",
+        h.sim.handle.snapshot().clients.keys()
+    );
+    assert!(
+        h.sim.handle.gapis_rows().await.unwrap().is_empty(),
+        "no nex_gapis row left"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_it_did_not_make_is_neither_taken_over_nor_deleted() {
+    let h = Harness::start().await;
+    hand_made_client(&h).await;
+    h.env(|e| e.spec.deletion_policy = DeletionPolicy::Delete);
+    let env = h
+        .env_condition(
+            "ClientRegistered",
+            ConditionStatus::False,
+            Some("ClientExists"),
+        )
+        .await;
+    let status = env.status.clone().unwrap();
+    let registered = find(&status.conditions, "ClientRegistered").unwrap();
+    assert!(
+        registered
+            .message
+            .contains("digitalchannels.dev/take-over-client"),
+        "{}",
+        registered.message
+    );
+    let ready = find(&status.conditions, "Ready").unwrap();
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(status.managed_client_id, None);
+    h.settle().await;
+    let state = h.sim.handle.snapshot();
+    assert_eq!(state.updates("auth.update_client"), 0, "nothing written");
+    assert!(state.clients["nexus_client"].secret_matches("hand-made-secret"));
+
+    let calls_before = state.calls("auth.get_client") + state.calls("auth.token");
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("the environment is gone");
+    let state = h.sim.handle.snapshot();
+    assert_eq!(state.calls("auth.delete_client"), 0, "no delete was sent");
+    assert_eq!(
+        state.calls("auth.get_client") + state.calls("auth.token"),
+        calls_before,
+        "the cleanup of what made nothing calls nothing"
+    );
+    assert!(
+        state.clients.contains_key("nexus_client"),
+        "the client stays"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_take_over_annotation_adopts_a_hand_made_client_and_records_it() {
+    let h = Harness::start().await;
+    hand_made_client(&h).await;
+    h.env(|_| {});
+    h.env_condition(
+        "ClientRegistered",
+        ConditionStatus::False,
+        Some("ClientExists"),
+    )
+    .await;
+    h.env(|e| {
+        e.metadata.annotations = Some(
+            [(
+                "digitalchannels.dev/take-over-client".to_string(),
+                "true".to_string(),
+            )]
+            .into(),
+        );
+    });
+    let env = h.env_condition("Ready", ConditionStatus::True, None).await;
+    assert_eq!(
+        env.status.unwrap().managed_client_id.as_deref(),
+        Some("nexus_client")
+    );
+    let client = h.sim.handle.snapshot().clients["nexus_client"].clone();
+    assert!(!client.secret_matches("hand-made-secret"), "our secret now");
+    assert_eq!(
+        client.description,
+        "managed by dc-operator: DigitalChannelsEnvironment dc/prod"
+    );
+    h.stop().await;
+}
