@@ -9,7 +9,8 @@ use common::{MemoryStore, Sim, environment, runbook, sample_store};
 use digital_channels_operator::api::DigitalChannelsEnvironment;
 use digital_channels_operator::cli::manifests::SecretManifest;
 use digital_channels_operator::runbook::environment::{
-    ClientManager, Management, run_environment, run_environment_managed,
+    ClientManager, Management, delete_environment_managed, read_environment, run_environment,
+    run_environment_managed,
 };
 use digital_channels_operator::runbook::report::{Outcome, Reason, Step};
 use digital_channels_operator::runbook::{RunReport, Runbook};
@@ -339,4 +340,16 @@ async fn provision_refuses_a_client_the_operator_manages_unless_told_to_take_it_
         "{message}"
     );
     assert_eq!(back.client_ours, Some(false));
+
+    // Nor does the operator's cleanup delete it (or its row) with deletionPolicy Delete.
+    let resolved = read_environment(&environment(&sim.url()), &store)
+        .await
+        .expect("resolved");
+    let left = delete_environment_managed(&rb, &resolved, &operator("prod").manager)
+        .await
+        .expect("cleanup");
+    assert_eq!(left.as_deref(), Some("managed by dc-operator provision"));
+    assert!(sim.handle.snapshot().clients.contains_key("nexus_client"));
+    assert_eq!(sim.handle.gapis_rows().await.unwrap().len(), 1);
+    assert_eq!(sim.handle.snapshot().calls("auth.delete_client"), 0);
 }

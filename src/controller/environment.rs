@@ -25,7 +25,8 @@ use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
 use crate::runbook::environment::{
-    ClientManager, Management, delete_environment, read_environment, run_environment_managed,
+    ClientManager, Management, delete_environment_managed, read_environment,
+    run_environment_managed,
 };
 use crate::runbook::report::{RunReport, Step};
 
@@ -530,70 +531,9 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         // The tenants' deletion triggers us through the watch; this is the safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    let made_something = previous.records_client(&env.spec.client.id);
-    if policy == DeletionPolicy::Delete && !made_something {
-        // No record of a client or row this environment made: nothing upstream is its to
-        // delete, and nothing is called.
-        ctx.event(
-            &env.object_ref(&()),
-            false,
-            "Deleted",
-            "Cleanup",
-            "This environment made no OAuth client or nex_gapis row: nothing to delete upstream."
-                .to_string(),
-        )
-        .await;
-    } else if policy == DeletionPolicy::Delete {
-        let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-        let outcome = match read_environment(env, &store).await {
-            Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,
-            Err(e) => Err(e),
-        };
-        let skip = match &outcome {
-            Ok(()) => false,
-            Err(e) => super::cleanup_can_never_succeed(ctx, &ns, e).await,
-        };
-        match &outcome {
-            // The Secrets are gone (typically the whole namespace is being deleted): the
-            // cleanup can never succeed, so let go loudly instead of hanging.
-            Err(e) if skip => {
-                ctx.event(
-                    &env.object_ref(&()),
-                    true,
-                    "CleanupSkipped",
-                    "Cleanup",
-                    format!(
-                        "Cannot delete the OAuth client and nex_gapis row: {}. They are left in place.",
-                        e.message
-                    ),
-                )
-                .await;
-            }
-            Err(e) => {
-                let failed = Condition::new(
-                    types::READY,
-                    ConditionStatus::False,
-                    "DeletionBlocked",
-                    format!(
-                        "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
-                        e.message
-                    ),
-                );
-                let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
-                fresh.push(failed);
-                write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
-                return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
-            }
-            Ok(()) => {
-                ctx.event(
-                    &env.object_ref(&()),
-                    false,
-                    "Deleted",
-                    "Cleanup",
-                    "Deleted the OAuth client and the nex_gapis row.".to_string(),
-                )
-                .await;
-            }
+    if policy == DeletionPolicy::Delete {
+        if let Some(wait) = delete_upstream(ctx, &api, env, &previous).await? {
+            return Ok(wait);
         }
     } else {
         ctx.event(
@@ -610,4 +550,69 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
     ctx.succeeded(&key(env));
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
     Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Delete`: the OAuth client and the `nex_gapis` row, when status records
+/// that this environment made them; nothing is called otherwise. `Some` when the cleanup
+/// must wait (a failure shown on Ready); `None` when the finalizer may go.
+async fn delete_upstream(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: &EnvironmentStatus,
+) -> Result<Option<Action>, Error> {
+    let ns = env.namespace().unwrap_or_default();
+    let event = |warning: bool, reason: &'static str, message: String| async move {
+        ctx.event(&env.object_ref(&()), warning, reason, "Cleanup", message)
+            .await;
+    };
+    if !previous.records_client(&env.spec.client.id) {
+        let nothing =
+            "This environment made no OAuth client or nex_gapis row: nothing to delete upstream.";
+        event(false, "Deleted", nothing.to_string()).await;
+        return Ok(None);
+    }
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let manager = management(env).manager;
+    let outcome = match read_environment(env, &store).await {
+        Ok(resolved) => delete_environment_managed(&ctx.runbook, &resolved, &manager).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(None) => {
+            let done = "Deleted the OAuth client and the nex_gapis row.";
+            event(false, "Deleted", done.to_string()).await;
+        }
+        Ok(Some(elsewhere)) => {
+            let left = format!(
+                "The OAuth client is managed elsewhere now (its description says \"{elsewhere}\"): it and its nex_gapis row are left in place."
+            );
+            event(true, "CleanupSkipped", left).await;
+        }
+        // The Secrets are gone (typically the whole namespace is being deleted): the
+        // cleanup can never succeed, so let go loudly instead of hanging.
+        Err(e) if super::cleanup_can_never_succeed(ctx, &ns, &e).await => {
+            let left = format!(
+                "Cannot delete the OAuth client and nex_gapis row: {}. They are left in place.",
+                e.message
+            );
+            event(true, "CleanupSkipped", left).await;
+        }
+        Err(e) => {
+            let failed = Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "DeletionBlocked",
+                format!(
+                    "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
+                    e.message
+                ),
+            );
+            let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
+            fresh.push(failed);
+            write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
+            return Ok(Some(Action::requeue(ctx.backoff(&key(env), e.retry_after))));
+        }
+    }
+    Ok(None)
 }

@@ -474,9 +474,12 @@ async fn register_client(
                     Err(e) => return (Err(upstream(e)), None),
                 }
             }
-            // The create may have reached GWS Auth (an answer lost, a time-out): count the
-            // client as ours, so that a cleanup looks for it.
-            Err(e) => return (Err(upstream(e)), Some(true)),
+            // The create may have reached GWS Auth (an answer lost, a time-out, a 5xx):
+            // count the client as ours, so that a cleanup looks for it.
+            Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::InvalidAnswer) => {
+                return (Err(upstream(e)), Some(true));
+            }
+            Err(e) => return (Err(upstream(e)), None),
         },
         Err(e) => return (Err(upstream(e)), None),
     };
@@ -672,16 +675,39 @@ fn stored_urls(rows: &[crate::upstream::nexus_db::GapiRow]) -> Vec<String> {
     urls
 }
 
-/// Environment cleanup for `deletionPolicy: Delete`: the OAuth client and the
-/// `nex_gapis` row. "Already gone" counts as done.
+/// Environment cleanup for `deletionPolicy: Delete`, as `provision` would do it (see
+/// [`delete_environment_managed`]).
 pub async fn delete_environment(
     runbook: &Runbook,
     env: &ResolvedEnvironment,
 ) -> Result<(), StepError> {
+    delete_environment_managed(runbook, env, &ClientManager::Provision)
+        .await
+        .map(drop)
+}
+
+/// Environment cleanup for `deletionPolicy: Delete`: the OAuth client and the `nex_gapis`
+/// row. "Already gone" counts as done. A client whose description names another manager
+/// (it was taken over since) is left with its row; then the answer is `Some` of that
+/// description.
+pub async fn delete_environment_managed(
+    runbook: &Runbook,
+    env: &ResolvedEnvironment,
+    manager: &ClientManager,
+) -> Result<Option<String>, StepError> {
     let auth = runbook
         .connector
         .gws_auth(&env.spec.auth_url, env.ca())
         .map_err(|e| StepError::from_upstream(&e, ""))?;
+    let found = auth
+        .get_client(&env.ops, &env.spec.client.id)
+        .await
+        .map_err(|e| StepError::from_upstream(&e, ""))?;
+    if let Some(Claim::Elsewhere(description)) =
+        found.map(|c| claim_of(c.description.as_deref(), manager, true))
+    {
+        return Ok(Some(description));
+    }
     auth.delete_client(&env.ops, &env.spec.client.id)
         .await
         .map_err(|e| StepError::from_upstream(&e, ""))?;
@@ -701,7 +727,7 @@ pub async fn delete_environment(
             .await
             .map_err(|e| StepError::from_upstream(&e, ""))?;
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]
