@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::file_store::FileStore;
 use super::manifests::Bundle;
+use crate::api::DigitalChannelsEnvironment;
 use crate::api::validation::{environment_problems, tenant_problems};
 use crate::runbook::Runbook;
 use crate::runbook::environment::{ClientManager, Management, run_environment_managed};
@@ -51,36 +52,8 @@ pub async fn provision_as(
     take_over: bool,
     out: &mut dyn Write,
 ) -> Result<ProvisionSummary, String> {
-    let env = match bundle.environments.as_slice() {
-        [one] => one,
-        [] => return Err("the files hold no DigitalChannelsEnvironment".to_string()),
-        several => {
-            return Err(format!(
-                "the files hold {} DigitalChannelsEnvironments; provision takes one",
-                several.len()
-            ));
-        }
-    };
+    let env = checked_environment(bundle)?;
     let env_name = env.metadata.name.clone().unwrap_or_default();
-    let mut problems = environment_problems(&env.spec);
-    for t in &bundle.tenants {
-        let name = t.metadata.name.clone().unwrap_or_default();
-        problems.extend(
-            tenant_problems(&t.spec)
-                .into_iter()
-                .map(|p| format!("tenant {name}: {p}")),
-        );
-        if t.spec.environment_ref.name != env_name {
-            problems.push(format!(
-                "tenant {name}: spec.environmentRef.name is {} but the environment is {env_name}",
-                t.spec.environment_ref.name
-            ));
-        }
-    }
-    if !problems.is_empty() {
-        return Err(format!("InvalidSpec: {}", problems.join("; ")));
-    }
-
     let store = FileStore::new(&bundle.secrets, output_dir, env.metadata.namespace.clone())?;
     let mut summary = ProvisionSummary {
         all_hold: true,
@@ -118,6 +91,40 @@ pub async fn provision_as(
         });
     }
     Ok(summary)
+}
+
+/// The bundle's one environment, once every resource in it is valid; else what is wrong.
+fn checked_environment(bundle: &Bundle) -> Result<&DigitalChannelsEnvironment, String> {
+    let env = match bundle.environments.as_slice() {
+        [one] => one,
+        [] => return Err("the files hold no DigitalChannelsEnvironment".to_string()),
+        several => {
+            return Err(format!(
+                "the files hold {} DigitalChannelsEnvironments; provision takes one",
+                several.len()
+            ));
+        }
+    };
+    let env_name = env.metadata.name.clone().unwrap_or_default();
+    let mut problems = environment_problems(&env.spec);
+    for t in &bundle.tenants {
+        let name = t.metadata.name.clone().unwrap_or_default();
+        problems.extend(
+            tenant_problems(&t.spec)
+                .into_iter()
+                .map(|p| format!("tenant {name}: {p}")),
+        );
+        if t.spec.environment_ref.name != env_name {
+            problems.push(format!(
+                "tenant {name}: spec.environmentRef.name is {} but the environment is {env_name}",
+                t.spec.environment_ref.name
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format!("InvalidSpec: {}", problems.join("; ")));
+    }
+    Ok(env)
 }
 
 fn count_changes(report: &RunReport) -> usize {

@@ -18,6 +18,7 @@ use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
 };
 use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
+use crate::api::common::normal_url;
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::environment::TAKE_OVER_CLIENT_ANNOTATION;
 use crate::api::validation::environment_problems;
@@ -25,7 +26,7 @@ use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
 use crate::runbook::environment::{
-    ClientManager, Management, delete_environment_managed, read_environment,
+    ClientManager, EnvironmentRun, Management, delete_environment_managed, read_environment,
     run_environment_managed,
 };
 use crate::runbook::report::{RunReport, Step};
@@ -120,9 +121,29 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
+    let details = details_of(env, &run, nexus);
+    let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
+    ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
+
+    Ok(next_action(
+        ctx,
+        (KIND_ENVIRONMENT, ENVIRONMENT_RULES),
+        &key(env),
+        &run.report,
+        requeue_soon,
+    ))
+}
+
+/// What a pass records in status besides conditions.
+fn details_of(
+    env: &DigitalChannelsEnvironment,
+    run: &EnvironmentRun,
+    nexus: NexusRecord,
+) -> StatusDetails {
     // Once GWS Auth verifiably holds the client secret, tenants may use it.
     let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
-    let details = StatusDetails {
+    let registered = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
+    StatusDetails {
         managed_client_id: match run.client_ours {
             Some(true) => Some(Some(env.spec.client.id.clone())),
             Some(false) => Some(None),
@@ -137,24 +158,13 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
             .resolved
             .as_ref()
             .map(|r| r.client_secret_ref.name.clone()),
-        client_redirect_uri: matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)))
-            .then(|| env.spec.nexus_url.clone()),
+        client_redirect_uri: registered.then(|| normal_url(&env.spec.nexus_url)),
         client_secret_digest: run
             .resolved
             .as_ref()
             .filter(|_| verified)
             .and_then(|r| r.client_secret_digest()),
-    };
-    let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
-    ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
-
-    Ok(next_action(
-        ctx,
-        (KIND_ENVIRONMENT, ENVIRONMENT_RULES),
-        &key(env),
-        &run.report,
-        requeue_soon,
-    ))
+    }
 }
 
 /// The operator manages the client for this resource; it takes over one that is not its

@@ -9,7 +9,7 @@ use super::secrets::{SecretError, SecretStore};
 use crate::api::common::normal_url;
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, SecretKeyRef};
 use crate::secret::{Credentials, SecretString};
-use crate::upstream::gws_auth::{ClientRegistration, Grant};
+use crate::upstream::gws_auth::{ClientRegistration, Grant, OAuthClient};
 use crate::upstream::{ErrorKind, GwsAuthApi};
 
 /// An environment with its Secrets read: everything a tenant run needs from it.
@@ -380,11 +380,6 @@ pub async fn run_environment_managed(
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
         return run;
     };
-    // Whether status records that this environment made or adopted the client.
-    let recorded = env
-        .status
-        .as_ref()
-        .is_some_and(|s| s.records_client(&env.spec.client.id));
     let ops_hint = format!(
         "Check the ops user in Secret {}",
         resolved.spec.ops_credentials_secret.name
@@ -408,20 +403,21 @@ pub async fn run_environment_managed(
     let started = Instant::now();
     let claimant = Claimant {
         management,
-        recorded,
+        // Whether status records that this environment made or adopted the client.
+        recorded: env
+            .status
+            .as_ref()
+            .is_some_and(|s| s.records_client(&env.spec.client.id)),
     };
     let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant, &ops_hint).await;
     run.client_ours = ours;
-    let failed = registered.is_err();
-    let (result, detail) = match registered {
-        Ok((outcome, detail)) => (Ok(outcome), detail),
-        Err(e) => (Err(e), String::new()),
+    let Ok((outcome, detail)) = registered.map_err(|e| {
+        run.report.push(Step::ClientRegistered, started, Err(e), "");
+    }) else {
+        return run;
     };
     run.report
-        .push(Step::ClientRegistered, started, result, detail);
-    if failed {
-        return run;
-    }
+        .push(Step::ClientRegistered, started, Ok(outcome), detail);
 
     let started = Instant::now();
     let verified = verify_client(runbook, auth.as_ref(), &resolved, &management.manager).await;
@@ -457,31 +453,13 @@ async fn register_client(
     let upstream =
         |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, ops_hint));
     let wanted = env.registration(&claimant.management.manager);
-    let existing = match auth.get_client(&env.ops, &wanted.client_id).await {
-        Ok(Some(client)) => client,
-        Ok(None) => match auth.create_client(&env.ops, &wanted).await {
-            Ok(_) => {
-                return (
-                    Ok((Outcome::Created, format!("client {}", wanted.client_id))),
-                    Some(true),
-                );
-            }
-            // Created by someone else between our GET and POST: judge it like any other.
-            Err(e) if e.kind == ErrorKind::Conflict => {
-                match auth.get_client(&env.ops, &wanted.client_id).await {
-                    Ok(Some(client)) => client,
-                    Ok(None) => return (Err(upstream(e)), None),
-                    Err(e) => return (Err(upstream(e)), None),
-                }
-            }
-            // The create may have reached GWS Auth (an answer lost, a time-out, a 5xx):
-            // count the client as ours, so that a cleanup looks for it.
-            Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::InvalidAnswer) => {
-                return (Err(upstream(e)), Some(true));
-            }
-            Err(e) => return (Err(upstream(e)), None),
-        },
-        Err(e) => return (Err(upstream(e)), None),
+    let existing = match get_or_create(auth, env, &wanted).await {
+        Ok(None) => {
+            let made = format!("client {}", wanted.client_id);
+            return (Ok((Outcome::Created, made)), Some(true));
+        }
+        Ok(Some(existing)) => existing,
+        Err((e, ours)) => return (Err(upstream(e)), ours),
     };
     let claim = claim_of(
         existing.description.as_deref(),
@@ -494,25 +472,47 @@ async fn register_client(
     };
     let differences = wanted.differences(&existing);
     if differences.is_empty() {
-        return (
-            Ok((
-                Outcome::AlreadyRight,
-                format!("client {}{adopted}", wanted.client_id),
-            )),
-            Some(true),
-        );
+        let right = format!("client {}{adopted}", wanted.client_id);
+        return (Ok((Outcome::AlreadyRight, right)), Some(true));
     }
     let body = wanted.update_body(&existing, false);
     if let Err(e) = auth.update_client(&env.ops, &wanted.client_id, &body).await {
         return (Err(upstream(e)), Some(true));
     }
-    (
-        Ok((
-            Outcome::Updated,
-            format!("fixed {}{adopted}", differences.join(", ")),
-        )),
-        Some(true),
-    )
+    let fixed = format!("fixed {}{adopted}", differences.join(", "));
+    (Ok((Outcome::Updated, fixed)), Some(true))
+}
+
+/// The client as it is, or `None` when this call created it. A failure says whether the
+/// client may be ours all the same: a create whose answer was lost (a time-out, a 5xx)
+/// may have made it, and a cleanup must then look for it.
+async fn get_or_create(
+    auth: &dyn GwsAuthApi,
+    env: &ResolvedEnvironment,
+    wanted: &ClientRegistration,
+) -> Result<Option<OAuthClient>, (crate::upstream::UpstreamError, Option<bool>)> {
+    if let Some(existing) = auth
+        .get_client(&env.ops, &wanted.client_id)
+        .await
+        .map_err(|e| (e, None))?
+    {
+        return Ok(Some(existing));
+    }
+    match auth.create_client(&env.ops, wanted).await {
+        Ok(_) => Ok(None),
+        // Created by someone else between our GET and POST: judged like any other.
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            match auth.get_client(&env.ops, &wanted.client_id).await {
+                Ok(Some(client)) => Ok(Some(client)),
+                Ok(None) => Err((e, None)),
+                Err(e) => Err((e, None)),
+            }
+        }
+        Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::InvalidAnswer) => {
+            Err((e, Some(true)))
+        }
+        Err(e) => Err((e, None)),
+    }
 }
 
 /// Whether this run may write a client it found, by its claim. A client of ours: yes. One
