@@ -217,6 +217,10 @@ pub(crate) struct FaultRequest {
     /// For `refuse`: how long the port stays closed, in milliseconds (default 1000).
     #[serde(default = "one_second_ms")]
     pub down_ms: u64,
+    /// For `delay`: how long each request is held before it is handled, in milliseconds
+    /// (default 1000).
+    #[serde(default = "one_second_ms")]
+    pub delay_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -233,6 +237,7 @@ pub(crate) enum FaultMode {
     TimeoutAfterEffect,
     #[serde(rename = "reset_after_effect")]
     ResetAfterEffect,
+    Delay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +300,13 @@ impl FaultRequest {
             FaultMode::Reset => faults.reset_next(op, self.count),
             FaultMode::TimeoutAfterEffect => faults.timeout_after_effect_next(op, self.count),
             FaultMode::ResetAfterEffect => faults.reset_after_effect_next(op, self.count),
+            FaultMode::Delay => {
+                let delay = Duration::from_millis(self.delay_ms);
+                if delay > MAX_DOWN {
+                    return Err(format!("delay_ms must be at most {}", MAX_DOWN.as_millis()));
+                }
+                faults.delay_next(op, self.count, delay);
+            }
             FaultMode::Refuse => {
                 let down = Duration::from_millis(self.down_ms);
                 if down > MAX_DOWN {

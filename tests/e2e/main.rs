@@ -6,6 +6,7 @@
 //! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
 
 mod bad_input;
+mod environment_edges;
 mod harness;
 mod leader;
 mod namespace_deletion;
