@@ -164,3 +164,46 @@ async fn the_take_over_annotation_adopts_a_hand_made_client_and_records_it() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_typo_in_the_client_secret_name_does_not_replace_the_clients_secret() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    let updates = h.sim.handle.snapshot().updates("auth.update_client");
+
+    h.env(|e| {
+        e.spec.client.secret = Some(digital_channels_operator::api::SecretKeyRef {
+            name: "prod-nexus-cleint".into(),
+            key: "client-secret".into(),
+        })
+    });
+    let env = h
+        .env_condition(
+            "ClientRegistered",
+            ConditionStatus::False,
+            Some("SecretNotFound"),
+        )
+        .await;
+    let message = find(&env.status.unwrap().conditions, "ClientRegistered")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("prod-nexus-cleint") && message.contains("prod-nexus-client"),
+        "{message}"
+    );
+    h.settle().await;
+    assert_eq!(
+        h.sim.handle.snapshot().updates("auth.update_client"),
+        updates,
+        "the client's secret is not replaced"
+    );
+    assert!(
+        h.api
+            .get_as::<k8s_openapi::api::core::v1::Secret>(NS, "prod-nexus-cleint")
+            .is_none(),
+        "nothing generated"
+    );
+    h.stop().await;
+}

@@ -226,9 +226,13 @@ pub async fn resolve_environment(
     let started = Instant::now();
     let secret_ref = spec.client_secret_ref(&name);
     let key_ref = fingerprint_key_ref(&name);
+    let status = env.status.clone().unwrap_or_default();
+    let generate_secret = generate && may_generate_client_secret(&status, &secret_ref.name);
     let resolved = async {
         let (secret, outcome) =
-            read_or_generate(store, &secret_ref, generate, "client secret").await?;
+            read_or_generate(store, &secret_ref, generate_secret, "client secret")
+                .await
+                .map_err(|e| moved_to_missing_secret(e, &status, &secret_ref))?;
         let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
             Ok((key, _)) => Some(key),
             // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
@@ -268,6 +272,39 @@ pub async fn resolve_environment(
             .as_ref()
             .and_then(|s| s.client_redirect_uri.clone()),
     })
+}
+
+/// Whether a missing client secret may be generated: not when GWS Auth was verified to hold
+/// the secret of another Secret (status), for a new `client.secret` that does not exist is
+/// far likelier a typo than a wish to rotate, and generating would replace the running
+/// client's secret. Rotating by a new Secret means creating it first.
+fn may_generate_client_secret(status: &crate::api::EnvironmentStatus, wanted: &str) -> bool {
+    match (&status.client_secret_name, &status.client_secret_digest) {
+        (Some(recorded), Some(_)) => recorded == wanted,
+        _ => true,
+    }
+}
+
+/// The error of a client secret not generated because the spec moved away from the Secret
+/// GWS Auth holds (see [`may_generate_client_secret`]), said as such.
+fn moved_to_missing_secret(
+    error: StepError,
+    status: &crate::api::EnvironmentStatus,
+    wanted: &SecretKeyRef,
+) -> StepError {
+    match &status.client_secret_name {
+        Some(recorded) if error.reason == Reason::SecretNotFound && *recorded != wanted.name => {
+            StepError::permanent(
+                Reason::SecretNotFound,
+                format!(
+                    "spec.client.secret names Secret {}, which does not exist; the OAuth client holds the secret of Secret {recorded}. \
+                     Nothing is generated, so that a typo cannot replace the client's secret: fix the name, or create Secret {} with the secret to rotate to",
+                    wanted.name, wanted.name
+                ),
+            )
+        }
+        _ => error,
+    }
 }
 
 /// A CA bundle that cannot be used, said where it is read: the HTTP clients built from it
@@ -769,6 +806,27 @@ mod claim_tests {
                 claim_of(description.as_deref(), me, recorded),
                 expected,
                 "{description:?} for {me:?}, recorded {recorded}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_secret_is_generated_only_where_none_was_verified_elsewhere() {
+        let status = |name: Option<&str>, digest: bool| crate::api::EnvironmentStatus {
+            client_secret_name: name.map(str::to_string),
+            client_secret_digest: digest.then(|| "d".to_string()),
+            ..Default::default()
+        };
+        for (recorded, verified, wanted, expected) in [
+            (None, false, "prod-nexus-client", true),
+            (Some("prod-nexus-client"), false, "other", true),
+            (Some("prod-nexus-client"), true, "prod-nexus-client", true),
+            (Some("prod-nexus-client"), true, "prod-nexus-cleint", false),
+        ] {
+            assert_eq!(
+                may_generate_client_secret(&status(recorded, verified), wanted),
+                expected,
+                "{recorded:?} verified {verified}, wanted {wanted}"
             );
         }
     }
