@@ -97,7 +97,7 @@ pub enum Claim {
     /// Made by hand (or by a version that wrote no manager): ours only if it already holds
     /// our secret, or when taking over is allowed.
     Unclaimed,
-    /// Its description names another manager (quoted).
+    /// Its description names another manager (quoted, at most 120 characters).
     Elsewhere(String),
 }
 
@@ -106,7 +106,8 @@ pub enum Claim {
 pub fn claim_of(description: Option<&str>, me: &ClientManager, recorded: bool) -> Claim {
     match description {
         Some(d) if d == me.description() => Claim::Ours,
-        Some(d) if d.starts_with(MANAGED_BY) => Claim::Elsewhere(d.to_string()),
+        // Quoted in messages and events: bounded, on one line.
+        Some(d) if d.starts_with(MANAGED_BY) => Claim::Elsewhere(shorten(d)),
         _ if recorded => Claim::Ours,
         _ => Claim::Unclaimed,
     }
@@ -578,7 +579,7 @@ async fn adopt(
                 format!(
                     "OAuth client {client_id} is managed elsewhere: its description in GWS Auth says \"{}\". Nothing was changed, so that two managers do not undo each other. \
                      If this one should manage it, stop the other and {hint} (its secret becomes the one in {secret_at}; a running Nexus keeps the old one until restarted).",
-                    shorten(description)
+                    description
                 ),
             ),
             Some(false),
