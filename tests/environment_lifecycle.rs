@@ -207,3 +207,37 @@ async fn a_typo_in_the_client_secret_name_does_not_replace_the_clients_secret() 
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn a_crash_between_the_client_create_and_the_status_write_still_cleans_up() {
+    let mut h = Harness::start().await;
+    // The create takes effect, then its answer never comes: the process dies waiting.
+    h.sim
+        .handle
+        .faults()
+        .timeout_after_effect_next("auth.create_client", 1);
+    h.env(|e| e.spec.deletion_policy = DeletionPolicy::Delete);
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().creates("auth.create_client") == 1).then_some(())
+        })
+        .await
+        .expect("the create took effect");
+    h.task.abort();
+    let _ = (&mut h.task).await;
+
+    // Deleted while no operator runs: the next process's first pass is the cleanup.
+    h.api.delete_as::<DigitalChannelsEnvironment>(NS, "prod");
+    let (stop, task) = Harness::spawn_operator(&h.api);
+    h.stop = stop;
+    h.task = task;
+    h.api
+        .wait_for(WAIT, |_| h.get_env().is_none().then_some(()))
+        .await
+        .expect("the environment is gone");
+    assert!(
+        h.sim.handle.snapshot().clients.is_empty(),
+        "the client the crashed process made is left"
+    );
+    h.stop().await;
+}

@@ -26,8 +26,8 @@ use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
 use crate::runbook::environment::{
-    ClientManager, EnvironmentRun, Management, delete_environment_managed, read_environment,
-    run_environment_managed,
+    ClientManager, CreateJournal, EnvironmentRun, Management, delete_environment_managed,
+    read_environment, run_environment_journaled,
 };
 use crate::runbook::report::{RunReport, Step};
 
@@ -87,7 +87,17 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         add_finalizer(&api, env).await?;
     }
     let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
-    let run = run_environment_managed(&ctx.runbook, env, &store, &management(env)).await;
+    let journal = StatusJournal {
+        api: &api,
+        name: env.name_any(),
+        previous: previous.clone(),
+        written: std::sync::Mutex::new(None),
+    };
+    let run =
+        run_environment_journaled(&ctx.runbook, env, &store, &management(env), Some(&journal))
+            .await;
+    // Status as the journal left it: what this pass's write compares with.
+    let previous = journal.into_written().unwrap_or(previous);
 
     let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
     let mut requeue_soon = None;
@@ -132,6 +142,36 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &run.report,
         requeue_soon,
     ))
+}
+
+/// Records in status, right before the client create leaves, that the client may exist:
+/// a crash between the create and the pass's status write then leaves a record, and a
+/// cleanup looks for the client instead of leaving it.
+struct StatusJournal<'a> {
+    api: &'a Api<DigitalChannelsEnvironment>,
+    name: String,
+    previous: EnvironmentStatus,
+    /// The status written, if any.
+    written: std::sync::Mutex<Option<EnvironmentStatus>>,
+}
+
+impl StatusJournal<'_> {
+    fn into_written(self) -> Option<EnvironmentStatus> {
+        self.written.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl CreateJournal for StatusJournal<'_> {
+    async fn before_create(&self, client_id: &str) -> Result<(), String> {
+        let mut status = self.previous.clone();
+        status.managed_client_id = Some(client_id.to_string());
+        apply_status(self.api, &self.name, &self.previous, &status)
+            .await
+            .map_err(|e| kube_reason(&e))?;
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        Ok(())
+    }
 }
 
 /// What a pass records in status besides conditions.

@@ -85,6 +85,7 @@ impl Default for Management {
 /// A run's manager and what its record says of the client.
 struct Claimant<'a> {
     management: &'a Management,
+    journal: Option<&'a dyn CreateJournal>,
     /// Status records that this environment made or adopted the client.
     recorded: bool,
 }
@@ -414,6 +415,17 @@ pub async fn run_environment_managed(
     store: &dyn SecretStore,
     management: &Management,
 ) -> EnvironmentRun {
+    run_environment_journaled(runbook, env, store, management, None).await
+}
+
+/// [`run_environment_managed`], telling `journal` right before the client create leaves.
+pub async fn run_environment_journaled(
+    runbook: &Runbook,
+    env: &DigitalChannelsEnvironment,
+    store: &dyn SecretStore,
+    management: &Management,
+    journal: Option<&dyn CreateJournal>,
+) -> EnvironmentRun {
     let mut run = EnvironmentRun::default();
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
         return run;
@@ -441,6 +453,7 @@ pub async fn run_environment_managed(
     let started = Instant::now();
     let claimant = Claimant {
         management,
+        journal,
         // Whether status records that this environment made or adopted the client.
         recorded: env
             .status
@@ -491,13 +504,13 @@ async fn register_client(
     let upstream =
         |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, ops_hint));
     let wanted = env.registration(&claimant.management.manager);
-    let existing = match get_or_create(auth, env, &wanted).await {
+    let existing = match get_or_create(auth, env, &wanted, claimant.journal, upstream).await {
         Ok(None) => {
             let made = format!("client {}", wanted.client_id);
             return (Ok((Outcome::Created, made)), Some(true));
         }
         Ok(Some(existing)) => existing,
-        Err((e, ours)) => return (Err(upstream(e)), ours),
+        Err((e, ours)) => return (Err(e), ours),
     };
     let claim = claim_of(
         existing.description.as_deref(),
@@ -521,20 +534,41 @@ async fn register_client(
     (Ok((Outcome::Updated, fixed)), Some(true))
 }
 
+/// Told right before a client create leaves: the caller records that the client may now
+/// exist, where a crash does not lose it (the operator: in status), so that a cleanup after a
+/// crash still looks for it. An error stops the create.
+#[async_trait::async_trait]
+pub trait CreateJournal: Send + Sync {
+    async fn before_create(&self, client_id: &str) -> Result<(), String>;
+}
+
 /// The client as it is, or `None` when this call created it. A failure says whether the
-/// client may be ours all the same: a create whose answer was lost (a time-out, a 5xx)
-/// may have made it, and a cleanup must then look for it.
+/// client may be ours all the same (`Some(true)`: a create whose answer was lost, a time-out
+/// or a 5xx, may have made it, and a cleanup must look for it; `Some(false)`: refused, so
+/// surely not made).
 async fn get_or_create(
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
     wanted: &ClientRegistration,
-) -> Result<Option<OAuthClient>, (crate::upstream::UpstreamError, Option<bool>)> {
-    if let Some(existing) = auth
-        .get_client(&env.ops, &wanted.client_id)
-        .await
-        .map_err(|e| (e, None))?
-    {
+    journal: Option<&dyn CreateJournal>,
+    to_step: impl Fn(crate::upstream::UpstreamError) -> StepError,
+) -> Result<Option<OAuthClient>, (StepError, Option<bool>)> {
+    let existing = auth.get_client(&env.ops, &wanted.client_id).await;
+    if let Some(existing) = existing.map_err(|e| (to_step(e), None))? {
         return Ok(Some(existing));
+    }
+    if let Some(journal) = journal {
+        journal
+            .before_create(&wanted.client_id)
+            .await
+            .map_err(|why| {
+                let message =
+                    format!("cannot record the client in status before creating it: {why}");
+                (
+                    StepError::transient(Reason::UpstreamUnavailable, message),
+                    None,
+                )
+            })?;
     }
     match auth.create_client(&env.ops, wanted).await {
         Ok(_) => Ok(None),
@@ -542,14 +576,14 @@ async fn get_or_create(
         Err(e) if e.kind == ErrorKind::Conflict => {
             match auth.get_client(&env.ops, &wanted.client_id).await {
                 Ok(Some(client)) => Ok(Some(client)),
-                Ok(None) => Err((e, None)),
-                Err(e) => Err((e, None)),
+                Ok(None) => Err((to_step(e), None)),
+                Err(e) => Err((to_step(e), None)),
             }
         }
         Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::InvalidAnswer) => {
-            Err((e, Some(true)))
+            Err((to_step(e), Some(true)))
         }
-        Err(e) => Err((e, None)),
+        Err(e) => Err((to_step(e), Some(false))),
     }
 }
 
