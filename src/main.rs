@@ -47,8 +47,14 @@ async fn run(cli: Cli) -> Result<bool, String> {
             let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);
             let runbook = Runbook::new(std::sync::Arc::new(connector));
             let mut out = std::io::stdout();
-            let summary =
-                provision::provision(&runbook, &bundle, &args.output_dir, &mut out).await?;
+            let summary = provision::provision_as(
+                &runbook,
+                &bundle,
+                &args.output_dir,
+                args.take_over,
+                &mut out,
+            )
+            .await?;
             provision::print_summary(&summary, &mut out);
             Ok(summary.all_hold)
         }

@@ -449,3 +449,49 @@ async fn a_nexus_tenant_gone_while_its_key_row_remains_is_not_ready() {
     assert_eq!(h.output_key(), Some(key));
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_environment_pass_on_a_stale_cache_never_rolls_back_its_record() {
+    use digital_channels_operator::api::DigitalChannelsEnvironment;
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.env_condition("Ready", ConditionStatus::True, None).await;
+    h.settle().await;
+    let digest_of = |api: &common::fake_apiserver::FakeApiServer| {
+        let env = api.get_as::<DigitalChannelsEnvironment>(NS, "prod")?;
+        env.status?.client_secret_digest
+    };
+    let before = digest_of(&h.api).unwrap();
+    // From here the operator's cache of environments lags behind what is stored.
+    h.api.hold_watch_events("digitalchannelsenvironments");
+    h.secret(
+        "prod-nexus-client",
+        &[(
+            "client-secret",
+            "a-rotated-client-secret-of-43-characters-xx",
+        )],
+    );
+    let rotated = h
+        .api
+        .wait_for(WAIT, |api| digest_of(api).filter(|d| *d != before))
+        .await
+        .expect("the rotated secret is pushed and recorded");
+    // A failing pass on the stale cache (triggered through the Secret watch).
+    h.sim.handle.faults().fail_next("auth.get_client", 20, 500);
+    let gets = h.sim.handle.snapshot().calls("auth.get_client");
+    h.secret(
+        "gws-ops",
+        &[("username", "ops"), ("password", "ops"), ("x", "1")],
+    );
+    h.api
+        .wait_for(WAIT, |_| {
+            (h.sim.handle.snapshot().calls("auth.get_client") > gets).then_some(())
+        })
+        .await
+        .expect("a pass ran");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(digest_of(&h.api), Some(rotated), "rolled back");
+    h.api.release_watch_events("digitalchannelsenvironments");
+    h.sim.handle.faults().clear();
+    h.stop().await;
+}

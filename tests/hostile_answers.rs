@@ -368,6 +368,7 @@ fn ops() -> Credentials {
 fn registration() -> ClientRegistration {
     ClientRegistration {
         client_id: "nexus_client".into(),
+        description: "managed by dc-operator provision".into(),
         secret: SecretString::new(CLIENT_SECRET),
         redirect_uri: "https://nexus.example.com".into(),
         previous_redirect_uri: None,

@@ -31,6 +31,7 @@ fn http() -> HttpClient {
 fn registration(secret: &str, nexus_url: &str) -> ClientRegistration {
     ClientRegistration {
         client_id: "nexus_client".into(),
+        description: "managed by dc-operator provision".into(),
         secret: SecretString::new(secret),
         redirect_uri: nexus_url.into(),
         previous_redirect_uri: None,

@@ -72,7 +72,98 @@ pub const INT32_MAX: i64 = 2_147_483_647;
 pub const UUID_PATTERN: &str =
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
 
-/// Strips trailing slashes so URLs join with API paths predictably.
-pub fn trim_url(url: &str) -> &str {
-    url.trim_end_matches('/')
+/// The one normal form of a base URL, used for every comparison and for every value the
+/// operator writes upstream (`nex_gapis.url`, `backendurl`, the redirect URI, the
+/// `chatservice-uri` value, the output Secret's `nexusUrl`): scheme and host in lower case,
+/// the scheme's default port dropped, trailing slashes dropped. Two spellings of one
+/// service then name one upstream object. The CRD's identity rules compare with the same
+/// form (see [`cel_normal_url`]). A value that does not parse keeps its text, trimmed.
+pub fn normal_url(url: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url.trim()) else {
+        return url.trim().trim_end_matches('/').to_string();
+    };
+    // `Url` already lowers scheme and host and drops a default port; only the trailing
+    // slashes of the path are left to drop, the query and fragment kept as they are.
+    let before = &parsed[..url::Position::AfterPath];
+    let after = &parsed[url::Position::AfterPath..];
+    format!("{}{after}", before.trim_end_matches('/'))
+}
+
+/// Whether two URLs name the same service: equal in [`normal_url`] form.
+pub fn same_url(a: &str, b: &str) -> bool {
+    normal_url(a) == normal_url(b)
+}
+
+/// [`normal_url`], under the name older code calls it by.
+pub fn trim_url(url: &str) -> String {
+    normal_url(url)
+}
+
+/// A CEL expression giving the normal form of the URL string `x` (an expression over
+/// `self`/`oldSelf`), as [`normal_url`] makes it for the URLs the schema accepts
+/// (`URL_PATTERN`): scheme and authority in lower case, `:443` of https and `:80` of http
+/// dropped, trailing slashes of a URL without query or fragment dropped. For the CRD's
+/// transition rules, so that only a change of service is refused, never a change of spelling.
+pub fn cel_normal_url(x: &str) -> String {
+    // The API server's CEL for CRDs has no cel.bind: each part is spelt out where used.
+    // a: scheme and authority, lower case; r: the rest (path, query, fragment).
+    let head = format!("{x}.find('^[^:/?#]+://[^/?#]*')");
+    let a = format!("{head}.lowerAscii()");
+    let r = format!("{x}.substring({head}.size())");
+    format!(
+        "(((({a}).startsWith('https://') && ({a}).endsWith(':443')) ? ({a}).substring(0, ({a}).size() - 4) \
+         : ((({a}).startsWith('http://') && ({a}).endsWith(':80')) ? ({a}).substring(0, ({a}).size() - 3) : ({a}))) \
+         + ((({r}).contains('?') || ({r}).contains('#')) ? ({r}) : ({r}).find('^.*[^/]')))"
+    )
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_service_have_one_normal_form() {
+        for (given, normal) in [
+            ("https://gws.example.com", "https://gws.example.com"),
+            ("https://gws.example.com/", "https://gws.example.com"),
+            ("https://gws.example.com//", "https://gws.example.com"),
+            ("HTTPS://GWS.Example.COM/", "https://gws.example.com"),
+            ("https://gws.example.com:443/", "https://gws.example.com"),
+            ("http://gws.example.com:80", "http://gws.example.com"),
+            (
+                "https://gws.example.com:8443/",
+                "https://gws.example.com:8443",
+            ),
+            ("http://gws.example.com:443", "http://gws.example.com:443"),
+            (
+                "https://gws.example.com/GWS/",
+                "https://gws.example.com/GWS",
+            ),
+            (
+                "https://gws.example.com/a/?x=1",
+                "https://gws.example.com/a?x=1",
+            ),
+            ("  https://gws.example.com/  ", "https://gws.example.com"),
+            ("not a url/", "not a url"),
+        ] {
+            assert_eq!(normal_url(given), normal, "{given}");
+        }
+    }
+
+    #[test]
+    fn another_path_port_or_host_is_another_service() {
+        for (a, b) in [
+            ("https://gws.example.com", "https://gws2.example.com"),
+            ("https://gws.example.com", "http://gws.example.com"),
+            ("https://gws.example.com", "https://gws.example.com:8443"),
+            ("https://gws.example.com/a", "https://gws.example.com/A"),
+            ("https://gws.example.com/a", "https://gws.example.com"),
+        ] {
+            assert!(!same_url(a, b), "{a} vs {b}");
+        }
+        assert!(same_url(
+            "https://GWS.example.com/",
+            "https://gws.example.com"
+        ));
+    }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     CredentialsSecretRef, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX,
-    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN,
+    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, cel_normal_url,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -39,7 +39,16 @@ use super::conditions::{Condition, conditions_schema};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // Identity, once provisioned: another value would leave what was made upstream behind
+    // and make it all again elsewhere. Judged at the root, where status (the record that
+    // something was made) is in view; another spelling of the same URL is no change.
+    validation = identity_rule(IdentityField::AuthUrl),
+    validation = identity_rule(IdentityField::EnvironmentUrl),
+    validation = identity_rule(IdentityField::GwsUrl),
+    validation = identity_rule(IdentityField::NexusUrl),
+    validation = identity_rule(IdentityField::ClientId),
+    validation = identity_rule(IdentityField::DatabaseUrlSecret)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DigitalChannelsEnvironmentSpec {
@@ -80,6 +89,12 @@ pub struct DigitalChannelsEnvironmentSpec {
     pub suspend: bool,
 }
 
+/// Set to `"true"` on an environment to let it take over an OAuth client it did not make:
+/// one made by hand whose secret differs from the Secret's (its secret is replaced), or one
+/// whose description names another manager. Without it such a client is left untouched and
+/// `ClientRegistered` says what was found.
+pub const TAKE_OVER_CLIENT_ANNOTATION: &str = "digitalchannels.dev/take-over-client";
+
 /// The API paths the operator adds to the base URLs: a URL that already holds one would be
 /// called as `.../auth/v3/auth/v3/...`.
 pub const API_PATHS: [(&str, &str); 3] = [
@@ -93,6 +108,106 @@ const BASE_ENVIRONMENT_URL: &str = "environmentUrl is the base URL of the Enviro
      the operator adds the API path itself";
 const BASE_NEXUS_URL: &str =
     "nexusUrl is the base URL of Nexus, without /nexus/v3: the operator adds the API path itself";
+
+/// The fields that name what the environment made upstream: the OAuth client (GWS Auth and
+/// its id), the `nex_gapis` row (the GWS URL and the database), the Nexus and the
+/// Environment service the tenants are provisioned through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    AuthUrl,
+    EnvironmentUrl,
+    GwsUrl,
+    NexusUrl,
+    ClientId,
+    DatabaseUrlSecret,
+}
+
+impl IdentityField {
+    pub const ALL: [IdentityField; 6] = [
+        IdentityField::AuthUrl,
+        IdentityField::EnvironmentUrl,
+        IdentityField::GwsUrl,
+        IdentityField::NexusUrl,
+        IdentityField::ClientId,
+        IdentityField::DatabaseUrlSecret,
+    ];
+
+    /// The field's path under the resource, as the API server names it in its answer.
+    pub fn path(self) -> &'static str {
+        match self {
+            IdentityField::AuthUrl => ".spec.authUrl",
+            IdentityField::EnvironmentUrl => ".spec.environmentUrl",
+            IdentityField::GwsUrl => ".spec.gwsUrl",
+            IdentityField::NexusUrl => ".spec.nexusUrl",
+            IdentityField::ClientId => ".spec.client.id",
+            IdentityField::DatabaseUrlSecret => ".spec.database.urlSecret",
+        }
+    }
+
+    /// A CEL expression of the field's value in `o` (`self` or `oldSelf`), as the operator
+    /// uses it: URLs in normal form, an absent optional field as its default.
+    fn value(self, o: &str) -> String {
+        match self {
+            IdentityField::AuthUrl => cel_normal_url(&format!("{o}.spec.authUrl")),
+            IdentityField::EnvironmentUrl => cel_normal_url(&format!(
+                "(has({o}.spec.environmentUrl) ? {o}.spec.environmentUrl : {o}.spec.authUrl)"
+            )),
+            IdentityField::GwsUrl => cel_normal_url(&format!("{o}.spec.gwsUrl")),
+            IdentityField::NexusUrl => cel_normal_url(&format!("{o}.spec.nexusUrl")),
+            IdentityField::ClientId => format!(
+                "((has({o}.spec.client) && has({o}.spec.client.id)) ? {o}.spec.client.id : 'nexus_client')"
+            ),
+            IdentityField::DatabaseUrlSecret => format!(
+                "({o}.spec.database.urlSecret.name + '/' + {o}.spec.database.urlSecret.key)"
+            ),
+        }
+    }
+
+    /// What the API server answers when the field is changed: what to do instead.
+    pub fn message(self) -> &'static str {
+        match self {
+            IdentityField::AuthUrl => {
+                "authUrl cannot change once the environment is provisioned: the OAuth client lives in that GWS Auth. \
+                 For another GWS, create a new DigitalChannelsEnvironment and delete this one (its deletionPolicy decides what happens to the client); \
+                 another spelling of the same URL (letter case, a trailing slash, the default port) is accepted"
+            }
+            IdentityField::EnvironmentUrl => {
+                "environmentUrl (default authUrl) cannot change once the environment is provisioned: the tenants' contact centers and settings live there. \
+                 For another GWS, create a new DigitalChannelsEnvironment and delete this one; another spelling of the same URL is accepted"
+            }
+            IdentityField::GwsUrl => {
+                "gwsUrl cannot change once the environment is provisioned: it names the nex_gapis row and every Nexus tenant's backend. \
+                 For another GWS, create a new DigitalChannelsEnvironment and delete this one (its deletionPolicy decides what happens to the row); \
+                 another spelling of the same URL (letter case, a trailing slash, the default port) is accepted"
+            }
+            IdentityField::NexusUrl => {
+                "nexusUrl cannot change once the environment is provisioned: every tenant was provisioned in that Nexus and would be made again there with new keys. \
+                 For another Nexus, create a new DigitalChannelsEnvironment (and tenants) and delete these; another spelling of the same URL is accepted"
+            }
+            IdentityField::ClientId => {
+                "client.id cannot change once the environment is provisioned: the old OAuth client and its nex_gapis row would be left behind. \
+                 For another client, create a new DigitalChannelsEnvironment and delete this one (deletionPolicy: Delete removes the old client and row)"
+            }
+            IdentityField::DatabaseUrlSecret => {
+                "database.urlSecret cannot change once the environment is provisioned: another database would get a second nex_gapis row and every tenant again. \
+                 To rotate the database password, edit the value in the Secret it names; for another Nexus database, create a new DigitalChannelsEnvironment and delete this one"
+            }
+        }
+    }
+}
+
+/// The API server's rule for `field`: unchanged (in the operator's sense) once status holds
+/// a record of something the environment made upstream.
+pub fn identity_rule(field: IdentityField) -> kube::core::Rule {
+    let provisioned = "(has(oldSelf.status) && (has(oldSelf.status.managedClientId) || has(oldSelf.status.clientRedirectUri)))";
+    kube::core::Rule::new(format!(
+        "!{provisioned} || {} == {}",
+        field.value("self"),
+        field.value("oldSelf")
+    ))
+    .message(field.message())
+    .field_path(field.path())
+}
 
 /// The `nexus_client` OAuth client.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -182,6 +297,11 @@ pub struct EnvironmentStatus {
     /// not kept, when `nexusUrl` changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_redirect_uri: Option<String>,
+    /// The OAuth client this environment created (or sent a create for) or adopted: what its
+    /// cleanup deletes, with the `nex_gapis` row. Absent: it made nothing upstream, and a
+    /// cleanup calls nothing. Once set, the identity fields cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_client_id: Option<String>,
     /// HMAC (keyed with the environment's fingerprint key) of the client secret GWS Auth was
     /// last verified to hold: tenants wait while the Secret holds another one, not yet pushed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +317,16 @@ pub struct EnvironmentStatus {
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+impl EnvironmentStatus {
+    /// Whether this status records that the environment made or adopted the client
+    /// `client_id`; an older version's record (it registered or verified the client) counts.
+    pub fn records_client(&self, client_id: &str) -> bool {
+        self.managed_client_id.as_deref() == Some(client_id)
+            || self.client_redirect_uri.is_some()
+            || self.client_secret_digest.is_some()
+    }
 }
 
 impl DigitalChannelsEnvironmentSpec {

@@ -132,6 +132,12 @@ pub struct ProvisionArgs {
     /// Where output Secrets (and a generated client secret) are written, mode 0600.
     #[arg(long, default_value = "./dc-output")]
     pub output_dir: PathBuf,
+    /// Take over an OAuth client that another manager has (the operator, for a
+    /// DigitalChannelsEnvironment, or someone by hand): its secret becomes the manifests' and
+    /// its description names provision. Without it such a client is left untouched and the
+    /// run fails saying what it found.
+    #[arg(long)]
+    pub take_over: bool,
     #[command(flatten)]
     pub http: HttpArgs,
 }

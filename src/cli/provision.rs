@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use super::file_store::FileStore;
 use super::manifests::Bundle;
+use crate::api::DigitalChannelsEnvironment;
 use crate::api::validation::{environment_problems, tenant_problems};
 use crate::runbook::Runbook;
-use crate::runbook::environment::run_environment;
+use crate::runbook::environment::{ClientManager, Management, run_environment_managed};
 use crate::runbook::report::{Outcome, RunReport};
 use crate::runbook::tenant::run_tenant;
 
@@ -30,13 +31,70 @@ pub struct TenantSummary {
     pub output_file: PathBuf,
 }
 
-/// Runs the environment, then each tenant, printing every step to `out`.
+/// Runs the environment, then each tenant, printing every step to `out`. An OAuth client
+/// another manager's (see [`crate::runbook::environment::claim_of`]) is left untouched.
 pub async fn provision(
     runbook: &Runbook,
     bundle: &Bundle,
     output_dir: &Path,
     out: &mut dyn Write,
 ) -> Result<ProvisionSummary, String> {
+    provision_as(runbook, bundle, output_dir, false, out).await
+}
+
+/// [`provision`]; with `take_over` (`--take-over`), an OAuth client that the operator (or
+/// someone by hand) manages is taken over: its description then names `provision`, and its
+/// secret becomes the one in the manifests.
+pub async fn provision_as(
+    runbook: &Runbook,
+    bundle: &Bundle,
+    output_dir: &Path,
+    take_over: bool,
+    out: &mut dyn Write,
+) -> Result<ProvisionSummary, String> {
+    let env = checked_environment(bundle)?;
+    let env_name = env.metadata.name.clone().unwrap_or_default();
+    let store = FileStore::new(&bundle.secrets, output_dir, env.metadata.namespace.clone())?;
+    let mut summary = ProvisionSummary {
+        all_hold: true,
+        ..Default::default()
+    };
+
+    let _ = writeln!(out, "Environment {env_name}");
+    let management = Management {
+        manager: ClientManager::Provision,
+        take_over,
+    };
+    let env_run = run_environment_managed(runbook, env, &store, &management).await;
+    print_report(&env_run.report, out);
+    summary.changes += count_changes(&env_run.report);
+    let Some(resolved) = env_run.resolved.filter(|_| env_run.report.succeeded()) else {
+        summary.all_hold = false;
+        if !bundle.tenants.is_empty() {
+            let _ = writeln!(out, "Tenants not started: the environment is not ready.");
+        }
+        return Ok(summary);
+    };
+
+    for tenant in &bundle.tenants {
+        let name = tenant.metadata.name.clone().unwrap_or_default();
+        let _ = writeln!(out, "Tenant {name}");
+        let run = run_tenant(runbook, tenant, &resolved, &store).await;
+        print_report(&run.report, out);
+        summary.changes += count_changes(&run.report);
+        summary.all_hold &= run.report.succeeded();
+        summary.tenants.push(TenantSummary {
+            name,
+            contact_center_id: run.contact_center_id.clone(),
+            masked_key: run.api_key.as_ref().map(|k| k.masked()),
+            output_file: store.path_of(&run.output_secret_name),
+        });
+    }
+    Ok(summary)
+}
+
+/// The bundle's one environment, once every resource in it is valid; else what is wrong.
+fn checked_environment(bundle: &Bundle) -> Result<&DigitalChannelsEnvironment, String> {
     let env = match bundle.environments.as_slice() {
         [one] => one,
         [] => return Err("the files hold no DigitalChannelsEnvironment".to_string()),
@@ -66,40 +124,7 @@ pub async fn provision(
     if !problems.is_empty() {
         return Err(format!("InvalidSpec: {}", problems.join("; ")));
     }
-
-    let store = FileStore::new(&bundle.secrets, output_dir, env.metadata.namespace.clone())?;
-    let mut summary = ProvisionSummary {
-        all_hold: true,
-        ..Default::default()
-    };
-
-    let _ = writeln!(out, "Environment {env_name}");
-    let env_run = run_environment(runbook, env, &store).await;
-    print_report(&env_run.report, out);
-    summary.changes += count_changes(&env_run.report);
-    let Some(resolved) = env_run.resolved.filter(|_| env_run.report.succeeded()) else {
-        summary.all_hold = false;
-        if !bundle.tenants.is_empty() {
-            let _ = writeln!(out, "Tenants not started: the environment is not ready.");
-        }
-        return Ok(summary);
-    };
-
-    for tenant in &bundle.tenants {
-        let name = tenant.metadata.name.clone().unwrap_or_default();
-        let _ = writeln!(out, "Tenant {name}");
-        let run = run_tenant(runbook, tenant, &resolved, &store).await;
-        print_report(&run.report, out);
-        summary.changes += count_changes(&run.report);
-        summary.all_hold &= run.report.succeeded();
-        summary.tenants.push(TenantSummary {
-            name,
-            contact_center_id: run.contact_center_id.clone(),
-            masked_key: run.api_key.as_ref().map(|k| k.masked()),
-            output_file: store.path_of(&run.output_secret_name),
-        });
-    }
-    Ok(summary)
+    Ok(env)
 }
 
 fn count_changes(report: &RunReport) -> usize {

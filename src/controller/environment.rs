@@ -18,18 +18,26 @@ use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
 };
 use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
+use crate::api::common::normal_url;
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
+use crate::api::environment::TAKE_OVER_CLIENT_ANNOTATION;
 use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
-use crate::runbook::environment::{delete_environment, read_environment, run_environment};
+use crate::runbook::environment::{
+    ClientManager, CreateJournal, EnvironmentRun, Management, delete_environment_managed,
+    read_environment, run_environment_journaled,
+};
 use crate::runbook::report::{RunReport, Step};
 
 pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let Some(env) = super::current(&ctx, env).await? else {
+        return Ok(Action::await_change());
+    };
     reconcile_pass(&ctx, env.as_ref(), apply(&env, &ctx), cleanup(&env, &ctx)).await
 }
 
@@ -76,12 +84,23 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         return Ok(Action::requeue(ctx.config.max_backoff));
     }
 
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
-    let run = run_environment(&ctx.runbook, env, &store).await;
-    let external_exists = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
-    if external_exists && !has_finalizer(env) {
+    // Before the first upstream write: a deletion that comes while a create is in flight
+    // then waits for the cleanup instead of leaving what the create made.
+    if !has_finalizer(env) {
         add_finalizer(&api, env).await?;
     }
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
+    let journal = StatusJournal {
+        api: &api,
+        name: env.name_any(),
+        previous: previous.clone(),
+        written: std::sync::Mutex::new(None),
+    };
+    let run =
+        run_environment_journaled(&ctx.runbook, env, &store, &management(env), Some(&journal))
+            .await;
+    // Status as the journal left it: what this pass's write compares with.
+    let previous = journal.into_written().unwrap_or(previous);
 
     let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
     let mut requeue_soon = None;
@@ -115,26 +134,7 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
-    // Once GWS Auth verifiably holds the client secret, tenants may use it.
-    let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
-    let details = StatusDetails {
-        // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
-        nexus: Some(match env.spec.nexus_deployment {
-            Some(_) => nexus,
-            None => NexusRecord::default(),
-        }),
-        client_secret_name: run
-            .resolved
-            .as_ref()
-            .map(|r| r.client_secret_ref.name.clone()),
-        client_redirect_uri: matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)))
-            .then(|| env.spec.nexus_url.clone()),
-        client_secret_digest: run
-            .resolved
-            .as_ref()
-            .filter(|_| verified)
-            .and_then(|r| r.client_secret_digest()),
-    };
+    let details = details_of(env, &run, nexus);
     let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
 
@@ -145,6 +145,84 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &run.report,
         requeue_soon,
     ))
+}
+
+/// Records in status, right before the client create leaves, that the client may exist:
+/// a crash between the create and the pass's status write then leaves a record, and a
+/// cleanup looks for the client instead of leaving it.
+struct StatusJournal<'a> {
+    api: &'a Api<DigitalChannelsEnvironment>,
+    name: String,
+    previous: EnvironmentStatus,
+    /// The status written, if any.
+    written: std::sync::Mutex<Option<EnvironmentStatus>>,
+}
+
+impl StatusJournal<'_> {
+    fn into_written(self) -> Option<EnvironmentStatus> {
+        self.written.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl CreateJournal for StatusJournal<'_> {
+    async fn before_create(&self, client_id: &str) -> Result<(), String> {
+        let mut status = self.previous.clone();
+        status.managed_client_id = Some(client_id.to_string());
+        apply_status(self.api, &self.name, &self.previous, &status)
+            .await
+            .map_err(|e| kube_reason(&e))?;
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+        Ok(())
+    }
+}
+
+/// What a pass records in status besides conditions.
+fn details_of(
+    env: &DigitalChannelsEnvironment,
+    run: &EnvironmentRun,
+    nexus: NexusRecord,
+) -> StatusDetails {
+    // Once GWS Auth verifiably holds the client secret, tenants may use it.
+    let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
+    let registered = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
+    StatusDetails {
+        managed_client_id: match run.client_ours {
+            Some(true) => Some(Some(env.spec.client.id.clone())),
+            Some(false) => Some(None),
+            None => None,
+        },
+        // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
+        nexus: Some(match env.spec.nexus_deployment {
+            Some(_) => nexus,
+            None => NexusRecord::default(),
+        }),
+        client_secret_name: run
+            .resolved
+            .as_ref()
+            .map(|r| r.client_secret_ref.name.clone()),
+        client_redirect_uri: registered.then(|| normal_url(&env.spec.nexus_url)),
+        client_secret_digest: run
+            .resolved
+            .as_ref()
+            .filter(|_| verified)
+            .and_then(|r| r.client_secret_digest()),
+    }
+}
+
+/// The operator manages the client for this resource; it takes over one that is not its
+/// own only when the user's annotation says so.
+fn management(env: &DigitalChannelsEnvironment) -> Management {
+    Management {
+        manager: ClientManager::Operator {
+            namespace: env.namespace().unwrap_or_default(),
+            name: env.name_any(),
+        },
+        take_over: env
+            .annotations()
+            .get(TAKE_OVER_CLIENT_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+    }
 }
 
 /// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
@@ -179,6 +257,8 @@ pub fn next_action(
 /// What a pass learnt besides conditions; `None` keeps what status had.
 #[derive(Default)]
 struct StatusDetails {
+    /// `Some(None)`: the client is not (or no longer) this environment's.
+    managed_client_id: Option<Option<String>>,
     client_secret_name: Option<String>,
     client_redirect_uri: Option<String>,
     client_secret_digest: Option<String>,
@@ -211,6 +291,9 @@ async fn write(
     );
     let status = EnvironmentStatus {
         observed_generation: env.metadata.generation,
+        managed_client_id: details
+            .managed_client_id
+            .unwrap_or_else(|| previous.managed_client_id.clone()),
         client_secret_name: details
             .client_secret_name
             .or_else(|| previous.client_secret_name.clone()),
@@ -233,9 +316,12 @@ async fn write(
             .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
-    if apply_status(api, &env.name_any(), previous, &status).await?
-        && let Some(ready) = find(&status.conditions, types::READY)
-    {
+    let wrote = apply_status(api, &env.name_any(), previous, &status).await?;
+    ctx.saw_status(
+        env.metadata.uid.as_deref().unwrap_or_default(),
+        &Some(&status),
+    );
+    if wrote && let Some(ready) = find(&status.conditions, types::READY) {
         super::log_status(ready);
     }
     if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
@@ -502,56 +588,8 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
     if policy == DeletionPolicy::Delete {
-        let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-        let outcome = match read_environment(env, &store).await {
-            Ok(resolved) => delete_environment(&ctx.runbook, &resolved).await,
-            Err(e) => Err(e),
-        };
-        let skip = match &outcome {
-            Ok(()) => false,
-            Err(e) => super::cleanup_can_never_succeed(ctx, &ns, e).await,
-        };
-        match &outcome {
-            // The Secrets are gone (typically the whole namespace is being deleted): the
-            // cleanup can never succeed, so let go loudly instead of hanging.
-            Err(e) if skip => {
-                ctx.event(
-                    &env.object_ref(&()),
-                    true,
-                    "CleanupSkipped",
-                    "Cleanup",
-                    format!(
-                        "Cannot delete the OAuth client and nex_gapis row: {}. They are left in place.",
-                        e.message
-                    ),
-                )
-                .await;
-            }
-            Err(e) => {
-                let failed = Condition::new(
-                    types::READY,
-                    ConditionStatus::False,
-                    "DeletionBlocked",
-                    format!(
-                        "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
-                        e.message
-                    ),
-                );
-                let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
-                fresh.push(failed);
-                write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
-                return Ok(Action::requeue(ctx.backoff(&key(env), e.retry_after)));
-            }
-            Ok(()) => {
-                ctx.event(
-                    &env.object_ref(&()),
-                    false,
-                    "Deleted",
-                    "Cleanup",
-                    "Deleted the OAuth client and the nex_gapis row.".to_string(),
-                )
-                .await;
-            }
+        if let Some(wait) = delete_upstream(ctx, &api, env, &previous).await? {
+            return Ok(wait);
         }
     } else {
         ctx.event(
@@ -568,4 +606,69 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
     ctx.succeeded(&key(env));
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
     Ok(Action::await_change())
+}
+
+/// `deletionPolicy: Delete`: the OAuth client and the `nex_gapis` row, when status records
+/// that this environment made them; nothing is called otherwise. `Some` when the cleanup
+/// must wait (a failure shown on Ready); `None` when the finalizer may go.
+async fn delete_upstream(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: &EnvironmentStatus,
+) -> Result<Option<Action>, Error> {
+    let ns = env.namespace().unwrap_or_default();
+    let event = |warning: bool, reason: &'static str, message: String| async move {
+        ctx.event(&env.object_ref(&()), warning, reason, "Cleanup", message)
+            .await;
+    };
+    if !previous.records_client(&env.spec.client.id) {
+        let nothing =
+            "This environment made no OAuth client or nex_gapis row: nothing to delete upstream.";
+        event(false, "Deleted", nothing.to_string()).await;
+        return Ok(None);
+    }
+    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
+    let manager = management(env).manager;
+    let outcome = match read_environment(env, &store).await {
+        Ok(resolved) => delete_environment_managed(&ctx.runbook, &resolved, &manager).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(None) => {
+            let done = "Deleted the OAuth client and the nex_gapis row.";
+            event(false, "Deleted", done.to_string()).await;
+        }
+        Ok(Some(elsewhere)) => {
+            let left = format!(
+                "The OAuth client is managed elsewhere now (its description says \"{elsewhere}\"): it and its nex_gapis row are left in place."
+            );
+            event(true, "CleanupSkipped", left).await;
+        }
+        // The Secrets are gone (typically the whole namespace is being deleted): the
+        // cleanup can never succeed, so let go loudly instead of hanging.
+        Err(e) if super::cleanup_can_never_succeed(ctx, &ns, &e).await => {
+            let left = format!(
+                "Cannot delete the OAuth client and nex_gapis row: {}. They are left in place.",
+                e.message
+            );
+            event(true, "CleanupSkipped", left).await;
+        }
+        Err(e) => {
+            let failed = Condition::new(
+                types::READY,
+                ConditionStatus::False,
+                "DeletionBlocked",
+                format!(
+                    "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
+                    e.message
+                ),
+            );
+            let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
+            fresh.push(failed);
+            write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
+            return Ok(Some(Action::requeue(ctx.backoff(&key(env), e.retry_after))));
+        }
+    }
+    Ok(None)
 }

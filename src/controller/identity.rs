@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::api::common::trim_url;
+use crate::api::common::{normal_url, same_url, trim_url};
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use crate::runbook::contact_center;
 use crate::upstream::environment::ContactCenter;
@@ -167,13 +167,13 @@ pub fn tenant_rival(
         environments
             .iter()
             .find(|e| e.namespace() == t.namespace() && e.name_any() == t.spec.environment_ref.name)
-            .map(|e| trim_url(&e.spec.nexus_url).to_string())
+            .map(|e| e.spec.nexus_url.clone())
     };
     let mut rivals: Vec<&Arc<DigitalChannelsTenant>> = tenants
         .iter()
         .filter(|o| is_other(me, o.as_ref()))
         .filter(|o| match nexus_of(o) {
-            Some(url) => url.eq_ignore_ascii_case(trim_url(nexus_url)),
+            Some(url) => same_url(&url, nexus_url),
             // Its environment is not known: it counts only if it has acted upstream (it
             // holds the finalizer), on whatever Nexus; one that never acted claims nothing.
             None => has_finalizer(o.as_ref()),
@@ -233,7 +233,7 @@ pub struct Claimant {
 impl Claims {
     /// The claim keys of a tenant on one Nexus: its contact center and its tenant name.
     pub fn keys(nexus_url: &str, contact_center_id: &str, tenant_name: &str) -> Vec<String> {
-        let nexus = trim_url(nexus_url).to_ascii_lowercase();
+        let nexus = normal_url(nexus_url);
         vec![
             format!("{nexus}|cc|{}", contact_center_id.to_ascii_lowercase()),
             format!("{nexus}|name|{}", tenant_name.to_ascii_lowercase()),

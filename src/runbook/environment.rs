@@ -6,9 +6,10 @@ use std::time::Instant;
 use super::Runbook;
 use super::report::{Outcome, Reason, RunReport, Step, StepError};
 use super::secrets::{SecretError, SecretStore};
+use crate::api::common::normal_url;
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, SecretKeyRef};
 use crate::secret::{Credentials, SecretString};
-use crate::upstream::gws_auth::{ClientRegistration, Grant};
+use crate::upstream::gws_auth::{ClientRegistration, Grant, OAuthClient};
 use crate::upstream::{ErrorKind, GwsAuthApi};
 
 /// An environment with its Secrets read: everything a tenant run needs from it.
@@ -27,6 +28,90 @@ pub struct ResolvedEnvironment {
     /// The redirect URI the operator set on the client before (status), replaced by a new
     /// `nexusUrl`.
     pub managed_redirect_uri: Option<String>,
+}
+
+/// What every client this project makes says in its description, then who manages it.
+pub const MANAGED_BY: &str = "managed by dc-operator";
+
+/// Who manages an OAuth client, as its description says upstream: two managers of one
+/// client would undo each other's writes, so each tells the other apart by it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientManager {
+    /// The operator, for one DigitalChannelsEnvironment.
+    Operator { namespace: String, name: String },
+    /// `dc-operator provision`, from manifests.
+    Provision,
+}
+
+impl ClientManager {
+    /// The client's description when this one manages it.
+    pub fn description(&self) -> String {
+        match self {
+            ClientManager::Operator { namespace, name } => {
+                format!("{MANAGED_BY}: DigitalChannelsEnvironment {namespace}/{name}")
+            }
+            ClientManager::Provision => format!("{MANAGED_BY} provision"),
+        }
+    }
+
+    /// How a person allows this manager to take over a client.
+    fn take_over_hint(&self) -> String {
+        match self {
+            ClientManager::Operator { .. } => format!(
+                "set the annotation {}: \"true\" on this DigitalChannelsEnvironment",
+                crate::api::environment::TAKE_OVER_CLIENT_ANNOTATION
+            ),
+            ClientManager::Provision => "run provision with --take-over".to_string(),
+        }
+    }
+}
+
+/// Who a run manages the client as, and whether it may take over one that is not its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Management {
+    pub manager: ClientManager,
+    pub take_over: bool,
+}
+
+impl Default for Management {
+    fn default() -> Self {
+        Self {
+            manager: ClientManager::Provision,
+            take_over: false,
+        }
+    }
+}
+
+/// A run's manager and what its record says of the client.
+struct Claimant<'a> {
+    management: &'a Management,
+    journal: Option<&'a dyn CreateJournal>,
+    /// Status records that this environment made or adopted the client.
+    recorded: bool,
+}
+
+/// What an existing client is to a manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Its description names this manager, or this manager's record says it made or adopted it.
+    Ours,
+    /// Made by hand (or by a version that wrote no manager): ours only if it already holds
+    /// our secret, or when taking over is allowed.
+    Unclaimed,
+    /// Its description names another manager (quoted, at most 120 characters).
+    Elsewhere(String),
+}
+
+/// Whose a client is, from its description and this manager's record. A description naming
+/// another manager wins over the record: that one took it over since.
+pub fn claim_of(description: Option<&str>, me: &ClientManager, recorded: bool) -> Claim {
+    match description {
+        Some(d) if d == me.description() => Claim::Ours,
+        // Quoted in messages and events: bounded, on one line.
+        Some(d) if d.starts_with(MANAGED_BY) => Claim::Elsewhere(shorten(d)),
+        _ if recorded => Claim::Ours,
+        _ => Claim::Unclaimed,
+    }
 }
 
 impl ResolvedEnvironment {
@@ -53,7 +138,7 @@ impl ResolvedEnvironment {
     pub fn gapi_digest(&self) -> Option<String> {
         self.fingerprint(&[
             "nex_gapis",
-            crate::api::common::trim_url(&self.spec.gws_url),
+            &normal_url(&self.spec.gws_url),
             &self.spec.client.id,
             self.client_secret.expose(),
         ])
@@ -65,11 +150,13 @@ impl ResolvedEnvironment {
         self.fingerprint(&["client-secret", self.client_secret.expose()])
     }
 
-    pub fn registration(&self) -> ClientRegistration {
+    /// The client as `manager` wants it.
+    pub fn registration(&self, manager: &ClientManager) -> ClientRegistration {
         ClientRegistration {
             client_id: self.spec.client.id.clone(),
             secret: self.client_secret.clone(),
-            redirect_uri: self.spec.nexus_url.clone(),
+            description: manager.description(),
+            redirect_uri: normal_url(&self.spec.nexus_url),
             previous_redirect_uri: self.managed_redirect_uri.clone(),
             access_token_expiration_timeout: self.spec.client.access_token_expiration_timeout,
             refresh_token_expiration_timeout: self.spec.client.refresh_token_expiration_timeout,
@@ -141,9 +228,13 @@ pub async fn resolve_environment(
     let started = Instant::now();
     let secret_ref = spec.client_secret_ref(&name);
     let key_ref = fingerprint_key_ref(&name);
+    let status = env.status.clone().unwrap_or_default();
+    let generate_secret = generate && may_generate_client_secret(&status, &secret_ref.name);
     let resolved = async {
         let (secret, outcome) =
-            read_or_generate(store, &secret_ref, generate, "client secret").await?;
+            read_or_generate(store, &secret_ref, generate_secret, "client secret")
+                .await
+                .map_err(|e| moved_to_missing_secret(e, &status, &secret_ref))?;
         let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
             Ok((key, _)) => Some(key),
             // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
@@ -183,6 +274,39 @@ pub async fn resolve_environment(
             .as_ref()
             .and_then(|s| s.client_redirect_uri.clone()),
     })
+}
+
+/// Whether a missing client secret may be generated: not when GWS Auth was verified to hold
+/// the secret of another Secret (status), for a new `client.secret` that does not exist is
+/// far likelier a typo than a wish to rotate, and generating would replace the running
+/// client's secret. Rotating by a new Secret means creating it first.
+fn may_generate_client_secret(status: &crate::api::EnvironmentStatus, wanted: &str) -> bool {
+    match (&status.client_secret_name, &status.client_secret_digest) {
+        (Some(recorded), Some(_)) => recorded == wanted,
+        _ => true,
+    }
+}
+
+/// The error of a client secret not generated because the spec moved away from the Secret
+/// GWS Auth holds (see [`may_generate_client_secret`]), said as such.
+fn moved_to_missing_secret(
+    error: StepError,
+    status: &crate::api::EnvironmentStatus,
+    wanted: &SecretKeyRef,
+) -> StepError {
+    match &status.client_secret_name {
+        Some(recorded) if error.reason == Reason::SecretNotFound && *recorded != wanted.name => {
+            StepError::permanent(
+                Reason::SecretNotFound,
+                format!(
+                    "spec.client.secret names Secret {}, which does not exist; the OAuth client holds the secret of Secret {recorded}. \
+                     Nothing is generated, so that a typo cannot replace the client's secret: fix the name, or create Secret {} with the secret to rotate to",
+                    wanted.name, wanted.name
+                ),
+            )
+        }
+        _ => error,
+    }
 }
 
 /// A CA bundle that cannot be used, said where it is read: the HTTP clients built from it
@@ -259,6 +383,10 @@ pub async fn read_environment(
 pub struct EnvironmentRun {
     pub report: RunReport,
     pub resolved: Option<ResolvedEnvironment>,
+    /// Whether the client is this manager's after the run: `Some(true)` when it created it
+    /// (or sent a create whose answer was lost), found it its own or adopted it,
+    /// `Some(false)` when it left it to another, `None` when the run did not get that far.
+    pub client_ours: Option<bool>,
 }
 
 impl EnvironmentRun {
@@ -269,11 +397,34 @@ impl EnvironmentRun {
     }
 }
 
-/// Runs the environment's steps: each looks, then writes only what differs.
+/// Runs the environment's steps as `dc-operator provision` does (see
+/// [`run_environment_managed`]).
 pub async fn run_environment(
     runbook: &Runbook,
     env: &DigitalChannelsEnvironment,
     store: &dyn SecretStore,
+) -> EnvironmentRun {
+    run_environment_managed(runbook, env, store, &Management::default()).await
+}
+
+/// Runs the environment's steps: each looks, then writes only what differs. The client is
+/// written only when it is `management`'s own (see [`claim_of`]).
+pub async fn run_environment_managed(
+    runbook: &Runbook,
+    env: &DigitalChannelsEnvironment,
+    store: &dyn SecretStore,
+    management: &Management,
+) -> EnvironmentRun {
+    run_environment_journaled(runbook, env, store, management, None).await
+}
+
+/// [`run_environment_managed`], telling `journal` right before the client create leaves.
+pub async fn run_environment_journaled(
+    runbook: &Runbook,
+    env: &DigitalChannelsEnvironment,
+    store: &dyn SecretStore,
+    management: &Management,
+    journal: Option<&dyn CreateJournal>,
 ) -> EnvironmentRun {
     let mut run = EnvironmentRun::default();
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
@@ -300,23 +451,27 @@ pub async fn run_environment(
     };
 
     let started = Instant::now();
-    let registered = register_client(auth.as_ref(), &resolved).await;
-    let failed = registered.is_err();
-    let (result, detail) = match registered {
-        Ok((outcome, detail)) => (Ok(outcome), detail),
-        Err(e) => (
-            Err(StepError::from_upstream(&e, hint_for(&e, &ops_hint))),
-            String::new(),
-        ),
+    let claimant = Claimant {
+        management,
+        journal,
+        // Whether status records that this environment made or adopted the client.
+        recorded: env
+            .status
+            .as_ref()
+            .is_some_and(|s| s.records_client(&env.spec.client.id)),
+    };
+    let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant, &ops_hint).await;
+    run.client_ours = ours;
+    let Ok((outcome, detail)) = registered.map_err(|e| {
+        run.report.push(Step::ClientRegistered, started, Err(e), "");
+    }) else {
+        return run;
     };
     run.report
-        .push(Step::ClientRegistered, started, result, detail);
-    if failed {
-        return run;
-    }
+        .push(Step::ClientRegistered, started, Ok(outcome), detail);
 
     let started = Instant::now();
-    let verified = verify_client(runbook, auth.as_ref(), &resolved).await;
+    let verified = verify_client(runbook, auth.as_ref(), &resolved, &management.manager).await;
     let failed = verified.is_err();
     run.report.push(Step::ClientVerified, started, verified, "");
     if failed {
@@ -338,41 +493,159 @@ fn hint_for<'a>(error: &crate::upstream::UpstreamError, hint: &'a str) -> &'a st
     }
 }
 
-/// GET the client; create it when absent, update the fields that differ when present.
+/// GET the client; create it when absent; when present and this manager's (see
+/// [`claim_of`]), update the fields that differ. Also says whether the client is ours now.
 async fn register_client(
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
-) -> Result<(Outcome, String), crate::upstream::UpstreamError> {
-    let wanted = env.registration();
-    let existing = match auth.get_client(&env.ops, &wanted.client_id).await? {
-        Some(client) => client,
-        None => match auth.create_client(&env.ops, &wanted).await {
-            Ok(_) => return Ok((Outcome::Created, format!("client {}", wanted.client_id))),
-            // Created by someone else between our GET and POST: compare it like any other.
-            Err(e) if e.kind == ErrorKind::Conflict => auth
-                .get_client(&env.ops, &wanted.client_id)
-                .await?
-                .ok_or(e)?,
-            Err(e) => return Err(e),
-        },
+    claimant: &Claimant<'_>,
+    ops_hint: &str,
+) -> (Result<(Outcome, String), StepError>, Option<bool>) {
+    let upstream =
+        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, ops_hint));
+    let wanted = env.registration(&claimant.management.manager);
+    let existing = match get_or_create(auth, env, &wanted, claimant.journal, upstream).await {
+        Ok(None) => {
+            let made = format!("client {}", wanted.client_id);
+            return (Ok((Outcome::Created, made)), Some(true));
+        }
+        Ok(Some(existing)) => existing,
+        Err((e, ours)) => return (Err(e), ours),
+    };
+    let claim = claim_of(
+        existing.description.as_deref(),
+        &claimant.management.manager,
+        claimant.recorded,
+    );
+    let adopted = match adopt(auth, env, claimant.management, &claim).await {
+        Ok(adopted) => adopted,
+        Err((e, ours)) => return (Err(e), ours),
     };
     let differences = wanted.differences(&existing);
     if differences.is_empty() {
-        return Ok((
-            Outcome::AlreadyRight,
-            format!("client {}", wanted.client_id),
-        ));
+        let right = format!("client {}{adopted}", wanted.client_id);
+        return (Ok((Outcome::AlreadyRight, right)), Some(true));
     }
-    auth.update_client(
-        &env.ops,
-        &wanted.client_id,
-        &wanted.update_body(&existing, false),
-    )
-    .await?;
-    Ok((
-        Outcome::Updated,
-        format!("fixed {}", differences.join(", ")),
-    ))
+    let body = wanted.update_body(&existing, false);
+    if let Err(e) = auth.update_client(&env.ops, &wanted.client_id, &body).await {
+        return (Err(upstream(e)), Some(true));
+    }
+    let fixed = format!("fixed {}{adopted}", differences.join(", "));
+    (Ok((Outcome::Updated, fixed)), Some(true))
+}
+
+/// Told right before a client create leaves: the caller records that the client may now
+/// exist, where a crash does not lose it (the operator: in status), so that a cleanup after a
+/// crash still looks for it. An error stops the create.
+#[async_trait::async_trait]
+pub trait CreateJournal: Send + Sync {
+    async fn before_create(&self, client_id: &str) -> Result<(), String>;
+}
+
+/// The client as it is, or `None` when this call created it. A failure says whether the
+/// client may be ours all the same (`Some(true)`: a create whose answer was lost, a time-out
+/// or a 5xx, may have made it, and a cleanup must look for it; `Some(false)`: refused, so
+/// surely not made).
+async fn get_or_create(
+    auth: &dyn GwsAuthApi,
+    env: &ResolvedEnvironment,
+    wanted: &ClientRegistration,
+    journal: Option<&dyn CreateJournal>,
+    to_step: impl Fn(crate::upstream::UpstreamError) -> StepError,
+) -> Result<Option<OAuthClient>, (StepError, Option<bool>)> {
+    let existing = auth.get_client(&env.ops, &wanted.client_id).await;
+    if let Some(existing) = existing.map_err(|e| (to_step(e), None))? {
+        return Ok(Some(existing));
+    }
+    if let Some(journal) = journal {
+        journal
+            .before_create(&wanted.client_id)
+            .await
+            .map_err(|why| {
+                let message =
+                    format!("cannot record the client in status before creating it: {why}");
+                (
+                    StepError::transient(Reason::UpstreamUnavailable, message),
+                    None,
+                )
+            })?;
+    }
+    match auth.create_client(&env.ops, wanted).await {
+        Ok(_) => Ok(None),
+        // Created by someone else between our GET and POST: judged like any other.
+        Err(e) if e.kind == ErrorKind::Conflict => {
+            match auth.get_client(&env.ops, &wanted.client_id).await {
+                Ok(Some(client)) => Ok(Some(client)),
+                Ok(None) => Err((to_step(e), None)),
+                Err(e) => Err((to_step(e), None)),
+            }
+        }
+        Err(e) if matches!(e.kind, ErrorKind::Transient | ErrorKind::InvalidAnswer) => {
+            Err((to_step(e), Some(true)))
+        }
+        Err(e) => Err((to_step(e), Some(false))),
+    }
+}
+
+/// Whether this run may write a client it found, by its claim. A client of ours: yes. One
+/// made by hand: when it holds our secret already (proved by a token), or taking over is
+/// allowed (the verification then sets our secret). Another manager's: only taking over.
+/// Gives a note for the step's detail, or the refusal and whether the client is ours.
+async fn adopt(
+    auth: &dyn GwsAuthApi,
+    env: &ResolvedEnvironment,
+    management: &Management,
+    claim: &Claim,
+) -> Result<&'static str, (StepError, Option<bool>)> {
+    let client_id = &env.spec.client.id;
+    let take_over = management.take_over;
+    let hint = management.manager.take_over_hint();
+    let secret_at = format!(
+        "Secret {} key {}",
+        env.client_secret_ref.name, env.client_secret_ref.key
+    );
+    match claim {
+        Claim::Ours => Ok(""),
+        Claim::Elsewhere(_) | Claim::Unclaimed if take_over => Ok(" (taken over)"),
+        Claim::Elsewhere(description) => Err((
+            StepError::permanent(
+                Reason::ClientManagedElsewhere,
+                format!(
+                    "OAuth client {client_id} is managed elsewhere: its description in GWS Auth says \"{}\". Nothing was changed, so that two managers do not undo each other. \
+                     If this one should manage it, stop the other and {hint} (its secret becomes the one in {secret_at}; a running Nexus keeps the old one until restarted).",
+                    description
+                ),
+            ),
+            Some(false),
+        )),
+        Claim::Unclaimed => match auth
+            .token(client_id, &env.client_secret, &Grant::ClientCredentials)
+            .await
+        {
+            Ok(_) => Ok(" (adopted: it holds the client secret already)"),
+            Err(e) if e.kind == ErrorKind::Unauthorized => Err((
+                StepError::permanent(
+                    Reason::ClientExists,
+                    format!(
+                        "OAuth client {client_id} already exists in GWS Auth, was not made by this manager, and does not accept the client secret in {secret_at}. Nothing was changed. \
+                         To adopt it, put its current secret in {secret_at}; to replace its secret with that one instead, {hint} (a running Nexus keeps the old secret until restarted)."
+                    ),
+                ),
+                Some(false),
+            )),
+            Err(e) => Err((StepError::from_upstream(&e, ""), None)),
+        },
+    }
+}
+
+/// An upstream text quoted in a message: bounded, on one line.
+fn shorten(text: &str) -> String {
+    let line: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+    if line.chars().count() < text.chars().count() {
+        format!("{line}...")
+    } else {
+        line
+    }
 }
 
 /// A client_credentials token proves the secret; GET never shows it. When GWS refuses
@@ -382,6 +655,7 @@ async fn verify_client(
     runbook: &Runbook,
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
+    manager: &ClientManager,
 ) -> Result<Outcome, StepError> {
     let client_id = &env.spec.client.id;
     let first = auth
@@ -391,7 +665,7 @@ async fn verify_client(
         Ok(_) => Ok(Outcome::Verified),
         Err(e) if e.kind == ErrorKind::Unauthorized => {
             runbook.tokens.invalidate(&env.spec.auth_url, client_id);
-            let wanted = env.registration();
+            let wanted = env.registration(manager);
             let existing = auth
                 .get_client(&env.ops, client_id)
                 .await
@@ -445,10 +719,11 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
             ),
             _ => to_step(e),
         })?;
-    let (url, client_id) = (env.spec.gws_url.as_str(), env.spec.client.id.as_str());
-    let rows = db.find_gapis(url, client_id).await.map_err(to_step)?;
+    let (url, client_id) = (normal_url(&env.spec.gws_url), env.spec.client.id.as_str());
+    // Rows under any spelling of this GWS URL are this row: matched, never added beside.
+    let rows = db.find_gapis(&url, client_id).await.map_err(to_step)?;
     if rows.is_empty() {
-        db.insert_gapi(url, client_id, &env.client_secret)
+        db.insert_gapi(&url, client_id, &env.client_secret)
             .await
             .map_err(to_step)?;
         return Ok(Outcome::Created);
@@ -456,22 +731,55 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     if rows.iter().all(|r| r.client_secret == env.client_secret) {
         return Ok(Outcome::AlreadyRight);
     }
-    db.update_gapi_secret(url, client_id, &env.client_secret)
-        .await
-        .map_err(to_step)?;
+    for stored in stored_urls(&rows) {
+        db.update_gapi_secret(&stored, client_id, &env.client_secret)
+            .await
+            .map_err(to_step)?;
+    }
     Ok(Outcome::Updated)
 }
 
-/// Environment cleanup for `deletionPolicy: Delete`: the OAuth client and the
-/// `nex_gapis` row. "Already gone" counts as done.
+/// The `url` values of rows as stored (each spelling once): what updates and deletes name.
+fn stored_urls(rows: &[crate::upstream::nexus_db::GapiRow]) -> Vec<String> {
+    let mut urls: Vec<String> = rows.iter().map(|r| r.url.clone()).collect();
+    urls.sort();
+    urls.dedup();
+    urls
+}
+
+/// Environment cleanup for `deletionPolicy: Delete`, as `provision` would do it (see
+/// [`delete_environment_managed`]).
 pub async fn delete_environment(
     runbook: &Runbook,
     env: &ResolvedEnvironment,
 ) -> Result<(), StepError> {
+    delete_environment_managed(runbook, env, &ClientManager::Provision)
+        .await
+        .map(drop)
+}
+
+/// Environment cleanup for `deletionPolicy: Delete`: the OAuth client and the `nex_gapis`
+/// row. "Already gone" counts as done. A client whose description names another manager
+/// (it was taken over since) is left with its row; then the answer is `Some` of that
+/// description.
+pub async fn delete_environment_managed(
+    runbook: &Runbook,
+    env: &ResolvedEnvironment,
+    manager: &ClientManager,
+) -> Result<Option<String>, StepError> {
     let auth = runbook
         .connector
         .gws_auth(&env.spec.auth_url, env.ca())
         .map_err(|e| StepError::from_upstream(&e, ""))?;
+    let found = auth
+        .get_client(&env.ops, &env.spec.client.id)
+        .await
+        .map_err(|e| StepError::from_upstream(&e, ""))?;
+    if let Some(Claim::Elsewhere(description)) =
+        found.map(|c| claim_of(c.description.as_deref(), manager, true))
+    {
+        return Ok(Some(description));
+    }
     auth.delete_client(&env.ops, &env.spec.client.id)
         .await
         .map_err(|e| StepError::from_upstream(&e, ""))?;
@@ -482,8 +790,95 @@ pub async fn delete_environment(
         .connector
         .nexus_db(&env.database_url)
         .map_err(|e| StepError::from_upstream(&e, ""))?;
-    db.delete_gapis(&env.spec.gws_url, &env.spec.client.id)
+    let rows = db
+        .find_gapis(&normal_url(&env.spec.gws_url), &env.spec.client.id)
         .await
         .map_err(|e| StepError::from_upstream(&e, ""))?;
-    Ok(())
+    for stored in stored_urls(&rows) {
+        db.delete_gapis(&stored, &env.spec.client.id)
+            .await
+            .map_err(|e| StepError::from_upstream(&e, ""))?;
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod claim_tests {
+    use super::*;
+
+    #[test]
+    fn whose_client_it_is_decides_from_the_description_then_the_record() {
+        let prod = ClientManager::Operator {
+            namespace: "dc".into(),
+            name: "prod".into(),
+        };
+        let other = ClientManager::Operator {
+            namespace: "dc".into(),
+            name: "other".into(),
+        };
+        let cli = ClientManager::Provision;
+        let elsewhere = |m: &ClientManager| Claim::Elsewhere(m.description());
+        for (description, me, recorded, expected) in [
+            (Some(prod.description()), &prod, false, Claim::Ours),
+            (Some(prod.description()), &prod, true, Claim::Ours),
+            (Some(cli.description()), &cli, false, Claim::Ours),
+            // Another manager's, whatever our record says: it took the client over since.
+            (Some(other.description()), &prod, true, elsewhere(&other)),
+            (Some(cli.description()), &prod, true, elsewhere(&cli)),
+            (Some(prod.description()), &cli, false, elsewhere(&prod)),
+            // Made by hand, or by a version that wrote no manager: ours only by our record.
+            (Some("nexus_client".to_string()), &prod, true, Claim::Ours),
+            (
+                Some("nexus_client".to_string()),
+                &prod,
+                false,
+                Claim::Unclaimed,
+            ),
+            (None, &cli, false, Claim::Unclaimed),
+            (Some(String::new()), &prod, false, Claim::Unclaimed),
+        ] {
+            assert_eq!(
+                claim_of(description.as_deref(), me, recorded),
+                expected,
+                "{description:?} for {me:?}, recorded {recorded}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_secret_is_generated_only_where_none_was_verified_elsewhere() {
+        let status = |name: Option<&str>, digest: bool| crate::api::EnvironmentStatus {
+            client_secret_name: name.map(str::to_string),
+            client_secret_digest: digest.then(|| "d".to_string()),
+            ..Default::default()
+        };
+        for (recorded, verified, wanted, expected) in [
+            (None, false, "prod-nexus-client", true),
+            (Some("prod-nexus-client"), false, "other", true),
+            (Some("prod-nexus-client"), true, "prod-nexus-client", true),
+            (Some("prod-nexus-client"), true, "prod-nexus-cleint", false),
+        ] {
+            assert_eq!(
+                may_generate_client_secret(&status(recorded, verified), wanted),
+                expected,
+                "{recorded:?} verified {verified}, wanted {wanted}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_description_names_the_resource_or_the_command() {
+        let prod = ClientManager::Operator {
+            namespace: "digital-channels".into(),
+            name: "prod".into(),
+        };
+        assert_eq!(
+            prod.description(),
+            "managed by dc-operator: DigitalChannelsEnvironment digital-channels/prod"
+        );
+        assert_eq!(
+            ClientManager::Provision.description(),
+            "managed by dc-operator provision"
+        );
+    }
 }

@@ -125,6 +125,12 @@ pub enum Reason {
     TenantUpdateUnsupported,
     /// Nexus no longer has a tenant the operator provisioned, while its key row remains.
     TenantMissing,
+    /// An OAuth client met for the first time, made by hand (or by an older operator) and
+    /// holding another secret than ours: adopting it must be asked for.
+    ClientExists,
+    /// An OAuth client whose description names another manager (another environment, or
+    /// `dc-operator provision`): taking it over must be asked for.
+    ClientManagedElsewhere,
 }
 
 impl Reason {
@@ -144,6 +150,8 @@ impl Reason {
             Reason::WaitingForEnvironment => "WaitingForEnvironment",
             Reason::TenantUpdateUnsupported => "TenantUpdateUnsupported",
             Reason::TenantMissing => "TenantMissing",
+            Reason::ClientExists => "ClientExists",
+            Reason::ClientManagedElsewhere => "ClientManagedElsewhere",
         }
     }
 }
@@ -160,6 +168,7 @@ impl Reason {
                 | Reason::SecretKeyMissing
                 | Reason::InvalidSecret
                 | Reason::WaitingForEnvironment
+                | Reason::ClientExists
         )
     }
 }

@@ -172,6 +172,12 @@ impl App {
                 reset_current_connection();
                 unanswered(op)
             }
+            Some(Fault::Delay(delay)) => {
+                // A slow upstream that still answers: the request is held in flight, then
+                // handled as usual.
+                tokio::time::sleep(delay).await;
+                handler.await.unwrap_or_else(IntoResponse::into_response)
+            }
             None => handler.await.unwrap_or_else(IntoResponse::into_response),
         };
         // Operation and status only: paths, bodies and headers may carry secrets.

@@ -64,6 +64,8 @@ pub(crate) enum Fault {
     /// Do the work, then hang instead of answering: a slow upstream, whose client gives up
     /// before the effect it asked for is reported.
     TimeoutAfterEffect,
+    /// Hold the request this long, then handle it and answer as usual.
+    Delay(Duration),
     /// Close the connection without an answer (a TCP reset), the request not handled.
     Reset,
     /// Do the work, then close the connection without an answer.
@@ -102,6 +104,11 @@ impl Faults {
     /// The next `n` requests of `op` hang (about 300 s, or until shutdown).
     pub fn timeout_next(&self, op: &str, n: u32) {
         self.push(op, n, Fault::Timeout);
+    }
+
+    /// The next `n` requests of `op` are held `delay` in flight, then handled as usual.
+    pub fn delay_next(&self, op: &str, n: u32, delay: Duration) {
+        self.push(op, n, Fault::Delay(delay));
     }
 
     /// The next `n` requests of `op` take effect, then hang instead of answering.
@@ -210,6 +217,10 @@ pub(crate) struct FaultRequest {
     /// For `refuse`: how long the port stays closed, in milliseconds (default 1000).
     #[serde(default = "one_second_ms")]
     pub down_ms: u64,
+    /// For `delay`: how long each request is held before it is handled, in milliseconds
+    /// (default 1000).
+    #[serde(default = "one_second_ms")]
+    pub delay_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -226,6 +237,7 @@ pub(crate) enum FaultMode {
     TimeoutAfterEffect,
     #[serde(rename = "reset_after_effect")]
     ResetAfterEffect,
+    Delay,
 }
 
 #[derive(Debug, Deserialize)]
@@ -288,6 +300,13 @@ impl FaultRequest {
             FaultMode::Reset => faults.reset_next(op, self.count),
             FaultMode::TimeoutAfterEffect => faults.timeout_after_effect_next(op, self.count),
             FaultMode::ResetAfterEffect => faults.reset_after_effect_next(op, self.count),
+            FaultMode::Delay => {
+                let delay = Duration::from_millis(self.delay_ms);
+                if delay > MAX_DOWN {
+                    return Err(format!("delay_ms must be at most {}", MAX_DOWN.as_millis()));
+                }
+                faults.delay_next(op, self.count, delay);
+            }
             FaultMode::Refuse => {
                 let down = Duration::from_millis(self.down_ms);
                 if down > MAX_DOWN {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::http::{Call, HttpClient};
 use super::json::{Obj, null_as_default, objects};
-use crate::api::common::trim_url;
+use crate::api::common::{same_url, trim_url};
 use crate::secret::{Credentials, SecretString};
 
 /// An OAuth client as GWS Auth shows it (never with its secret). A list that is `null`
@@ -25,6 +25,10 @@ pub struct OAuthClient {
     pub client_id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Free text; the operator writes who manages the client there (see
+    /// [`ClientRegistration::description`]).
+    #[serde(default)]
+    pub description: Option<String>,
     #[serde(default)]
     pub client_type: Option<String>,
     #[serde(default)]
@@ -48,6 +52,10 @@ pub struct OAuthClient {
 pub struct ClientRegistration {
     pub client_id: String,
     pub secret: SecretString,
+    /// Who manages the client, shown upstream: "managed by dc-operator: ..." (see
+    /// `runbook::environment::ClientManager`).
+    pub description: String,
+    /// Already in normal form (`api::common::normal_url`).
     pub redirect_uri: String,
     /// The redirect URI this operator set before (an earlier `nexusUrl`): replaced, not kept
     /// beside the new one. URIs others set stay.
@@ -71,7 +79,7 @@ impl ClientRegistration {
             "clientType": "CONFIDENTIAL",
             "internalClient": true,
             "name": self.client_id,
-            "description": self.client_id,
+            "description": self.description,
             "client_id": self.client_id,
             "client_secret": self.secret.expose(),
             "authorities": ["ROLE_INTERNAL_CLIENT"],
@@ -107,6 +115,14 @@ impl ClientRegistration {
         {
             diffs.push("authorities");
         }
+        // A server that does not show the description cannot be told it differs.
+        if actual
+            .description
+            .as_deref()
+            .is_some_and(|d| d != self.description)
+        {
+            diffs.push("description");
+        }
         if actual
             .access_token_expiration_timeout
             .is_some_and(|t| t != self.access_token_expiration_timeout)
@@ -125,7 +141,7 @@ impl ClientRegistration {
     /// The client's redirect URIs as they should be: those others set, and the current
     /// `nexusUrl`, in their order; the one this operator set before is dropped.
     fn redirect_uris(&self, actual: &OAuthClient) -> Vec<String> {
-        let same = |a: &str, b: &str| trim_url(a) == trim_url(b);
+        let same = |a: &str, b: &str| same_url(a, b);
         let mut uris: Vec<String> = actual
             .redirect_uris
             .iter()
@@ -157,6 +173,7 @@ impl ClientRegistration {
         let mut data = json!({
             "authorizedGrantTypes": grants,
             "redirectURIs": redirects,
+            "description": self.description,
             "scope": ["*"],
             "authorities": ["ROLE_INTERNAL_CLIENT"],
             "accessTokenExpirationTimeout": self.access_token_expiration_timeout,
@@ -423,6 +440,7 @@ mod redirect_tests {
         ClientRegistration {
             client_id: "nexus_client".into(),
             secret: "s".into(),
+            description: "managed by dc-operator provision".into(),
             redirect_uri: current.into(),
             previous_redirect_uri: previous.map(str::to_string),
             access_token_expiration_timeout: 43200,

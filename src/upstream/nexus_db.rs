@@ -28,17 +28,19 @@ pub struct GapiRow {
 /// The Nexus database operations.
 #[async_trait]
 pub trait NexusDb: Send + Sync {
-    /// Every row for this GWS URL and client id (normally zero or one).
+    /// Every row for this client id and this GWS URL in any spelling (see
+    /// `api::common::same_url`), with its `url` as stored; normally zero or one.
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>>;
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()>;
-    /// Sets the secret on every row for this URL and client id; returns the rows changed.
+    /// Sets the secret on every row for this `url` exactly as stored (from [`Self::find_gapis`])
+    /// and client id; returns the rows changed.
     async fn update_gapi_secret(
         &self,
         url: &str,
         client_id: &str,
         secret: &SecretString,
     ) -> Result<u64>;
-    /// Returns the rows deleted.
+    /// Deletes the rows for this `url` exactly as stored and client id; returns how many.
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64>;
     /// The API keys (row ids) of the tenant's own `nex_apikeys` rows: named after the tenant
     /// and, where the table has a `tenantid` column, of its contact center. Normally one;
@@ -267,19 +269,21 @@ async fn timed<T>(
 #[async_trait]
 impl NexusDb for PgNexusDb {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
-        let rows: Vec<(String, String, Option<String>)> = self.run(
-            "find_gapis",
-            |mut c| async move {
-                sqlx::query_as("SELECT url, clientid, clientsecret FROM nex_gapis WHERE url = $1 AND clientid = $2")
-                    .bind(url)
-                    .bind(client_id)
-                    .fetch_all(&mut *c)
-                    .await
-            },
-        )
-        .await?;
+        let rows: Vec<(String, String, Option<String>)> = self
+            .run("find_gapis", |mut c| async move {
+                sqlx::query_as(
+                    "SELECT url, clientid, clientsecret FROM nex_gapis WHERE clientid = $1",
+                )
+                .bind(client_id)
+                .fetch_all(&mut *c)
+                .await
+            })
+            .await?;
+        // Compared in normal form here, not in SQL: a row written by hand or by an older
+        // version with a trailing slash (or in other letter case) is the same row.
         Ok(rows
             .into_iter()
+            .filter(|(stored, _, _)| crate::api::common::same_url(stored, url))
             .map(|(url, client_id, secret)| GapiRow {
                 url,
                 client_id,

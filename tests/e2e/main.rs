@@ -7,6 +7,7 @@
 
 mod bad_input;
 mod edges;
+mod environment_edges;
 mod harness;
 mod leader;
 mod namespace_deletion;

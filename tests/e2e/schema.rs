@@ -1,7 +1,7 @@
 //! What the CRD schema refuses, judged by the real API server (CEL transition rules and
 //! patterns are not evaluated anywhere else): identity fields cannot change once set.
 
-use digital_channels_operator::api::DigitalChannelsTenant;
+use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
@@ -124,6 +124,166 @@ async fn identity_fields_cannot_change_and_the_output_secret_name_must_be_valid(
         .await
         .expect_err("invalid Secret name");
     assert!(message.contains("outputSecretName"), "{message}");
+
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+fn environment_manifest(spec: Value) -> Value {
+    let mut base = json!({
+        "authUrl": "https://auth.example.com",
+        "gwsUrl": "https://gws.example.com",
+        "nexusUrl": "https://nexus.example.com",
+        "opsCredentialsSecret": {"name": "gws-ops"},
+        "database": {"urlSecret": {"name": "nexus-db", "key": "url"}},
+    });
+    for (k, v) in spec.as_object().expect("object") {
+        if v.is_null() {
+            base.as_object_mut().expect("spec").remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    json!({
+        "apiVersion": "digitalchannels.dev/v1alpha1",
+        "kind": "DigitalChannelsEnvironment",
+        "metadata": {"name": "prod"},
+        "spec": base,
+    })
+}
+
+async fn try_apply_env(
+    api: &Api<DigitalChannelsEnvironment>,
+    manifest: &Value,
+) -> Result<(), String> {
+    api.patch(
+        "prod",
+        &PatchParams::apply(USER_MANAGER).force(),
+        &Patch::Apply(manifest),
+    )
+    .await
+    .map(drop)
+    .map_err(|e| match e {
+        kube::Error::Api(s) => s.message,
+        other => other.to_string(),
+    })
+}
+
+#[tokio::test]
+async fn environment_identity_is_fixed_once_provisioned_whatever_its_spelling() {
+    let Some(client) = cluster("schema_environment_identity").await else {
+        return;
+    };
+    let _scope = shared_scope();
+    let ns = format!("e2e-schema-env-{:04x}", rand::random::<u16>());
+    create_namespace(&client, &ns, &[]).await;
+    let api: Api<DigitalChannelsEnvironment> = Api::namespaced(client.clone(), &ns);
+
+    let original = environment_manifest(json!({}));
+    try_apply_env(&api, &original)
+        .await
+        .expect("a valid environment");
+    // Nothing made upstream yet: a typo can still be fixed in place.
+    let fixed = environment_manifest(json!({"gwsUrl": "https://gws2.example.com"}));
+    try_apply_env(&api, &fixed)
+        .await
+        .expect("an unprovisioned environment can be edited");
+    try_apply_env(&api, &original).await.expect("and back");
+
+    // The record the operator writes once it made (or adopted) the client.
+    api.patch_status(
+        "prod",
+        &PatchParams::apply("dc-operator").force(),
+        &Patch::Apply(json!({
+            "apiVersion": "digitalchannels.dev/v1alpha1",
+            "kind": "DigitalChannelsEnvironment",
+            "status": {"managedClientId": "nexus_client"},
+        })),
+    )
+    .await
+    .expect("status written");
+
+    for (what, change, expected) in [
+        (
+            "another GWS",
+            json!({"gwsUrl": "https://gws2.example.com"}),
+            "gwsUrl cannot change",
+        ),
+        (
+            "another GWS path",
+            json!({"gwsUrl": "https://gws.example.com/other"}),
+            "gwsUrl cannot change",
+        ),
+        (
+            "another GWS Auth",
+            json!({"authUrl": "https://auth2.example.com"}),
+            "authUrl cannot change",
+        ),
+        (
+            "another Nexus",
+            json!({"nexusUrl": "http://nexus.example.com"}),
+            "nexusUrl cannot change",
+        ),
+        (
+            "an Environment API apart from authUrl",
+            json!({"environmentUrl": "https://env.example.com"}),
+            "environmentUrl (default authUrl) cannot change",
+        ),
+        (
+            "another client id",
+            json!({"client": {"id": "nexus_client_2"}}),
+            "client.id cannot change",
+        ),
+        (
+            "another database Secret",
+            json!({"database": {"urlSecret": {"name": "other-db", "key": "url"}}}),
+            "database.urlSecret cannot change",
+        ),
+    ] {
+        let message = try_apply_env(&api, &environment_manifest(change))
+            .await
+            .expect_err(what);
+        assert!(message.contains(expected), "{what}: {message}");
+        assert!(
+            message.contains("create a new DigitalChannelsEnvironment"),
+            "{what} says what to do instead: {message}"
+        );
+    }
+
+    // Other spellings of the same services, and the defaults spelt out, change nothing
+    // upstream: accepted.
+    for (what, change) in [
+        (
+            "a trailing slash",
+            json!({"gwsUrl": "https://gws.example.com/"}),
+        ),
+        ("letter case", json!({"gwsUrl": "https://GWS.Example.com"})),
+        (
+            "the default port",
+            json!({"nexusUrl": "https://nexus.example.com:443/"}),
+        ),
+        (
+            "auth URL spelt",
+            json!({"authUrl": "https://Auth.example.com/"}),
+        ),
+        (
+            "environmentUrl equal to authUrl",
+            json!({"environmentUrl": "https://auth.example.com/"}),
+        ),
+        (
+            "the default client id spelt out",
+            json!({"client": {"id": "nexus_client"}}),
+        ),
+        (
+            "a setting that is not identity",
+            json!({"deletionPolicy": "Delete", "client": {"accessTokenExpirationTimeout": 600}}),
+        ),
+    ] {
+        try_apply_env(&api, &environment_manifest(change))
+            .await
+            .unwrap_or_else(|m| panic!("{what} is refused: {m}"));
+    }
 
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
         .delete(&ns, &Default::default())

@@ -8,7 +8,7 @@ use super::provision::{
 };
 use super::{TenantRun, annotations, api_key_digest, designer_env_instructions, keys};
 use crate::api::DigitalChannelsTenant;
-use crate::api::common::trim_url;
+use crate::api::common::{normal_url, trim_url};
 use crate::api::tenant::UcsSpec;
 use crate::runbook::Runbook;
 use crate::runbook::contact_center;
@@ -317,7 +317,7 @@ impl<'a> TenantPass<'a> {
             let wanted = Setting {
                 name: super::CHAT_SERVICE_SETTING.to_string(),
                 location: "/".to_string(),
-                value: serde_json::Value::String(nexus_url.to_string()),
+                value: serde_json::Value::String(normal_url(nexus_url)),
                 shared: false,
             };
             environment.upsert_setting(ops, cc, &wanted).await?;
@@ -466,7 +466,7 @@ impl<'a> TenantPass<'a> {
             contact_center_id: cc.to_string(),
             name: spec.tenant_name.clone(),
             type_: spec.type_.clone(),
-            backend_url: env.spec.gws_url.clone(),
+            backend_url: normal_url(&env.spec.gws_url),
             username: user.username.clone(),
             password: user.password.clone(),
             genesys_tenant_id: spec.genesys_tenant_id,
@@ -543,7 +543,7 @@ impl<'a> TenantPass<'a> {
             ),
             (
                 keys::NEXUS_URL,
-                SecretString::new(env.spec.nexus_url.clone()),
+                SecretString::new(normal_url(&env.spec.nexus_url)),
             ),
         ]
         .into_iter()
