@@ -1,7 +1,7 @@
 //! From a runbook report to status conditions: a pure function, tested with tables.
 
 use crate::api::conditions::{Condition, ConditionStatus, find, without};
-use crate::runbook::report::{Outcome, RunReport, Step, StepError};
+use crate::runbook::report::{Outcome, Reason, RunReport, Step, StepError};
 
 pub mod types {
     pub const READY: &str = "Ready";
@@ -21,7 +21,7 @@ pub mod types {
 pub struct ConditionRule {
     pub type_: &'static str,
     pub steps: &'static [Step],
-    pub true_reason: &'static str,
+    pub true_reason: Reason,
 }
 
 /// The environment's step conditions. Secret reading belongs to the first.
@@ -33,17 +33,17 @@ pub const ENVIRONMENT_RULES: &[ConditionRule] = &[
             Step::ClientSecret,
             Step::ClientRegistered,
         ],
-        true_reason: "Provisioned",
+        true_reason: Reason::Provisioned,
     },
     ConditionRule {
         type_: types::CLIENT_VERIFIED,
         steps: &[Step::ClientVerified],
-        true_reason: "Verified",
+        true_reason: Reason::Verified,
     },
     ConditionRule {
         type_: types::GAPI_REGISTERED,
         steps: &[Step::GapiRegistered],
-        true_reason: "Provisioned",
+        true_reason: Reason::Provisioned,
     },
 ];
 
@@ -52,17 +52,17 @@ pub const TENANT_RULES: &[ConditionRule] = &[
     ConditionRule {
         type_: types::CONTACT_CENTER_RESOLVED,
         steps: &[Step::ContactCenterResolved],
-        true_reason: "Resolved",
+        true_reason: Reason::Resolved,
     },
     ConditionRule {
         type_: types::CHAT_SERVICE_REGISTERED,
         steps: &[Step::ChatServiceRegistered],
-        true_reason: "Provisioned",
+        true_reason: Reason::Provisioned,
     },
     ConditionRule {
         type_: types::UCS_REGISTERED,
         steps: &[Step::UcsRegistered],
-        true_reason: "Provisioned",
+        true_reason: Reason::Provisioned,
     },
     ConditionRule {
         type_: types::TENANT_PROVISIONED,
@@ -71,7 +71,7 @@ pub const TENANT_RULES: &[ConditionRule] = &[
             Step::TenantProvisioned,
             Step::OutputSecret,
         ],
-        true_reason: "Provisioned",
+        true_reason: Reason::Provisioned,
     },
 ];
 
@@ -113,7 +113,12 @@ pub fn step_conditions(
             }
             let last_step = *rule.steps.last().expect("rules name steps");
             if report.outcome_of(last_step).is_some() {
-                return Condition::new(rule.type_, ConditionStatus::True, rule.true_reason, "");
+                return Condition::new(
+                    rule.type_,
+                    ConditionStatus::True,
+                    rule.true_reason.as_str(),
+                    "",
+                );
             }
             // Not reached this pass: keep what was observed; a pending one says anew what it
             // waits for.
@@ -126,7 +131,7 @@ pub fn step_conditions(
             Condition::new(
                 rule.type_,
                 ConditionStatus::Unknown,
-                "Pending",
+                Reason::Pending.as_str(),
                 format!("Not checked yet: waiting for {waiting_for}."),
             )
         })
@@ -149,7 +154,7 @@ pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
         None => Condition::new(
             types::READY,
             ConditionStatus::True,
-            "Provisioned",
+            Reason::Provisioned.as_str(),
             ready_message,
         ),
         Some(c) => Condition::new(
@@ -175,7 +180,7 @@ pub fn suspended(previous: &[Condition]) -> Vec<Condition> {
     fresh.push(Condition::new(
         types::SUSPENDED,
         ConditionStatus::True,
-        "Suspended",
+        Reason::Suspended.as_str(),
         "spec.suspend is true: no external calls are made until it is false.",
     ));
     fresh
@@ -188,7 +193,7 @@ pub fn invalid_spec(previous: &[Condition], problems: &[String]) -> Vec<Conditio
     fresh.push(Condition::new(
         types::READY,
         ConditionStatus::False,
-        "InvalidSpec",
+        Reason::InvalidSpec.as_str(),
         problems.join("; "),
     ));
     fresh
@@ -200,7 +205,7 @@ pub fn conflict(previous: &[Condition], why: &str) -> Vec<Condition> {
     fresh.push(Condition::new(
         types::READY,
         ConditionStatus::False,
-        "Conflict",
+        Reason::Conflict.as_str(),
         why,
     ));
     fresh

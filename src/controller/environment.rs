@@ -25,6 +25,7 @@ use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
 };
+use crate::runbook::Reason;
 use crate::runbook::environment::{
     ClientManager, CreateJournal, EnvironmentRun, Management, delete_environment_managed,
     read_environment, run_environment_journaled,
@@ -363,7 +364,7 @@ async fn nexus_condition(
             .unwrap_or_else(|| {
                 condition(
                     ConditionStatus::Unknown,
-                    "Pending",
+                    Reason::Pending.as_str(),
                     "Waiting for nex_gapis to be registered.".to_string(),
                 )
             });
@@ -382,7 +383,7 @@ async fn nexus_condition(
             .unwrap_or_else(|| {
                 condition(
                     ConditionStatus::True,
-                    "UpToDate",
+                    Reason::UpToDate.as_str(),
                     "Nexus has read the current nex_gapis row.".to_string(),
                 )
             });
@@ -403,7 +404,7 @@ async fn nexus_condition(
                 (
                     condition(
                         ConditionStatus::False,
-                        "RollingOut",
+                        Reason::RollingOut.as_str(),
                         format!(
                             "Restarted Deployment {namespace}/{name} so that Nexus reads nex_gapis; waiting for the rollout."
                         ),
@@ -414,7 +415,7 @@ async fn nexus_condition(
             Err(e) => (
                 condition(
                     ConditionStatus::False,
-                    "RestartFailed",
+                    Reason::RestartFailed.as_str(),
                     format!(
                         "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and the chart's nexusRestart RBAC, or restart Nexus by hand and remove spec.nexusDeployment.",
                         kube_reason(&e)
@@ -461,9 +462,9 @@ where
     let condition = |status, reason: &str, message: String| {
         Condition::new(types::NEXUS_RESTARTED, status, reason, message)
     };
-    match (old.status, old.reason.as_str()) {
-        (ConditionStatus::False, "RestartFailed") => Ok(restart().await),
-        (ConditionStatus::False, "RollingOut" | "RolloutStuck") => {
+    match (old.status, Reason::parse(&old.reason)) {
+        (ConditionStatus::False, Some(Reason::RestartFailed)) => Ok(restart().await),
+        (ConditionStatus::False, Some(Reason::RollingOut | Reason::RolloutStuck)) => {
             let (rollout, restarted_at) =
                 match nexus_restart::rollout_status(&ctx.client, namespace, name).await {
                     Ok(found) => found,
@@ -471,7 +472,7 @@ where
                         return Ok((
                             condition(
                                 ConditionStatus::False,
-                                "RestartFailed",
+                                Reason::RestartFailed.as_str(),
                                 format!(
                                     "Cannot read Deployment {namespace}/{name} ({}).",
                                     kube_reason(&e)
@@ -491,7 +492,7 @@ where
                 Rollout::Done => (
                     condition(
                         ConditionStatus::True,
-                        "RolledOut",
+                        Reason::RolledOut.as_str(),
                         format!(
                             "Deployment {namespace}/{name} rolled out with the new nex_gapis row."
                         ),
@@ -501,7 +502,7 @@ where
                 Rollout::Missing => (
                     condition(
                         ConditionStatus::False,
-                        "RestartFailed",
+                        Reason::RestartFailed.as_str(),
                         format!(
                             "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
                         ),
@@ -513,7 +514,7 @@ where
                 Rollout::InProgress(detail) if since > ctx.config.rollout_timeout => (
                     condition(
                         ConditionStatus::False,
-                        "RolloutStuck",
+                        Reason::RolloutStuck.as_str(),
                         format!(
                             "Deployment {namespace}/{name}, restarted at {started}, has not rolled out: {detail}. Check its pods."
                         ),
@@ -523,7 +524,7 @@ where
                 Rollout::InProgress(detail) => (
                     condition(
                         ConditionStatus::False,
-                        "RollingOut",
+                        Reason::RollingOut.as_str(),
                         format!(
                             "Waiting for Deployment {namespace}/{name}, restarted at {started}: {detail}."
                         ),
@@ -580,7 +581,12 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
                 users.join(", ")
             ),
         };
-        let blocked = Condition::new(types::READY, ConditionStatus::False, "DeletionBlocked", why);
+        let blocked = Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            Reason::DeletionBlocked.as_str(),
+            why,
+        );
         let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
         fresh.push(blocked);
         write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
@@ -658,7 +664,7 @@ async fn delete_upstream(
             let failed = Condition::new(
                 types::READY,
                 ConditionStatus::False,
-                "DeletionBlocked",
+                Reason::DeletionBlocked.as_str(),
                 format!(
                     "Deleting the OAuth client and nex_gapis row failed: {}. Fix it, or set deletionPolicy: Retain to let go.",
                     e.message

@@ -183,7 +183,7 @@ fn record_reconcile(kind: &str, started: Instant, outcome: &str, result: &Result
 /// Reasons of a Ready that is False on the way to True, as planned (a Nexus rollout, a
 /// first pass still pending): Normal events and INFO logs, not warnings.
 fn is_progress(reason: &str) -> bool {
-    matches!(reason, "RollingOut" | "Pending" | "WaitingForEnvironment")
+    crate::runbook::Reason::parse(reason).is_some_and(crate::runbook::Reason::is_progress)
 }
 
 /// A status write, logged at the level it deserves: a failure at WARN with what to do.

@@ -179,7 +179,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
             fresh.push(Condition::new(
                 types::READY,
                 ConditionStatus::False,
-                "Suspended",
+                Reason::Suspended.as_str(),
                 why,
             ));
             ctx.set_ready(KIND_TENANT, &key(t), Some(false));
@@ -208,7 +208,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
             fresh.push(Condition::new(
                 types::READY,
                 ConditionStatus::False,
-                "WaitingForEnvironment",
+                Reason::WaitingForEnvironment.as_str(),
                 waiting.why,
             ));
             write(ctx, &api, t, &previous, fresh, None).await?;
@@ -377,13 +377,13 @@ fn designer_condition(report: &RunReport, previous: &[Condition]) -> Condition {
         Some(s) if s.result == Ok(Outcome::ManualStepRequired) => Condition::new(
             types::DESIGNER_ENV_CONFIGURED,
             ConditionStatus::False,
-            "ManualStepRequired",
+            Reason::ManualStepRequired.as_str(),
             &s.detail,
         ),
         Some(_) => Condition::new(
             types::DESIGNER_ENV_CONFIGURED,
             ConditionStatus::True,
-            "Acknowledged",
+            Reason::Acknowledged.as_str(),
             "The DesignerEnv transaction was set by hand and acknowledged.",
         ),
         None => find(previous, types::DESIGNER_ENV_CONFIGURED)
@@ -392,7 +392,7 @@ fn designer_condition(report: &RunReport, previous: &[Condition]) -> Condition {
                 Condition::new(
                     types::DESIGNER_ENV_CONFIGURED,
                     ConditionStatus::Unknown,
-                    "Pending",
+                    Reason::Pending.as_str(),
                     "Shown once the tenant is provisioned.",
                 )
             }),
@@ -477,13 +477,13 @@ async fn write(
     let designer_before =
         find(&previous.conditions, types::DESIGNER_ENV_CONFIGURED).map(|c| &c.reason);
     if let Some(c) = find(&status.conditions, types::DESIGNER_ENV_CONFIGURED)
-        && c.reason == "ManualStepRequired"
+        && c.reason == Reason::ManualStepRequired.as_str()
         && designer_before != Some(&c.reason)
     {
         ctx.event(
             &reference,
             false,
-            "ManualStepRequired",
+            Reason::ManualStepRequired.as_str(),
             "DesignerEnv",
             c.message.clone(),
         )
@@ -555,7 +555,7 @@ async fn deletion_blocked(
     fresh.push(Condition::new(
         types::READY,
         ConditionStatus::False,
-        "DeletionBlocked",
+        Reason::DeletionBlocked.as_str(),
         format!(
             "Deleting the Nexus tenant failed: {}. Fix it, or set deletionPolicy: Retain to let go of the Nexus tenant.",
             e.message

@@ -105,9 +105,29 @@ impl Outcome {
     }
 }
 
-/// Why a step failed: the condition reasons of the contract.
+/// Every reason a condition can carry, failures and the rest: the condition reasons of the
+/// contract, one place for their words, whether they mean progress, and where their fix is
+/// made. A step's failure is one of them ([`StepError::reason`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
+    // A step or the whole resource holds.
+    Provisioned,
+    Verified,
+    Resolved,
+    /// The DesignerEnv step, acknowledged by the user's annotation.
+    Acknowledged,
+    /// Nexus has loaded the current `nex_gapis` row.
+    UpToDate,
+    RolledOut,
+    // On the way, as planned.
+    /// Not checked yet: an earlier step holds it up this pass.
+    Pending,
+    RollingOut,
+    WaitingForEnvironment,
+    // Nothing wrong, but a person has something to do or said so.
+    ManualStepRequired,
+    Suspended,
+    // Failures.
     InvalidSpec,
     SecretNotFound,
     SecretKeyMissing,
@@ -121,7 +141,6 @@ pub enum Reason {
     Conflict,
     ContactCenterNotFound,
     AmbiguousContactCenter,
-    WaitingForEnvironment,
     TenantUpdateUnsupported,
     /// Nexus no longer has a tenant the operator provisioned, while its key row remains.
     TenantMissing,
@@ -131,11 +150,69 @@ pub enum Reason {
     /// An OAuth client whose description names another manager (another environment, or
     /// `dc-operator provision`): taking it over must be asked for.
     ClientManagedElsewhere,
+    RestartFailed,
+    RolloutStuck,
+    DeletionBlocked,
+}
+
+/// Where the fix of a failure is made, which decides how it is waited for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FixedIn {
+    /// Not a failure: nothing to fix.
+    Nothing,
+    /// A change in the cluster (a Secret, the environment, the spec), which the watches see.
+    Kubernetes,
+    /// An upstream or a person outside the cluster, which nothing announces: retried.
+    Upstream,
 }
 
 impl Reason {
+    /// Every reason, for the tables of tests and docs.
+    pub const ALL: &'static [Reason] = &[
+        Reason::Provisioned,
+        Reason::Verified,
+        Reason::Resolved,
+        Reason::Acknowledged,
+        Reason::UpToDate,
+        Reason::RolledOut,
+        Reason::Pending,
+        Reason::RollingOut,
+        Reason::WaitingForEnvironment,
+        Reason::ManualStepRequired,
+        Reason::Suspended,
+        Reason::InvalidSpec,
+        Reason::SecretNotFound,
+        Reason::SecretKeyMissing,
+        Reason::InvalidSecret,
+        Reason::Unauthorized,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamRejected,
+        Reason::InvalidAnswer,
+        Reason::Conflict,
+        Reason::ContactCenterNotFound,
+        Reason::AmbiguousContactCenter,
+        Reason::TenantUpdateUnsupported,
+        Reason::TenantMissing,
+        Reason::ClientExists,
+        Reason::ClientManagedElsewhere,
+        Reason::RestartFailed,
+        Reason::RolloutStuck,
+        Reason::DeletionBlocked,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::Provisioned => "Provisioned",
+            Reason::Verified => "Verified",
+            Reason::Resolved => "Resolved",
+            Reason::Acknowledged => "Acknowledged",
+            Reason::UpToDate => "UpToDate",
+            Reason::RolledOut => "RolledOut",
+            Reason::Pending => "Pending",
+            Reason::RollingOut => "RollingOut",
+            Reason::WaitingForEnvironment => "WaitingForEnvironment",
+            Reason::ManualStepRequired => "ManualStepRequired",
+            Reason::Suspended => "Suspended",
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::SecretKeyMissing => "SecretKeyMissing",
@@ -147,29 +224,69 @@ impl Reason {
             Reason::Conflict => "Conflict",
             Reason::ContactCenterNotFound => "ContactCenterNotFound",
             Reason::AmbiguousContactCenter => "AmbiguousContactCenter",
-            Reason::WaitingForEnvironment => "WaitingForEnvironment",
             Reason::TenantUpdateUnsupported => "TenantUpdateUnsupported",
             Reason::TenantMissing => "TenantMissing",
             Reason::ClientExists => "ClientExists",
             Reason::ClientManagedElsewhere => "ClientManagedElsewhere",
+            Reason::RestartFailed => "RestartFailed",
+            Reason::RolloutStuck => "RolloutStuck",
+            Reason::DeletionBlocked => "DeletionBlocked",
         }
     }
-}
 
-impl Reason {
+    /// The reason a condition carries, as written in status.
+    pub fn parse(text: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.as_str() == text)
+    }
+
+    /// A Ready that is False on the way to True, as planned (a Nexus rollout, a first pass
+    /// still pending, an environment not Ready yet): Normal events and INFO logs.
+    pub fn is_progress(self) -> bool {
+        matches!(
+            self,
+            Reason::Pending | Reason::RollingOut | Reason::WaitingForEnvironment
+        )
+    }
+
+    /// Something holds, or a person said so: no failure.
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            Reason::Provisioned
+                | Reason::Verified
+                | Reason::Resolved
+                | Reason::Acknowledged
+                | Reason::UpToDate
+                | Reason::RolledOut
+                | Reason::ManualStepRequired
+                | Reason::Suspended
+        )
+    }
+
+    /// A failure a person should see: Warning events and WARN logs.
+    pub fn is_warning(self) -> bool {
+        !self.is_success() && !self.is_progress()
+    }
+
+    /// Where a failure with this reason is fixed.
+    pub fn fixed_in(self) -> FixedIn {
+        match self {
+            r if !r.is_warning() && r != Reason::WaitingForEnvironment => FixedIn::Nothing,
+            Reason::InvalidSpec
+            | Reason::SecretNotFound
+            | Reason::SecretKeyMissing
+            | Reason::InvalidSecret
+            | Reason::WaitingForEnvironment
+            | Reason::ClientExists => FixedIn::Kubernetes,
+            _ => FixedIn::Upstream,
+        }
+    }
+
     /// Whether the fix of such a failure is a change in the cluster (a Secret, the
     /// environment, the spec), which the controllers' watches see; else it may be made in an
     /// upstream, which nothing announces.
     pub fn fixed_in_kubernetes(self) -> bool {
-        matches!(
-            self,
-            Reason::InvalidSpec
-                | Reason::SecretNotFound
-                | Reason::SecretKeyMissing
-                | Reason::InvalidSecret
-                | Reason::WaitingForEnvironment
-                | Reason::ClientExists
-        )
+        self.fixed_in() == FixedIn::Kubernetes
     }
 }
 
@@ -291,5 +408,49 @@ impl RunReport {
         self.steps
             .iter()
             .any(|s| matches!(&s.result, Ok(o) if o.changed()))
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_back_from_its_words() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(*r), "{r:?}");
+        }
+        assert_eq!(Reason::parse("NoSuchReason"), None);
+    }
+
+    #[test]
+    fn each_reason_is_progress_success_or_a_warning_with_its_fix() {
+        use FixedIn::*;
+        // (reason, progress, warning, fixed in)
+        let table = [
+            (Reason::Provisioned, false, false, Nothing),
+            (Reason::ManualStepRequired, false, false, Nothing),
+            (Reason::Suspended, false, false, Nothing),
+            (Reason::Pending, true, false, Nothing),
+            (Reason::RollingOut, true, false, Nothing),
+            (Reason::WaitingForEnvironment, true, false, Kubernetes),
+            (Reason::SecretNotFound, false, true, Kubernetes),
+            (Reason::InvalidSpec, false, true, Kubernetes),
+            (Reason::ClientExists, false, true, Kubernetes),
+            (Reason::Unauthorized, false, true, Upstream),
+            (Reason::Conflict, false, true, Upstream),
+            (Reason::TenantMissing, false, true, Upstream),
+            (Reason::RestartFailed, false, true, Upstream),
+        ];
+        for (reason, progress, warning, fixed) in table {
+            assert_eq!(reason.is_progress(), progress, "{reason:?}");
+            assert_eq!(reason.is_warning(), warning, "{reason:?}");
+            assert_eq!(reason.fixed_in(), fixed, "{reason:?}");
+        }
+        // Exactly one of the three for every reason.
+        for r in Reason::ALL {
+            let kinds = [r.is_progress(), r.is_success(), r.is_warning()];
+            assert_eq!(kinds.iter().filter(|k| **k).count(), 1, "{r:?}");
+        }
     }
 }
