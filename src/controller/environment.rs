@@ -13,6 +13,7 @@ use super::conditions::{
 use super::context::Context;
 use super::identity;
 use super::nexus_restart::{self, Rollout};
+use super::pass::next_action;
 use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
@@ -30,7 +31,7 @@ use crate::runbook::environment::{
     ClientManager, CreateJournal, EnvironmentRun, Management, delete_environment_managed,
     read_environment, run_environment_journaled,
 };
-use crate::runbook::report::{RunReport, Step};
+use crate::runbook::report::Step;
 
 pub async fn reconcile(
     env: Arc<DigitalChannelsEnvironment>,
@@ -223,35 +224,6 @@ fn management(env: &DigitalChannelsEnvironment) -> Management {
             .annotations()
             .get(TAKE_OVER_CLIENT_ANNOTATION)
             .is_some_and(|v| v == "true"),
-    }
-}
-
-/// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
-/// change (with the slow drift check as a safety net), success resyncs.
-pub fn next_action(
-    ctx: &Context,
-    (kind, rules): (&str, &[super::conditions::ConditionRule]),
-    key: &str,
-    report: &RunReport,
-    soon: Option<Duration>,
-) -> Action {
-    if let Some((step, e)) = report.failure() {
-        // Named as the condition it shows on, so the metric and the status agree.
-        let step = super::conditions::condition_of(rules, step.step);
-        crate::telemetry::metrics().record_step_failure(kind, step, e.reason.as_str());
-    }
-    match report.failure() {
-        Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
-        // Its fix is a change the watches bring (a Secret, the environment): wait for it;
-        // the slow drift check is the safety net.
-        Some((_, e)) if e.reason.fixed_in_kubernetes() => Action::requeue(ctx.resync()),
-        // An upstream said no: the fix may be made there, out of sight (a password set in
-        // GWS, a contact center created). Try again on the resource's backoff.
-        Some(_) => Action::requeue(ctx.backoff(key, None)),
-        None => {
-            ctx.succeeded(key);
-            Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
-        }
     }
 }
 

@@ -12,8 +12,8 @@ use super::conditions::{
     TENANT_RULES, conflict, invalid_spec, ready, step_conditions, suspended, types,
 };
 use super::context::Context;
-use super::environment::next_action;
 use super::identity::{Claimant, Claims};
+use super::pass::next_action;
 use super::secrets::KubeSecretStore;
 use super::status::{
     add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,

@@ -1,0 +1,276 @@
+//! One pass of either controller: the resource as stored when the cache lags, the pass in
+//! a span with its metrics and a panic contained, and what it tells the logs and metrics.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::runbook::report::RunReport;
+
+use kube::Api;
+use kube::runtime::controller::Action;
+
+use super::*;
+use crate::api::conditions::{Condition, ConditionStatus, find};
+use crate::telemetry::metrics;
+use crate::telemetry::metrics::{KindLabel, KindResult};
+
+/// The resource to run a pass on: the cached one, unless its status is not the one this
+/// process last wrote or read (the cache lags behind a write), in which case the stored one,
+/// read once. A pass built on a stale status would roll back or drop what the last pass
+/// recorded (an API key's digest, an operation id). `None`: the resource is gone.
+pub(crate) async fn current<K>(ctx: &Context, object: Arc<K>) -> Result<Option<Arc<K>>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let meta = object.meta();
+    let Some(uid) = meta.uid.clone() else {
+        return Ok(Some(object));
+    };
+    let status_of = |o: &K| serde_json::to_value(o).unwrap_or_default()["status"].clone();
+    if !ctx.status_differs(&uid, &status_of(&object)) {
+        return Ok(Some(object));
+    }
+    let api: Api<K> = Api::namespaced(
+        ctx.client.clone(),
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
+    let stored = api
+        .get_opt(meta.name.as_deref().unwrap_or_default())
+        .await?;
+    Ok(stored
+        .filter(|s| s.meta().uid.as_deref() == Some(&uid))
+        .map(|s| {
+            ctx.saw_status(&uid, &status_of(&s));
+            Arc::new(s)
+        }))
+}
+
+/// Runs one pass (apply, or cleanup when the resource is being deleted) inside a span that
+/// names the resource: kube-runtime's own span covers only the creation of the future, so
+/// without ours the lines logged during the pass would not say which resource they are about.
+pub(crate) async fn reconcile_pass<K, Apply, Cleanup>(
+    ctx: &Context,
+    object: &K,
+    apply: Apply,
+    cleanup: Cleanup,
+) -> Result<Action, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    Apply: std::future::Future<Output = Result<Action, Error>>,
+    Cleanup: std::future::Future<Output = Result<Action, Error>>,
+{
+    use tracing::Instrument;
+    let kind = K::kind(&());
+    let started = Instant::now();
+    let meta = object.meta();
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = %kind,
+        namespace = %meta.namespace.as_deref().unwrap_or_default(),
+        resource = %meta.name.as_deref().unwrap_or_default()
+    );
+    // A panic is this resource's failure: kube-runtime would pass it on to the process.
+    let result = if meta.deletion_timestamp.is_some() {
+        panics::contained(cleanup.instrument(span.clone())).await
+    } else {
+        panics::contained(apply.instrument(span.clone())).await
+    };
+    let key = format!(
+        "{kind}/{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    );
+    // A pass that left the resource not Ready failed, though the reconcile itself worked:
+    // step failures are conditions, not errors.
+    let outcome = match &result {
+        Err(_) => "error",
+        Ok(_) if ctx.is_ready(&kind, &key) == Some(false) => "failed",
+        Ok(_) => "ok",
+    };
+    span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
+    if let Err(Error::Panicked(place)) = &result {
+        let note = format!(
+            "The operator failed internally (a panic at {place}) during this pass; other \
+             resources are not affected and this one is retried on its backoff. Please \
+             report it with the operator's log."
+        );
+        ctx.event(
+            &object.object_ref(&()),
+            true,
+            "ReconcilePanicked",
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
+    result
+}
+
+pub(crate) fn record_reconcile(
+    kind: &str,
+    started: Instant,
+    outcome: &str,
+    result: &Result<Action, Error>,
+) {
+    let m = metrics();
+    m.reconcile_total
+        .get_or_create(&KindResult {
+            kind: kind.to_string(),
+            result: outcome.to_string(),
+        })
+        .inc();
+    m.reconcile_duration_seconds
+        .get_or_create(&KindLabel {
+            kind: kind.to_string(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Err(e @ Error::Panicked(_)) => tracing::error!(kind, error = %e, "reconcile failed"),
+        Err(e) => tracing::warn!(kind, error = %e, "reconcile failed"),
+        Ok(_) => {}
+    }
+}
+
+/// Reasons of a Ready that is False on the way to True, as planned (a Nexus rollout, a
+/// first pass still pending): Normal events and INFO logs, not warnings.
+pub(crate) fn is_progress(reason: &str) -> bool {
+    crate::runbook::Reason::parse(reason).is_some_and(crate::runbook::Reason::is_progress)
+}
+
+/// A status write, logged at the level it deserves: a failure at WARN with what to do.
+pub(crate) fn log_status(ready: &Condition) {
+    let status = match ready.status {
+        ConditionStatus::True => "True",
+        ConditionStatus::False => "False",
+        ConditionStatus::Unknown => "Unknown",
+    };
+    if ready.status == ConditionStatus::True || is_progress(&ready.reason) {
+        tracing::info!(ready = status, reason = %ready.reason, "status updated");
+    } else {
+        tracing::warn!(ready = status, reason = %ready.reason, message = %ready.message, "not Ready");
+    }
+}
+
+/// Whether the resource asks for a pass with a value of the reconcile-requested-at
+/// annotation not handled yet: the pass runs now (its annotation changed) and the backoff
+/// starts afresh.
+pub(crate) fn new_reconcile_request(
+    meta: &kube::api::ObjectMeta,
+    handled: Option<&String>,
+) -> bool {
+    crate::api::reconcile_requested(meta).is_some_and(|r| Some(r) != handled)
+}
+
+/// Time to Ready: from creation, or from when Ready last turned False (a spec change or
+/// an outage), to now.
+pub(crate) fn observe_time_to_ready(
+    kind: &str,
+    meta: &kube::api::ObjectMeta,
+    previous: &[Condition],
+) {
+    let since = match find(previous, "Ready") {
+        Some(c) if c.status != ConditionStatus::True => c
+            .last_transition_time
+            .as_deref()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok()),
+        _ => meta.creation_timestamp.as_ref().map(|t| t.0),
+    };
+    if let Some(since) = since {
+        let seconds = jiff::Timestamp::now()
+            .duration_since(since)
+            .as_secs_f64()
+            .max(0.0);
+        metrics()
+            .time_to_ready_seconds
+            .get_or_create(&KindLabel {
+                kind: kind.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
+pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    object: Arc<K>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    // The same key as the reconcilers use, so that a success resets it.
+    let key = format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        object.meta().namespace.clone().unwrap_or_default(),
+        object.meta().name.clone().unwrap_or_default()
+    );
+    tracing::warn!(resource = %key, error = %error, "will retry");
+    Action::requeue(ctx.backoff(&key, None))
+}
+
+/// Whether a failed cleanup can never succeed, so that holding the finalizer would only hang
+/// the deletion: what it needs is gone (the environment, a Secret, a key), or its namespace is
+/// being deleted, in which case its Secrets, and the Role that let the operator read them, go
+/// first. Anything else (an upstream down, a refused credential) blocks the deletion instead.
+pub(crate) async fn cleanup_can_never_succeed(
+    ctx: &Context,
+    namespace: &str,
+    error: &crate::runbook::StepError,
+) -> bool {
+    use crate::runbook::Reason;
+    if matches!(
+        error.reason,
+        Reason::WaitingForEnvironment | Reason::SecretNotFound | Reason::SecretKeyMissing
+    ) {
+        return true;
+    }
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(ctx.client.clone());
+    namespaces
+        .get_opt(namespace)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+}
+
+/// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
+/// change (with the slow drift check as a safety net), success resyncs.
+pub fn next_action(
+    ctx: &Context,
+    (kind, rules): (&str, &[super::conditions::ConditionRule]),
+    key: &str,
+    report: &RunReport,
+    soon: Option<Duration>,
+) -> Action {
+    if let Some((step, e)) = report.failure() {
+        // Named as the condition it shows on, so the metric and the status agree.
+        let step = super::conditions::condition_of(rules, step.step);
+        crate::telemetry::metrics().record_step_failure(kind, step, e.reason.as_str());
+    }
+    match report.failure() {
+        Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
+        // Its fix is a change the watches bring (a Secret, the environment): wait for it;
+        // the slow drift check is the safety net.
+        Some((_, e)) if e.reason.fixed_in_kubernetes() => Action::requeue(ctx.resync()),
+        // An upstream said no: the fix may be made there, out of sight (a password set in
+        // GWS, a contact center created). Try again on the resource's backoff.
+        Some(_) => Action::requeue(ctx.backoff(key, None)),
+        None => {
+            ctx.succeeded(key);
+            Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planned_step_on_the_way_to_ready_is_not_a_warning() {
+        assert!(is_progress("RollingOut"));
+        assert!(!is_progress("RestartFailed"));
+        assert!(!is_progress("Unauthorized"));
+    }
+}

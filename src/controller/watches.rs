@@ -1,0 +1,306 @@
+//! What starts a pass: the watch of each kind, its cache, the Secrets index, and the
+//! other kind's changes that concern a resource.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::{Api, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use super::pass::error_policy;
+use super::*;
+use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
+
+/// kube-runtime reports a failed watch (a missing RBAC rule, an API server outage) only in the
+/// controller's output stream, and retries it with backoff: log it, or it goes unseen.
+/// Reconcile errors are logged by `record_reconcile`.
+pub(crate) async fn log_watch_failure<K, E>(
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E, watcher::Error>>,
+) where
+    K: kube::Resource,
+{
+    if let Err(kube::runtime::controller::Error::QueueError(e)) = result {
+        tracing::warn!(error = %e, "watch failed; retrying with backoff");
+    }
+}
+
+/// Names of the Secrets an environment reads.
+pub fn environment_secret_names(env: &DigitalChannelsEnvironment) -> Vec<String> {
+    let spec = &env.spec;
+    let mut names = vec![
+        spec.ops_credentials_secret.name.clone(),
+        spec.database.url_secret.name.clone(),
+        spec.client_secret_ref(&env.name_any()).name,
+        crate::runbook::environment::fingerprint_key_ref(&env.name_any()).name,
+    ];
+    if let Some(tls) = &spec.tls {
+        names.push(tls.ca_secret.name.clone());
+    }
+    names
+}
+
+/// Names of the Secrets a tenant reads or writes.
+pub fn tenant_secret_names(t: &DigitalChannelsTenant) -> Vec<String> {
+    let mut names = vec![
+        t.spec.credentials_secret.name.clone(),
+        t.spec.output_secret_name(&t.name_any()),
+    ];
+    if let Some(key) = t.spec.ucs.as_ref().and_then(|u| u.api_key_secret.as_ref()) {
+        names.push(key.name.clone());
+    }
+    names
+}
+
+/// The resources in `store` that reference `secret`: the index from a Secret to its
+/// users, so a rotated password is picked up within seconds.
+pub(crate) fn users_of<K, S>(
+    store: &Store<K>,
+    secret: &S,
+    names: fn(&K) -> Vec<String>,
+) -> Vec<ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    S: ResourceExt,
+{
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == ns && names(o).contains(&name))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Where the controllers look: the whole cluster or one namespace.
+pub(crate) fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The watch of a controller's own kind and the cache it fills, without `managedFields`
+/// (often larger than the object, and never read).
+pub(crate) fn cached<K>(
+    ctx: &Arc<Context>,
+    namespace: Option<&str>,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K>,
+    Arc<std::sync::atomic::AtomicBool>,
+)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{PredicateConfig, WatchStreamExt};
+    let (store, writer) = kube::runtime::reflector::store();
+    // Set once the watch has listed everything: see `identity::Caches::ready`.
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listed = synced.clone();
+    let (ctx, reader, scope) = (ctx.clone(), store.clone(), namespace.map(str::to_string));
+    let stream = watcher(
+        api_for::<K>(&ctx.client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|o| o.meta_mut().managed_fields = None)
+    .reflect(writer)
+    .inspect(move |event| match event {
+        Ok(watcher::Event::InitDone) => {
+            listed.store(true, std::sync::atomic::Ordering::Release);
+            forget_unlisted(&ctx, &reader, scope.as_deref());
+        }
+        // Gone without a pass (it had no finalizer): nothing may keep counting it.
+        Ok(watcher::Event::Delete(o)) => {
+            ctx.forget(kind_of::<K>(), &object_key(o), o.meta().uid.as_deref());
+        }
+        _ => {}
+    })
+    .applied_objects()
+    .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
+    (stream, store, synced)
+}
+
+/// The kind's name, as the readiness gauge and the backoff know it.
+pub(crate) fn kind_of<K: kube::Resource<DynamicType = ()>>() -> &'static str {
+    match K::kind(&()).as_ref() {
+        KIND_TENANT => KIND_TENANT,
+        _ => KIND_ENVIRONMENT,
+    }
+}
+
+/// The key of a resource in the backoff and readiness maps.
+pub(crate) fn object_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
+    let meta = o.meta();
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// After a (re)list, forgets the resources that were deleted while the watch was down.
+pub(crate) fn forget_unlisted<K>(ctx: &Context, store: &Store<K>, namespace: Option<&str>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let present: Vec<String> = store
+        .state()
+        .iter()
+        .map(|o| object_key(o.as_ref()))
+        .collect();
+    ctx.keep_only(kind_of::<K>(), namespace, &present);
+}
+
+/// What of a resource asks for a pass: its spec (the generation), labels, annotations (a
+/// DesignerEnv acknowledgement) and deletion. Not its status nor its finalizers: those are
+/// the operator's own writes, and a pass for them would repeat the one that made them
+/// (every upstream read again). A status edited by hand is repaired at the resync.
+pub(crate) fn asks_for_a_pass<K: kube::Resource>(object: &K) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let meta = object.meta();
+    let mut hasher = DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// A Secret as the controllers see it: its metadata only.
+type SecretMeta = PartialObjectMeta<Secret>;
+type SecretTrigger = futures::channel::mpsc::UnboundedReceiver<Result<SecretMeta, watcher::Error>>;
+
+/// One metadata-only watch of the scope's Secrets, shared by both controllers. Only names
+/// matter (which resources use a Secret); a full watch would hold every Secret's data, and a
+/// namespace's Helm release Secrets alone can fill the operator's memory.
+pub(crate) fn secret_triggers(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+) -> (SecretTrigger, SecretTrigger) {
+    use futures::channel::mpsc::unbounded;
+    use kube::runtime::WatchStreamExt;
+    let (to_envs, for_envs) = unbounded();
+    let (to_tenants, for_tenants) = unbounded();
+    // An Api of PartialObjectMeta makes metadata-only requests.
+    let api = api_for::<SecretMeta>(&ctx.client, namespace);
+    tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(secret) if secret_changed(&ctx, &secret) => {}
+                Ok(mut secret) => {
+                    secret.metadata.managed_fields = None;
+                    let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
+                    let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
+                    if !a && !b {
+                        break; // both controllers stopped
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Secret watch failed; retrying with backoff"),
+            }
+        }
+    });
+    (for_envs, for_tenants)
+}
+
+/// Drops what was read from a changed Secret; true when the change is the operator's own
+/// write, which the pass that made it already knows: no trigger.
+pub(crate) fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
+    let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+    ctx.resolved_environments.secret_changed(&namespace, &name);
+    ctx.own_writes.is_own(&secret.metadata)
+}
+
+/// Runs both controllers for one scope until `shutdown` fires.
+pub async fn run_scope(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    concurrency: u16,
+    shutdown: CancellationToken,
+) {
+    // A panic in a pass is logged without its message, and becomes that pass's error.
+    panics::install_hook();
+    let client = ctx.client.clone();
+    let ns = namespace.as_deref();
+    let config = ControllerRuntimeConfig::default().concurrency(concurrency);
+    let (env_secrets, tenant_secrets) = secret_triggers(ctx.clone(), ns);
+
+    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&ctx, ns);
+    let envs = Controller::for_stream(stream, store).with_config(config.clone());
+    let env_store = envs.store();
+    ctx.caches.register_environments(env_store.clone(), synced);
+    let envs = envs
+        .watches_stream(env_secrets, move |secret| {
+            users_of(&env_store, &secret, environment_secret_names)
+        })
+        // A tenant's deletion may unblock its environment's deletion. Other tenant changes
+        // do not concern the environment: mapping them would re-check it on every status write.
+        .watches(
+            api_for::<DigitalChannelsTenant>(&client, ns),
+            watcher::Config::default(),
+            |t| {
+                t.metadata.deletion_timestamp.as_ref()?;
+                let env = ObjectRef::new(&t.spec.environment_ref.name);
+                Some(match t.namespace() {
+                    Some(ns) => env.within(&ns),
+                    None => env,
+                })
+            },
+        )
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(environment::reconcile, error_policy, ctx.clone())
+        .for_each(log_watch_failure);
+
+    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&ctx, ns);
+    let tenants = Controller::for_stream(stream, store).with_config(config);
+    let tenant_store = tenants.store();
+    ctx.caches.register_tenants(tenant_store.clone(), synced);
+    let tenant_store_for_envs = tenant_store.clone();
+    let tenants = tenants
+        .watches_stream(tenant_secrets, move |secret| {
+            users_of(&tenant_store, &secret, tenant_secret_names)
+        })
+        // An environment turning Ready releases its waiting tenants at once.
+        .watches(
+            api_for::<DigitalChannelsEnvironment>(&client, ns),
+            watcher::Config::default(),
+            move |env| {
+                let ns = env.namespace();
+                let name = env.name_any();
+                tenant_store_for_envs
+                    .state()
+                    .iter()
+                    .filter(|t| t.namespace() == ns && t.spec.environment_ref.name == name)
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(tenant::reconcile, error_policy, ctx)
+        .for_each(log_watch_failure);
+
+    tokio::join!(envs, tenants);
+}
