@@ -255,3 +255,48 @@ spec:
 }
 pub mod fake_apiserver;
 pub mod operator;
+
+/// A request line seen by [`recording_proxy`], and when.
+pub type SeenRequests = Arc<Mutex<Vec<(std::time::SystemTime, String)>>>;
+
+/// A TCP proxy to `upstream` (`host:port`) that records, for every chunk a client sends,
+/// each HTTP/1.1 request line in it and when it came: which requests a process sent to the
+/// API server, and when. Answers the proxy's `host:port`.
+pub async fn recording_proxy(upstream: String) -> (String, SeenRequests) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: SeenRequests = Arc::default();
+    let record = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let record = record.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                });
+                let mut buffer = vec![0; 64 << 10];
+                while let Ok(n) = client_read.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let at = std::time::SystemTime::now();
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    for line in text.lines().filter(|l| l.ends_with(" HTTP/1.1")) {
+                        record.lock().unwrap().push((at, line.to_owned()));
+                    }
+                    if server_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                down.abort();
+            });
+        }
+    });
+    (addr.to_string(), seen)
+}
