@@ -8,13 +8,10 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use common::fake_apiserver::FakeApiServer;
-use common::{Sim, environment, tenant};
+use common::{Sim, environment, recording_proxy, tenant};
 use digital_channels_operator::controller::leader::LEASE_NAME;
 use digital_channels_operator::simulator::{Seed, SimulatorConfig};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -28,49 +25,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A request line seen by the proxy, and when.
-type Seen = Arc<Mutex<Vec<(SystemTime, String)>>>;
-
-/// A TCP proxy to `upstream` that records, for every chunk a client sends, each HTTP/1.1
-/// request line in it and when it came.
-async fn recording_proxy(upstream: String) -> (String, Seen) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Seen = Arc::default();
-    let record = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let record = record.clone();
-            tokio::spawn(async move {
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let down = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                });
-                let mut buffer = vec![0; 64 << 10];
-                while let Ok(n) = client_read.read(&mut buffer).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let at = SystemTime::now();
-                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-                    for line in text.lines().filter(|l| l.ends_with(" HTTP/1.1")) {
-                        record.lock().unwrap().push((at, line.to_owned()));
-                    }
-                    if server_write.write_all(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                down.abort();
-            });
-        }
-    });
-    (addr.to_string(), seen)
 }
 
 fn kubeconfig(dir: &std::path::Path, name: &str, server: &str) -> std::path::PathBuf {
