@@ -67,7 +67,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
             demo::demo(args).await
         }
         #[cfg(not(feature = "simulator"))]
-        Command::Simulate(_) => Err(digital_channels_operator::cli::not_in_this_build("simulate")),
+        Command::Simulate(_) => Err(digital_channels_operator::cli::not_in_this_build(
+            "simulate",
+        )),
         #[cfg(not(feature = "simulator"))]
         Command::Demo(_) => Err(digital_channels_operator::cli::not_in_this_build("demo")),
     }
