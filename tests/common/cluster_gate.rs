@@ -4,7 +4,8 @@
 //! developer's `KUBECONFIG` (a production context, say) must leave that cluster alone.
 //! `.ci/run` sets both for `../shared/k8s`.
 //!
-//! Included by path (not through `common/mod.rs`) by `tests/e2e` and `benches/scale.rs` only.
+//! Included by path (not through `common/mod.rs`) by `tests/e2e` and `benches/scale.rs` only;
+//! its table test is `tests/e2e/cluster_opt_in.rs`.
 
 /// What the environment and the kubeconfig say, read once.
 #[derive(Debug)]
@@ -72,56 +73,6 @@ pub fn allowed(what: &str) -> bool {
             );
             println!("{what}: skipped, no cluster used ({reason}; see README 'End-to-end tests')");
             false
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cluster_is_used_only_when_asked_and_only_the_named_context() {
-        let ok: Result<Option<&str>, &str> = Ok(Some("k8s-local"));
-        for (e2e, wanted, current, verdict) in [
-            (Some("1"), Some("k8s-local"), ok, Ok(())),
-            (None, Some("k8s-local"), ok, Err("DC_E2E is not 1")),
-            (Some("0"), Some("k8s-local"), ok, Err("DC_E2E is not 1")),
-            (Some("true"), Some("k8s-local"), ok, Err("DC_E2E is not 1")),
-            (Some("1"), None, ok, Err("DC_E2E_CONTEXT is not set")),
-            (Some("1"), Some(""), ok, Err("DC_E2E_CONTEXT is not set")),
-            (
-                Some("1"),
-                Some("k8s-local"),
-                Ok(Some("prod-eu")),
-                Err("current context is \"prod-eu\", not DC_E2E_CONTEXT \"k8s-local\""),
-            ),
-            (
-                Some("1"),
-                Some("k8s-local"),
-                Ok(None),
-                Err("the kubeconfig has no current context"),
-            ),
-            (
-                Some("1"),
-                Some("k8s-local"),
-                Err("no such file"),
-                Err("cannot read the kubeconfig: no such file"),
-            ),
-        ] {
-            let settings = Settings {
-                e2e,
-                wanted_context: wanted,
-                current_context: current,
-            };
-            let got = decide(&settings);
-            match verdict {
-                Ok(()) => assert_eq!(got, Ok(()), "{settings:?}"),
-                Err(part) => {
-                    let reason = got.expect_err(&format!("{settings:?} must skip"));
-                    assert!(reason.contains(part), "{settings:?}: {reason}");
-                }
-            }
         }
     }
 }

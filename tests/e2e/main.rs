@@ -10,6 +10,7 @@
 mod bad_input;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
+mod cluster_opt_in;
 mod edges;
 mod harness;
 mod leader;
