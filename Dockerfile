@@ -8,6 +8,7 @@ ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 # Static glibc build (see scripts/build-static); SQLX_OFFLINE: no database at build time.
+# --no-default-features: without the simulator, the PostgreSQL starter, `demo` and `simulate`.
 ENV RUSTFLAGS="-C target-feature=+crt-static" \
     SQLX_OFFLINE=true \
     CARGO_TERM_COLOR=never
@@ -15,7 +16,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-gnu" \
- && cargo build --locked --release --target "$target" --bin dc-operator \
+ && cargo build --locked --release --no-default-features --target "$target" --bin dc-operator \
  && cp "target/$target/release/dc-operator" /dc-operator \
  && /dc-operator --help >/dev/null
 

@@ -9,11 +9,15 @@
 //! 1. In process: the simulator with the given latency per call, one environment and N tenants
 //!    provisioned at once through `run_tenant` (the controllers' step code), C at a time; then
 //!    one drift pass over all of them.
-//! 2. With `KUBECONFIG` (CI has `../shared/k8s`): `dc-operator run` on a fresh namespace that
+//! 2. On the cluster of the kubeconfig's current context, only when `DC_E2E=1` and
+//!    `DC_E2E_CONTEXT` names that context (`.ci/run` sets both for `../shared/k8s`; the rule of
+//!    the e2e suite, `tests/common/cluster_gate.rs`): `dc-operator run` on a fresh namespace that
 //!    also holds the unrelated 100 KiB Secrets; N tenants applied at once; time to all Ready,
 //!    Kubernetes API writes per tenant from the operator's own request counter, writes in the
 //!    converged steady state, and the operator's RSS.
 
+#[path = "../tests/common/cluster_gate.rs"]
+mod cluster_gate;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
@@ -104,9 +108,10 @@ fn main() {
             args.latency.as_millis()
         );
         in_process(&args).await;
-        match std::env::var("KUBECONFIG") {
-            Ok(k) if !k.is_empty() && args.cluster => cluster::measure(&args).await,
-            _ => println!("\n(no KUBECONFIG, or --no-cluster: `dc-operator run` not measured)"),
+        if !args.cluster {
+            println!("\n(--no-cluster: `dc-operator run` not measured)");
+        } else if cluster_gate::allowed("\nscale: `dc-operator run` on a cluster") {
+            cluster::measure(&args).await;
         }
     });
 }
@@ -280,9 +285,9 @@ mod cluster {
     pub async fn measure(args: &Args) {
         let client = kube::Client::try_default()
             .await
-            .expect("KUBECONFIG client");
+            .expect("a client of the kubeconfig's current context");
         let ns = format!("dc-bench-{:04x}", rand::random::<u16>());
-        println!("\n## `dc-operator run` on the cluster of KUBECONFIG (namespace {ns})");
+        println!("\n## `dc-operator run` on the cluster of DC_E2E_CONTEXT (namespace {ns})");
         install_crds(&client).await;
         let namespaces: Api<Namespace> = Api::all(client.clone());
         namespaces

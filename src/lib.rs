@@ -4,17 +4,22 @@
 //! - [`api`]: the CRD types (`DigitalChannelsEnvironment`, `DigitalChannelsTenant`).
 //! - [`upstream`]: one client per external system, behind traits, plus the shared HTTP layer.
 //! - [`runbook`]: the runbook steps, shared by `provision`, `demo` and the controllers.
-//! - [`simulator`]: the Genesys APIs served over HTTP, for `demo`, `simulate` and the tests.
+//! - [`simulator`]: the Genesys APIs served over HTTP, for `demo`, `simulate` and the tests
+//!   (cargo feature `simulator`, on by default; the image is built without it).
 //! - [`cli`]: the subcommands.
 //! - [`fence`]: the leader fence every outgoing request passes.
+
+#![forbid(unsafe_code)]
 
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod fence;
+#[cfg(feature = "simulator")]
 pub mod local_postgres;
 pub mod runbook;
 pub mod secret;
+#[cfg(feature = "simulator")]
 pub mod simulator;
 pub mod telemetry;
 pub mod upstream;

@@ -1,7 +1,11 @@
 //! `dc-operator`: parse the command line once, set up logging, run the subcommand.
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
-use digital_channels_operator::cli::{Cli, Command, demo, provision, simulate};
+use digital_channels_operator::cli::{Cli, Command, provision};
+#[cfg(feature = "simulator")]
+use digital_channels_operator::cli::{demo, simulate};
 use digital_channels_operator::runbook::{RealConnector, Runbook};
 use digital_channels_operator::telemetry::{self, LogFormat};
 use digital_channels_operator::upstream::http::{RetryPolicy, install_crypto_provider};
@@ -36,6 +40,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
                 Ok(true)
             }
         },
+        #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
             // sqlx logs PostgreSQL's notices ("relation already exists, skipping") at INFO.
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
@@ -62,10 +67,17 @@ async fn run(cli: Cli) -> Result<bool, String> {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
         }
+        #[cfg(feature = "simulator")]
         Command::Demo(args) => {
             telemetry::init_logging(LogFormat::Text, "warn");
             demo::demo(args).await
         }
+        #[cfg(not(feature = "simulator"))]
+        Command::Simulate(_) => Err(digital_channels_operator::cli::not_in_this_build(
+            "simulate",
+        )),
+        #[cfg(not(feature = "simulator"))]
+        Command::Demo(_) => Err(digital_channels_operator::cli::not_in_this_build("demo")),
     }
 }
 
@@ -89,7 +101,7 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
     // Every request that leaves the process, to Kubernetes or upstream, passes this fence:
     // with leader election, only while this replica holds the Lease.
     let fence = digital_channels_operator::fence::LeaderFence::for_election(args.leader_election);
-    let identity = controller::leader::instance_identity();
+    let identity = controller::leader::instance_identity(args.pod_name.clone());
     let client = controller::kube_client::counting_client(fence.clone())
         .await
         .map_err(|e| format!("cannot reach Kubernetes (in-cluster config or KUBECONFIG): {e}"))?;
@@ -127,6 +139,7 @@ async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Resul
         controller: ControllerConfig {
             resync_interval: args.resync_interval,
             max_backoff: args.max_backoff,
+            pod_name: args.pod_name,
             ..ControllerConfig::default()
         },
         identity,

@@ -768,6 +768,7 @@ fn controller_config(initial_backoff: Duration, max_backoff: Duration) -> Contro
         initial_backoff,
         max_backoff,
         rollout_timeout: Duration::from_secs(60),
+        pod_name: None,
     }
 }
 

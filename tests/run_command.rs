@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::fake_apiserver::{FakeApiServer, Verb};
+use common::fake_apiserver::{FakeApiServer, ResourceKey, Verb};
 use common::{Sim, environment};
 use digital_channels_operator::api::DigitalChannelsEnvironment;
 use digital_channels_operator::controller::leader::{LEASE_NAME, LeaderElector, LeaseTiming};
@@ -41,6 +41,8 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
             "dc",
             "--metrics-addr",
             &format!("127.0.0.1:{port}"),
+            "--pod-name",
+            "replica-1",
         ])
         .env("KUBECONFIG", api.write_kubeconfig(dir.path()))
         .env("DC_LEADER_ELECTION_NAMESPACE", "dc-system")
@@ -78,7 +80,11 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
         })
         .await
         .expect("the leader Lease is taken");
-    assert!(lease.spec.unwrap().holder_identity.is_some());
+    // --pod-name (env POD_NAME in a pod) names this replica in the Lease and in its Events.
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("replica-1")
+    );
 
     // It reconciles: an environment becomes Ready.
     let secret = |name: &str, pairs: &[(&str, &str)]| Secret {
@@ -118,6 +124,17 @@ async fn run_serves_probes_and_metrics_takes_the_lease_reconciles_and_stops_on_s
     })
     .await
     .expect("environment Ready");
+    let events_of = ResourceKey::new("events.k8s.io", "v1", "events");
+    let events = api
+        .wait_for(Duration::from_secs(10), |a| {
+            let events = a.objects(&events_of, Some("dc"));
+            (!events.is_empty()).then_some(events)
+        })
+        .await
+        .expect("the Ready transition publishes an Event");
+    for event in &events {
+        assert_eq!(event["reportingInstance"], "replica-1", "{event}");
+    }
 
     // The pass that wrote Ready records its metrics as it returns: give it a moment.
     let mut metrics = String::new();

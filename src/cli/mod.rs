@@ -1,9 +1,13 @@
 //! The subcommands: `crds`, `simulate`, `provision`, `demo` (and `run`, the controllers).
+//! `simulate` and `demo` need the cargo feature `simulator` (on by default); a build without it
+//! (the image) still knows their names, to say that they are not in it.
 
+#[cfg(feature = "simulator")]
 pub mod demo;
 pub mod file_store;
 pub mod manifests;
 pub mod provision;
+#[cfg(feature = "simulator")]
 pub mod simulate;
 
 use std::path::PathBuf;
@@ -30,13 +34,37 @@ pub enum Command {
     /// Print both CustomResourceDefinitions as YAML (what crds/ holds).
     Crds(CrdsArgs),
     /// Serve the GWS Auth, Environment and Digital Channels APIs, backed by PostgreSQL.
+    #[cfg(feature = "simulator")]
     Simulate(SimulateArgs),
+    #[cfg(not(feature = "simulator"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Simulate(NotInThisBuild),
     /// Run the runbook once from manifest files, without a cluster.
     Provision(ProvisionArgs),
     /// Start the simulator in-process and provision a sample environment and tenant.
+    #[cfg(feature = "simulator")]
     Demo(DemoArgs),
+    #[cfg(not(feature = "simulator"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Demo(NotInThisBuild),
     /// Run the controllers against the cluster of the in-cluster config or KUBECONFIG.
     Run(RunArgs),
+}
+
+/// A subcommand of the `simulator` feature in a build without it: any arguments are taken, so
+/// that the answer is always that the subcommand is not in this build.
+#[derive(Args, Debug)]
+pub struct NotInThisBuild {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+/// The error of `demo` or `simulate` in a build without the `simulator` feature.
+pub fn not_in_this_build(subcommand: &str) -> String {
+    format!(
+        "`{subcommand}` is not in this build of dc-operator: it was built without the cargo \
+         feature `simulator` (the image leaves it out); build with default features for it"
+    )
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +93,10 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "DC_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// This replica's name (in a pod: its metadata.name): its identity in the leader Lease and
+    /// the reporting instance of its Events. Without it: a random Lease identity, no instance.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -105,6 +137,7 @@ pub struct CrdsArgs {
     pub output_dir: Option<PathBuf>,
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
     /// Address to serve on.
@@ -142,6 +175,7 @@ pub struct ProvisionArgs {
     pub http: HttpArgs,
 }
 
+#[cfg(feature = "simulator")]
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Where the demo's output Secrets go; default: a temporary directory removed at exit.

@@ -23,6 +23,8 @@ pub struct ControllerConfig {
     pub initial_backoff: Duration,
     /// How long a Nexus rollout may take before the condition says it is stuck.
     pub rollout_timeout: Duration,
+    /// The pod's name (`run --pod-name`, env `POD_NAME`): the reporting instance of Events.
+    pub pod_name: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -32,6 +34,7 @@ impl Default for ControllerConfig {
             max_backoff: Duration::from_secs(300),
             initial_backoff: Duration::from_secs(5),
             rollout_timeout: Duration::from_secs(600),
+            pod_name: None,
         }
     }
 }
@@ -70,7 +73,7 @@ impl Context {
     pub fn new(client: kube::Client, runbook: Runbook, config: ControllerConfig) -> Self {
         let reporter = Reporter {
             controller: "dc-operator".to_string(),
-            instance: std::env::var("POD_NAME").ok(),
+            instance: config.pod_name.clone(),
         };
         Self {
             recorder: Recorder::new(client.clone(), reporter),

@@ -206,7 +206,7 @@ impl Caches {
     }
 
     /// Whether the tenant with this uid is still in the cache and still claims (see
-    /// [`is_other`]): a claim of one that is gone is free again.
+    /// `is_other`): a claim of one that is gone is free again.
     pub fn tenant_claims(&self, uid: &str) -> bool {
         self.tenants().iter().any(|t| {
             t.metadata.uid.as_deref() == Some(uid)

@@ -35,10 +35,10 @@ use crate::fence::{FenceState, LeaderFence};
 /// Name of the Lease, in the operator's namespace.
 pub const LEASE_NAME: &str = "digital-channels-operator";
 
-/// This process's name in the Lease and in the requests it sends: the pod's name, or a
-/// random one outside a pod.
-pub fn instance_identity() -> String {
-    std::env::var("POD_NAME").unwrap_or_else(|_| format!("dc-operator-{}", uuid::Uuid::new_v4()))
+/// This process's name in the Lease and in the requests it sends: the pod's name
+/// (`run --pod-name`, env `POD_NAME`), or a random one outside a pod.
+pub fn instance_identity(pod_name: Option<String>) -> String {
+    pod_name.unwrap_or_else(|| format!("dc-operator-{}", uuid::Uuid::new_v4()))
 }
 
 /// client-go's and controller-runtime's defaults.

@@ -64,7 +64,8 @@ pub struct RunSettings {
     /// This process's name in the Lease ([`leader::instance_identity`]).
     pub identity: String,
     /// The fence the Kubernetes client and the connector check: made with
-    /// [`LeaderFence::for_election`] from `leader_election`; the elector drives it.
+    /// [`crate::fence::LeaderFence::for_election`] from `leader_election`; the elector
+    /// drives it.
     pub fence: crate::fence::LeaderFence,
 }
 

@@ -39,6 +39,7 @@ pub fn test_controller_config() -> ControllerConfig {
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(1),
         rollout_timeout: Duration::from_secs(60),
+        pod_name: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! What every end-to-end scenario stands on: the cluster from `KUBECONFIG`, the chart's
+//! What every end-to-end scenario stands on: the cluster of `DC_E2E_CONTEXT`, the chart's
 //! ServiceAccount and RBAC applied for real, a simulator of the Genesys APIs on its own
 //! database, and `dc-operator run` processes logged in as that ServiceAccount.
 //!
@@ -49,16 +49,12 @@ pub fn exclusive_scope() -> ScopeGuard {
     ScopeGuard::Exclusive(CLUSTER_SCOPE.write().unwrap_or_else(|e| e.into_inner()))
 }
 
-/// The cluster from `KUBECONFIG`, or `None` (and a line saying the scenario skipped) without
-/// one. With `DC_E2E_REQUIRED=1` (CI) a missing cluster fails instead of skipping.
+/// The cluster of the kubeconfig's current context, when the suite is asked to use it
+/// ([`crate::cluster_gate`]: `DC_E2E=1` and `DC_E2E_CONTEXT` names that context); otherwise
+/// `None` and a line saying the scenario skipped and why. With `DC_E2E_REQUIRED=1` (CI) a
+/// skip fails instead.
 pub async fn cluster(scenario: &str) -> Option<kube::Client> {
-    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
-    if kubeconfig.is_empty() {
-        assert!(
-            std::env::var("DC_E2E_REQUIRED").as_deref() != Ok("1"),
-            "e2e: DC_E2E_REQUIRED=1 but KUBECONFIG is not set"
-        );
-        println!("e2e {scenario}: skipped (KUBECONFIG is not set; see README 'End-to-end tests')");
+    if !crate::cluster_gate::allowed(&format!("e2e {scenario}")) {
         return None;
     }
     digital_channels_operator::upstream::http::install_crypto_provider();
@@ -66,7 +62,7 @@ pub async fn cluster(scenario: &str) -> Option<kube::Client> {
     Some(
         kube::Client::try_default()
             .await
-            .expect("a cluster from KUBECONFIG"),
+            .expect("a cluster from the kubeconfig"),
     )
 }
 
