@@ -1491,12 +1491,12 @@ struct OperatorValues {
 
 fn operator_values() -> OperatorValues {
     use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
-    // reconcile_total's result: the outcomes of src/controller/mod.rs.
-    let controller = fs::read_to_string(root().join("src/controller/mod.rs")).unwrap();
+    // reconcile_total's result: the outcomes of src/controller/pass.rs.
+    let controller = fs::read_to_string(root().join("src/controller/pass.rs")).unwrap();
     for outcome in ["error", "failed", "ok"] {
         assert!(
             controller.contains(&format!("=> \"{outcome}\"")),
-            "src/controller/mod.rs no longer counts result=\"{outcome}\"; the alerts select on it"
+            "src/controller/pass.rs no longer counts result=\"{outcome}\"; the alerts select on it"
         );
     }
     OperatorValues {
