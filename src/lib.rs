@@ -11,6 +11,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod fence;
 pub mod local_postgres;
 pub mod runbook;
