@@ -106,10 +106,17 @@ impl EnvironmentApi for FakeEnvironment {
         contact_center_id: &str,
     ) -> Result<Vec<Setting>> {
         const OP: &str = "list_settings";
-        answer(&self.log, &self.script, SYSTEM, OP, contact_center_id, || {
-            self.check(ops, OP, Some(contact_center_id))?;
-            Ok(self.settings(contact_center_id))
-        })
+        answer(
+            &self.log,
+            &self.script,
+            SYSTEM,
+            OP,
+            contact_center_id,
+            || {
+                self.check(ops, OP, Some(contact_center_id))?;
+                Ok(self.settings(contact_center_id))
+            },
+        )
     }
 
     /// Posting a name that exists overwrites it.
@@ -120,10 +127,17 @@ impl EnvironmentApi for FakeEnvironment {
         setting: &Setting,
     ) -> Result<()> {
         const OP: &str = "upsert_setting";
-        answer(&self.log, &self.script, SYSTEM, OP, contact_center_id, || {
-            self.check(ops, OP, Some(contact_center_id))?;
-            self.put_setting(contact_center_id, setting.clone());
-            Ok(())
-        })
+        answer(
+            &self.log,
+            &self.script,
+            SYSTEM,
+            OP,
+            contact_center_id,
+            || {
+                self.check(ops, OP, Some(contact_center_id))?;
+                self.put_setting(contact_center_id, setting.clone());
+                Ok(())
+            },
+        )
     }
 }

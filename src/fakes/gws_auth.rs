@@ -71,12 +71,18 @@ impl FakeGwsAuth {
 
     /// The client as GWS Auth holds it (without its secret).
     pub fn client(&self, client_id: &str) -> Option<OAuthClient> {
-        lock(&self.state).clients.get(client_id).map(|c| c.0.clone())
+        lock(&self.state)
+            .clients
+            .get(client_id)
+            .map(|c| c.0.clone())
     }
 
     /// The client's secret, which no API shows: for a test's assertions.
     pub fn client_secret(&self, client_id: &str) -> Option<SecretString> {
-        lock(&self.state).clients.get(client_id).map(|c| c.1.clone())
+        lock(&self.state)
+            .clients
+            .get(client_id)
+            .map(|c| c.1.clone())
     }
 
     /// A tenant user (a Person of the contact center), or its new password.
@@ -126,11 +132,22 @@ impl FakeGwsAuth {
         let mut state = lock(&self.state);
         match state.clients.get(client_id) {
             Some((_, secret)) if secret == client_secret => {}
-            _ => return Err(unauthorized(SYSTEM, OP, "invalid_client: Bad client credentials")),
+            _ => {
+                return Err(unauthorized(
+                    SYSTEM,
+                    OP,
+                    "invalid_client: Bad client credentials",
+                ));
+            }
         }
         let invalid_grant = |why: &str| {
-            UpstreamError::new(SYSTEM, OP, ErrorKind::Rejected, format!("invalid_grant: {why}"))
-                .with_status(400)
+            UpstreamError::new(
+                SYSTEM,
+                OP,
+                ErrorKind::Rejected,
+                format!("invalid_grant: {why}"),
+            )
+            .with_status(400)
         };
         let with_refresh = match grant {
             Grant::ClientCredentials => false,
@@ -187,7 +204,11 @@ fn created(client: &ClientRegistration) -> OAuthClient {
 fn apply_update(client: &mut OAuthClient, secret: &mut SecretString, data: &Value) {
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     if let Some(v) = data.get("authorizedGrantTypes") {
@@ -205,10 +226,16 @@ fn apply_update(client: &mut OAuthClient, secret: &mut SecretString, data: &Valu
     if let Some(v) = data.get("description").and_then(Value::as_str) {
         client.description = Some(v.to_string());
     }
-    if let Some(v) = data.get("accessTokenExpirationTimeout").and_then(Value::as_i64) {
+    if let Some(v) = data
+        .get("accessTokenExpirationTimeout")
+        .and_then(Value::as_i64)
+    {
         client.access_token_expiration_timeout = Some(v);
     }
-    if let Some(v) = data.get("refreshTokenExpirationTimeout").and_then(Value::as_i64) {
+    if let Some(v) = data
+        .get("refreshTokenExpirationTimeout")
+        .and_then(Value::as_i64)
+    {
         client.refresh_token_expiration_timeout = Some(v);
     }
     if let Some(v) = data.get("client_secret").and_then(Value::as_str) {
@@ -221,7 +248,11 @@ impl GwsAuthApi for FakeGwsAuth {
     async fn list_clients(&self, ops: &Credentials) -> Result<Vec<OAuthClient>> {
         self.run("list_clients", "", || {
             self.check_ops(ops, "list_clients")?;
-            Ok(lock(&self.state).clients.values().map(|c| c.0.clone()).collect())
+            Ok(lock(&self.state)
+                .clients
+                .values()
+                .map(|c| c.0.clone())
+                .collect())
         })
     }
 
@@ -242,7 +273,8 @@ impl GwsAuthApi for FakeGwsAuth {
             self.check_ops(ops, OP)?;
             let mut state = lock(&self.state);
             if state.clients.contains_key(&client.client_id) {
-                let e = UpstreamError::new(SYSTEM, OP, ErrorKind::Conflict, "client already exists");
+                let e =
+                    UpstreamError::new(SYSTEM, OP, ErrorKind::Conflict, "client already exists");
                 return Err(e.with_status(409));
             }
             let made = created(client);
@@ -286,6 +318,8 @@ impl GwsAuthApi for FakeGwsAuth {
             Grant::Password { username, .. } => username.clone(),
             other => other.name().to_string(),
         };
-        self.run("token", &target, || self.issue(client_id, client_secret, grant))
+        self.run("token", &target, || {
+            self.issue(client_id, client_secret, grant)
+        })
     }
 }

@@ -16,6 +16,7 @@ mod environment;
 mod gws_auth;
 mod nexus;
 mod nexus_db;
+pub mod samples;
 mod secrets;
 
 use std::collections::{HashMap, VecDeque};

@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use super::{CallLog, Script, answer, lock};
 use crate::api::common::same_url;
 use crate::secret::SecretString;
+use crate::upstream::System;
 use crate::upstream::error::Result;
 use crate::upstream::nexus_db::{GapiRow, NexusDb};
-use crate::upstream::System;
 
 const SYSTEM: System = System::NexusDb;
 
@@ -82,14 +82,21 @@ impl FakeNexusDb {
 #[async_trait]
 impl NexusDb for FakeNexusDb {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
-        answer(&self.log, &self.script, SYSTEM, "find_gapis", client_id, || {
-            let state = lock(&self.state);
-            let rows = state.gapis.iter();
-            Ok(rows
-                .filter(|r| r.client_id == client_id && same_url(&r.url, url))
-                .cloned()
-                .collect())
-        })
+        answer(
+            &self.log,
+            &self.script,
+            SYSTEM,
+            "find_gapis",
+            client_id,
+            || {
+                let state = lock(&self.state);
+                let rows = state.gapis.iter();
+                Ok(rows
+                    .filter(|r| r.client_id == client_id && same_url(&r.url, url))
+                    .cloned()
+                    .collect())
+            },
+        )
     }
 
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()> {
@@ -105,16 +112,23 @@ impl NexusDb for FakeNexusDb {
         client_id: &str,
         secret: &SecretString,
     ) -> Result<u64> {
-        answer(&self.log, &self.script, SYSTEM, "update_gapi_secret", url, || {
-            let mut state = lock(&self.state);
-            let rows = state.gapis.iter_mut();
-            let mut changed = 0;
-            for row in rows.filter(|r| r.url == url && r.client_id == client_id) {
-                row.client_secret = secret.clone();
-                changed += 1;
-            }
-            Ok(changed)
-        })
+        answer(
+            &self.log,
+            &self.script,
+            SYSTEM,
+            "update_gapi_secret",
+            url,
+            || {
+                let mut state = lock(&self.state);
+                let rows = state.gapis.iter_mut();
+                let mut changed = 0;
+                for row in rows.filter(|r| r.url == url && r.client_id == client_id) {
+                    row.client_secret = secret.clone();
+                    changed += 1;
+                }
+                Ok(changed)
+            },
+        )
     }
 
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64> {
@@ -129,17 +143,23 @@ impl NexusDb for FakeNexusDb {
     }
 
     async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>> {
-        answer(&self.log, &self.script, SYSTEM, "find_api_keys", name, || {
-            let state = lock(&self.state);
-            let ours = |r: &&ApiKeyRow| {
-                r.name == name
-                    && r
-                        .tenant_id
-                        .as_deref()
-                        .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
-            };
-            let keys = state.api_keys.iter().filter(ours);
-            Ok(keys.map(|r| SecretString::new(r.id.clone())).collect())
-        })
+        answer(
+            &self.log,
+            &self.script,
+            SYSTEM,
+            "find_api_keys",
+            name,
+            || {
+                let state = lock(&self.state);
+                let ours = |r: &&ApiKeyRow| {
+                    r.name == name
+                        && r.tenant_id
+                            .as_deref()
+                            .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
+                };
+                let keys = state.api_keys.iter().filter(ours);
+                Ok(keys.map(|r| SecretString::new(r.id.clone())).collect())
+            },
+        )
     }
 }

@@ -6,9 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::lock;
-use crate::runbook::secrets::{
-    OutputRecord, SecretError, SecretStore, WriteOutcome, key_of,
-};
+use crate::runbook::secrets::{OutputRecord, SecretError, SecretStore, WriteOutcome, key_of};
 use crate::secret::SecretString;
 
 /// Secrets by name. Writes are logged by Secret name; `fail_writes` makes the next output
