@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{FakeConnector, FakeSecretStore};
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use crate::runbook::Runbook;
-use crate::upstream::gws_auth::OAuthClient;
+use crate::upstream::gws_auth::{OAuthClient, REQUIRED_GRANT_TYPES};
 
 pub const CONTACT_CENTER: &str = "cc-100";
 pub const CLIENT_SECRET: &str = "client-secret";
@@ -84,6 +84,10 @@ pub fn connector(client_made: bool) -> Arc<FakeConnector> {
         let client = OAuthClient {
             client_id: "nexus_client".into(),
             description: Some(crate::runbook::environment::ClientManager::Provision.description()),
+            authorized_grant_types: REQUIRED_GRANT_TYPES.map(String::from).to_vec(),
+            redirect_uris: vec![NEXUS_URL.to_string()],
+            access_token_expiration_timeout: Some(43_200),
+            refresh_token_expiration_timeout: Some(2_592_000),
             ..OAuthClient::default()
         };
         connector.auth.put_client(client, CLIENT_SECRET);
