@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::{FakeConnector, FakeSecretStore};
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
-use crate::runbook::Runbook;
+use crate::runbook::{Reason, RunReport, Runbook, Step};
 use crate::upstream::gws_auth::{OAuthClient, REQUIRED_GRANT_TYPES};
 
 pub const CONTACT_CENTER: &str = "cc-100";
@@ -98,4 +98,10 @@ pub fn connector(client_made: bool) -> Arc<FakeConnector> {
 /// A runbook on `connector`.
 pub fn runbook(connector: &Arc<FakeConnector>) -> Runbook {
     Runbook::new(connector.clone())
+}
+
+/// A report's first failure: its step, reason, and whether it is retried.
+pub fn failure(report: &RunReport) -> Option<(Step, Reason, bool)> {
+    let (step, e) = report.failure()?;
+    Some((step.step, e.reason, e.transient))
 }

@@ -28,7 +28,11 @@ async fn tenants_asking_together_share_one_request() {
     let ops = ops("ops");
     let asks = (0..5).map(|_| lists.get(&api, URL, &ops));
     let answers = futures::future::join_all(asks).await;
-    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|l| l.len() == 2)));
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|l| l.len() == 2))
+    );
     assert_eq!(api.log.count("list_contact_centers"), 1);
     // The same environment in another spelling is the same list.
     lists.get(&api, &format!("{URL}/"), &ops).await.unwrap();
@@ -38,10 +42,17 @@ async fn tenants_asking_together_share_one_request() {
 #[tokio::test]
 async fn a_failure_is_not_kept_and_the_next_asker_tries_again() {
     let (api, lists) = (api(), ContactCenterLists::default());
-    let away = error(System::Environment, "list_contact_centers", ErrorKind::Transient);
+    let away = error(
+        System::Environment,
+        "list_contact_centers",
+        ErrorKind::Transient,
+    );
     api.script.fail_next("list_contact_centers", away);
     let first = lists.get(&api, URL, &ops("ops")).await;
-    assert_eq!(first.map(|_| ()).map_err(|e| e.kind), Err(ErrorKind::Transient));
+    assert_eq!(
+        first.map(|_| ()).map_err(|e| e.kind),
+        Err(ErrorKind::Transient)
+    );
     let second = lists.get(&api, URL, &ops("ops")).await;
     assert_eq!(second.map(|l| l.len()).map_err(|e| e.kind), Ok(2));
     assert_eq!(api.log.count("list_contact_centers"), 2);
@@ -52,7 +63,10 @@ async fn a_rotated_ops_password_asks_again_at_once() {
     let (api, lists) = (api(), ContactCenterLists::default());
     lists.get(&api, URL, &ops("ops")).await.unwrap();
     let refused = lists.get(&api, URL, &ops("rotated")).await;
-    assert_eq!(refused.map(|_| ()).map_err(|e| e.kind), Err(ErrorKind::Unauthorized));
+    assert_eq!(
+        refused.map(|_| ()).map_err(|e| e.kind),
+        Err(ErrorKind::Unauthorized)
+    );
     assert_eq!(api.log.count("list_contact_centers"), 2);
 }
 

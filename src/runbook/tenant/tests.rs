@@ -54,6 +54,31 @@ impl World {
     fn key_in_secret(&self) -> Option<String> {
         self.store.get(OUTPUT, keys::API_KEY)
     }
+
+    fn nexus_password(&self) -> Option<String> {
+        self.upstream.nexus.tenant_password(CONTACT_CENTER)
+    }
+
+    /// Scripts a failure of a Nexus operation.
+    fn nexus_fails(&self, operation: &'static str, kind: ErrorKind, times: Times) {
+        let (script, e) = (
+            &self.upstream.nexus.script,
+            error(System::Nexus, operation, kind),
+        );
+        match times {
+            Times::Next => script.fail_next(operation, e),
+            Times::Always => script.fail_always(operation, e),
+            Times::LoseNext => script.lose_next(operation, e),
+        }
+    }
+}
+
+/// How a scripted failure answers: the next call, every call, or the next call after it took
+/// effect (a lost answer).
+enum Times {
+    Next,
+    Always,
+    LoseNext,
 }
 
 fn status_of(run: &TenantRun) -> TenantStatus {
@@ -84,14 +109,6 @@ fn message(run: &TenantRun, step: Step) -> String {
     }
 }
 
-fn upstream_error(
-    system: System,
-    operation: &'static str,
-    kind: ErrorKind,
-) -> crate::upstream::UpstreamError {
-    error(system, operation, kind)
-}
-
 #[tokio::test]
 async fn a_first_pass_creates_the_setting_and_the_tenant_and_keeps_the_key() {
     let world = World::new().await;
@@ -116,14 +133,7 @@ async fn a_first_pass_creates_the_setting_and_the_tenant_and_keeps_the_key() {
     assert_eq!(rows.len(), 1);
     assert_eq!(world.key_in_secret(), Some(rows[0].id.clone()));
     assert_eq!(run.contact_center_id.as_deref(), Some(CONTACT_CENTER));
-    assert_eq!(
-        world
-            .upstream
-            .nexus
-            .tenant_password(CONTACT_CENTER)
-            .as_deref(),
-        Some(USER_PASSWORD)
-    );
+    assert_eq!(world.nexus_password().as_deref(), Some(USER_PASSWORD));
     let setting = &world.upstream.environment.settings(CONTACT_CENTER)[0];
     assert_eq!(setting.value, serde_json::json!(NEXUS_URL));
     assert!(
@@ -173,8 +183,7 @@ async fn after_a_restart_the_recorded_key_stands_without_a_create() {
 #[tokio::test]
 async fn a_lost_create_answer_is_recovered_from_nex_apikeys_not_created_twice() {
     let world = World::new().await;
-    let lost = upstream_error(System::Nexus, "create_tenant", ErrorKind::Transient);
-    world.upstream.nexus.script.lose_next("create_tenant", lost);
+    world.nexus_fails("create_tenant", ErrorKind::Transient, Times::LoseNext);
     let run = world.pass(&t100()).await;
     assert_eq!(
         outcome(&run, Step::TenantProvisioned),
@@ -205,8 +214,7 @@ async fn a_lost_create_answer_is_recovered_from_nex_apikeys_not_created_twice() 
 #[tokio::test]
 async fn a_tenant_without_record_and_without_key_row_is_refused() {
     let world = World::new().await;
-    let lost = upstream_error(System::Nexus, "create_tenant", ErrorKind::Transient);
-    world.upstream.nexus.script.lose_next("create_tenant", lost);
+    world.nexus_fails("create_tenant", ErrorKind::Transient, Times::LoseNext);
     world.pass(&t100()).await;
     let row = world.upstream.db.api_keys()[0].id.clone();
     world.upstream.db.remove_api_key(&row);
@@ -223,8 +231,7 @@ async fn a_tenant_without_record_and_without_key_row_is_refused() {
 #[tokio::test]
 async fn several_key_rows_for_a_lost_answer_are_refused() {
     let world = World::new().await;
-    let lost = upstream_error(System::Nexus, "create_tenant", ErrorKind::Transient);
-    world.upstream.nexus.script.lose_next("create_tenant", lost);
+    world.nexus_fails("create_tenant", ErrorKind::Transient, Times::LoseNext);
     world.pass(&t100()).await;
     world.upstream.db.put_api_key(ApiKeyRow {
         id: "another-key".into(),
@@ -246,8 +253,7 @@ async fn several_key_rows_for_a_lost_answer_are_refused() {
 #[tokio::test]
 async fn a_key_row_of_another_contact_center_is_not_this_tenants() {
     let world = World::new().await;
-    let lost = upstream_error(System::Nexus, "create_tenant", ErrorKind::Transient);
-    world.upstream.nexus.script.lose_next("create_tenant", lost);
+    world.nexus_fails("create_tenant", ErrorKind::Transient, Times::LoseNext);
     world.pass(&t100()).await;
     world.upstream.db.put_api_key(ApiKeyRow {
         id: "t100-elsewhere".into(),
@@ -366,14 +372,7 @@ async fn a_rotated_password_updates_the_tenant() {
         Some(Ok(Outcome::Updated))
     );
     assert_eq!(world.upstream.log.writes(), ["update_tenant"]);
-    assert_eq!(
-        world
-            .upstream
-            .nexus
-            .tenant_password(CONTACT_CENTER)
-            .as_deref(),
-        Some("rotated")
-    );
+    assert_eq!(world.nexus_password().as_deref(), Some("rotated"));
     assert_ne!(
         run.credentials_fingerprint,
         tenant.status.unwrap().credentials_fingerprint
@@ -385,12 +384,7 @@ async fn a_refused_update_says_so_and_keeps_the_tenant() {
     let world = World::new().await;
     let tenant = world.provisioned(t100()).await;
     rotate_password(&world).await;
-    let refused = upstream_error(System::Nexus, "update_tenant", ErrorKind::Rejected);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_always("update_tenant", refused);
+    world.nexus_fails("update_tenant", ErrorKind::Rejected, Times::Always);
     let run = world.pass(&tenant).await;
     assert_eq!(
         outcome(&run, Step::TenantProvisioned),
@@ -405,14 +399,7 @@ async fn a_refused_update_says_so_and_keeps_the_tenant() {
         ),
         (1, 0, 0)
     );
-    assert_eq!(
-        world
-            .upstream
-            .nexus
-            .tenant_password(CONTACT_CENTER)
-            .as_deref(),
-        Some(USER_PASSWORD)
-    );
+    assert_eq!(world.nexus_password().as_deref(), Some(USER_PASSWORD));
 }
 
 #[tokio::test]
@@ -503,12 +490,7 @@ async fn a_changed_ucs_url_is_registered_again() {
 #[tokio::test]
 async fn a_409_to_a_first_ucs_registration_counts_as_registered() {
     let world = World::new().await;
-    let exists = upstream_error(System::Nexus, "register_ucs", ErrorKind::Conflict);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_next("register_ucs", exists);
+    world.nexus_fails("register_ucs", ErrorKind::Conflict, Times::Next);
     let run = world.pass(&samples::tenant("t100", Some(UCS))).await;
     assert_eq!(
         outcome(&run, Step::UcsRegistered),
@@ -523,12 +505,7 @@ async fn a_409_to_a_changed_ucs_url_is_an_error() {
     let tenant = world.provisioned(samples::tenant("t100", Some(UCS))).await;
     let mut moved = samples::tenant("t100", Some("https://ucs2.example.com"));
     moved.status = tenant.status;
-    let exists = upstream_error(System::Nexus, "register_ucs", ErrorKind::Conflict);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_next("register_ucs", exists);
+    world.nexus_fails("register_ucs", ErrorKind::Conflict, Times::Next);
     let run = world.pass(&moved).await;
     assert_eq!(
         outcome(&run, Step::UcsRegistered),
@@ -655,12 +632,7 @@ async fn a_cached_token_gws_forgot_is_replaced_once() {
 #[tokio::test]
 async fn a_fresh_token_that_nexus_refuses_is_not_retried() {
     let world = World::new().await;
-    let refused = upstream_error(System::Nexus, "get_tenant", ErrorKind::Unauthorized);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_always("get_tenant", refused);
+    world.nexus_fails("get_tenant", ErrorKind::Unauthorized, Times::Always);
     let run = world.pass(&t100()).await;
     assert_eq!(
         outcome(&run, Step::TenantProvisioned),
@@ -765,7 +737,7 @@ async fn an_unknown_contact_center_stops_the_pass_before_any_write() {
 #[tokio::test]
 async fn an_unavailable_environment_api_is_transient_and_writes_nothing() {
     let world = World::new().await;
-    let away = upstream_error(
+    let away = error(
         System::Environment,
         "list_contact_centers",
         ErrorKind::Transient,
@@ -776,12 +748,8 @@ async fn an_unavailable_environment_api_is_transient_and_writes_nothing() {
         .script
         .fail_next("list_contact_centers", away);
     let run = world.pass(&t100()).await;
-    let failure = run
-        .report
-        .failure()
-        .map(|(s, e)| (s.step, e.reason, e.transient));
     assert_eq!(
-        failure,
+        samples::failure(&run.report),
         Some((
             Step::ContactCenterResolved,
             Reason::UpstreamUnavailable,
@@ -859,12 +827,7 @@ async fn a_tenant_gone_from_a_nexus_that_answers_gets_is_said_missing() {
 #[tokio::test]
 async fn a_refused_tenant_get_without_a_key_lets_the_create_decide() {
     let world = World::new().await;
-    let refused = upstream_error(System::Nexus, "get_tenant", ErrorKind::Rejected);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_always("get_tenant", refused);
+    world.nexus_fails("get_tenant", ErrorKind::Rejected, Times::Always);
     let run = world.pass(&t100()).await;
     assert_eq!(
         outcome(&run, Step::TenantProvisioned),
@@ -879,12 +842,7 @@ async fn a_409_to_the_create_recovers_the_key_of_the_tenant_that_exists() {
     world.pass(&t100()).await;
     // The output Secret and the pending key are lost (another operator's namespace, say).
     world.store.remove(OUTPUT);
-    let refused = upstream_error(System::Nexus, "get_tenant", ErrorKind::Rejected);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_always("get_tenant", refused);
+    world.nexus_fails("get_tenant", ErrorKind::Rejected, Times::Always);
     world.upstream.log.clear();
     let run = world.pass(&t100()).await;
     assert_eq!(
@@ -974,12 +932,7 @@ async fn cleanup_without_record_and_a_refused_get_asks_nex_apikeys() {
     let world = World::new().await;
     world.pass(&t100()).await;
     world.upstream.log.clear();
-    let refused = upstream_error(System::Nexus, "get_tenant", ErrorKind::Rejected);
-    world
-        .upstream
-        .nexus
-        .script
-        .fail_always("get_tenant", refused);
+    world.nexus_fails("get_tenant", ErrorKind::Rejected, Times::Always);
     let deleted = cleanup(&world, &t100(), &CreatedRecord::default()).await;
     assert_eq!(deleted.map(|d| d.tenant), Ok(true));
     assert_eq!(world.upstream.log.count("find_api_keys"), 1);
