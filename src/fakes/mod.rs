@@ -208,3 +208,6 @@ fn answer<T>(
 fn unauthorized(system: System, operation: &'static str, why: &str) -> UpstreamError {
     UpstreamError::new(system, operation, ErrorKind::Unauthorized, why).with_status(401)
 }
+
+#[cfg(test)]
+mod tests;

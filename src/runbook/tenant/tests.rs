@@ -974,3 +974,46 @@ fn what_a_cleanup_deleted_is_said_without_more() {
         assert_eq!(deleted.describe(), words);
     }
 }
+
+/// A cleanup after GWS Auth forgot the cached tenant token (a restart): the delete's 401
+/// must not repeat for the token's whole lifetime.
+///
+/// DEFECT, not fixed here: `delete::tenant_token` takes the cached token and nothing drops
+/// it on a 401 (the provisioning pass's `with_token` does), so the cleanup fails with
+/// `Unauthorized` on every attempt until the token's renewal time (about 12 h).
+#[ignore = "defect: a tenant cleanup keeps a cached token GWS Auth refuses (see the comment)"]
+#[tokio::test]
+async fn cleanup_with_a_cached_token_gws_forgot_gets_a_fresh_one() {
+    let world = World::new().await;
+    let tenant = world.provisioned(t100()).await;
+    world.upstream.auth.forget_tokens();
+    let record = CreatedRecord::of(tenant.status.as_ref().unwrap());
+    let first = cleanup(&world, &tenant, &record).await;
+    let second = cleanup(&world, &tenant, &record).await;
+    let reasons = [&first, &second].map(|r| r.as_ref().map(|d| d.tenant).map_err(|e| e.reason));
+    assert!(
+        reasons.contains(&Ok(true)),
+        "{reasons:?}: {:?}",
+        world.upstream.log.operations()
+    );
+    assert!(world.upstream.nexus.tenant(CONTACT_CENTER).is_none());
+}
+
+#[tokio::test]
+async fn a_deleted_output_secret_is_restored_from_the_recorded_row() {
+    let world = World::new().await;
+    let tenant = world.provisioned(t100()).await;
+    let key = world.key_in_secret();
+    world.store.remove(OUTPUT);
+    let run = world.pass(&tenant).await;
+    assert_eq!(
+        outcome(&run, Step::TenantProvisioned),
+        Some(Ok(Outcome::Recovered))
+    );
+    assert_eq!(
+        outcome(&run, Step::OutputSecret),
+        Some(Ok(Outcome::Created))
+    );
+    assert_eq!(world.key_in_secret(), key);
+    assert!(world.upstream.log.writes().is_empty(), "nothing upstream");
+}
