@@ -14,6 +14,8 @@
 pub mod api;
 pub mod cli;
 pub mod controller;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod fence;
 #[cfg(feature = "simulator")]
 pub mod local_postgres;

@@ -257,3 +257,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "contact_center_tests.rs"]
+mod list_tests;

@@ -882,3 +882,7 @@ mod claim_tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "environment_tests.rs"]
+mod tests;

@@ -133,3 +133,6 @@ pub async fn run_tenant_claiming(
     run.report = recorder.into_report();
     run
 }
+
+#[cfg(test)]
+mod tests;
