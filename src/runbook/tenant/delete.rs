@@ -4,9 +4,9 @@ use crate::api::DigitalChannelsTenant;
 use crate::runbook::Runbook;
 use crate::runbook::contact_center;
 use crate::runbook::environment::ResolvedEnvironment;
-use crate::runbook::report::StepError;
+use crate::runbook::report::{Reason, StepError};
 use crate::runbook::secrets::SecretStore;
-use crate::secret::SecretString;
+use crate::secret::{Credentials, SecretString};
 use crate::upstream::gws_auth::Grant;
 use crate::upstream::{ErrorKind, NexusApi, NexusDb, UpstreamError};
 
@@ -71,7 +71,6 @@ pub async fn delete_tenant(
     store: &dyn SecretStore,
     record: &CreatedRecord,
 ) -> Result<Deleted, StepError> {
-    let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
     let cc = match record.proven_contact_center() {
         Some(cc) => cc.to_string(),
         None => match contact_center_for_cleanup(runbook, tenant, env, record).await? {
@@ -79,42 +78,90 @@ pub async fn delete_tenant(
             None => return Ok(Deleted::default()),
         },
     };
-    let nexus = runbook
-        .connector
-        .nexus(&env.spec.nexus_url, env.ca())
-        .map_err(to_step)?;
-    let token = tenant_token(runbook, tenant, env, store, &cc).await?;
-    let (tenant_ours, ucs_ours) = match record.proven_contact_center() {
-        Some(_) => (true, record.ucs),
-        None => {
-            let db = runbook
-                .connector
-                .nexus_db(&env.database_url)
-                .map_err(to_step)?;
-            let ours = created_unrecorded(nexus.as_ref(), db.as_ref(), &token, &cc, tenant).await?;
-            (ours, ours && tenant.spec.ucs.is_some())
+    let user = read_user(tenant, store).await?;
+    let (token, reused) = tenant_token(runbook, env, &user, &cc).await?;
+    let cleanup = Cleanup {
+        runbook,
+        tenant,
+        env,
+        store,
+        record,
+        cc: &cc,
+    };
+    match cleanup.delete(&token).await {
+        // A cached token GWS Auth no longer knows (a restart, a revocation): once more with
+        // a fresh one, as a provisioning pass does; else the deletion would wait for the
+        // cached token's renewal, hours away.
+        Err(e) if e.reason == Reason::Unauthorized && reused => {
+            let grant = password_grant(&cc, &user);
+            let spec = &env.spec;
+            let tokens = &runbook.tokens;
+            tokens.forget(
+                &spec.auth_url,
+                &spec.client.id,
+                &env.client_secret,
+                &grant,
+                &token,
+            );
+            let (fresh, _) = tenant_token(runbook, env, &user, &cc).await?;
+            cleanup.delete(&fresh).await
         }
-    };
-    let mut deleted = Deleted {
-        contact_center_id: Some(cc.clone()),
-        ..Deleted::default()
-    };
-    if ucs_ours && let Some(ucs) = &tenant.spec.ucs {
-        let key = match &ucs.api_key_secret {
-            Some(r) => store
-                .read(&r.name, &r.key)
-                .await
-                .map_err(|e| e.to_step_error("UCS API key"))?,
-            None => token.clone(),
+        other => other,
+    }
+}
+
+/// One cleanup attempt, with the tenant token it was given.
+struct Cleanup<'a> {
+    runbook: &'a Runbook,
+    tenant: &'a DigitalChannelsTenant,
+    env: &'a ResolvedEnvironment,
+    store: &'a dyn SecretStore,
+    record: &'a CreatedRecord,
+    cc: &'a str,
+}
+
+impl Cleanup<'_> {
+    async fn delete(&self, token: &SecretString) -> Result<Deleted, StepError> {
+        let (runbook, env, cc) = (self.runbook, self.env, self.cc);
+        let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
+        let nexus = runbook
+            .connector
+            .nexus(&env.spec.nexus_url, env.ca())
+            .map_err(to_step)?;
+        let (tenant_ours, ucs_ours) = match self.record.proven_contact_center() {
+            Some(_) => (true, self.record.ucs),
+            None => {
+                let db = runbook
+                    .connector
+                    .nexus_db(&env.database_url)
+                    .map_err(to_step)?;
+                let ours =
+                    created_unrecorded(nexus.as_ref(), db.as_ref(), token, cc, self.tenant).await?;
+                (ours, ours && self.tenant.spec.ucs.is_some())
+            }
         };
-        nexus.delete_ucs(&key, &cc).await.map_err(to_step)?;
-        deleted.ucs = true;
+        let mut deleted = Deleted {
+            contact_center_id: Some(cc.to_string()),
+            ..Deleted::default()
+        };
+        if ucs_ours && let Some(ucs) = &self.tenant.spec.ucs {
+            let key = match &ucs.api_key_secret {
+                Some(r) => self
+                    .store
+                    .read(&r.name, &r.key)
+                    .await
+                    .map_err(|e| e.to_step_error("UCS API key"))?,
+                None => token.clone(),
+            };
+            nexus.delete_ucs(&key, cc).await.map_err(to_step)?;
+            deleted.ucs = true;
+        }
+        if tenant_ours {
+            nexus.delete_tenant(token, cc).await.map_err(to_step)?;
+            deleted.tenant = true;
+        }
+        Ok(deleted)
     }
-    if tenant_ours {
-        nexus.delete_tenant(&token, &cc).await.map_err(to_step)?;
-        deleted.tenant = true;
-    }
-    Ok(deleted)
 }
 
 /// The contact center of a tenant with no proof of a create: recorded, named by id, or
@@ -171,38 +218,46 @@ async fn created_unrecorded(
     Ok(!rows.is_empty())
 }
 
-/// A tenant token for `cc`, as the provisioning pass gets it.
-async fn tenant_token(
-    runbook: &Runbook,
+async fn read_user(
     tenant: &DigitalChannelsTenant,
-    env: &ResolvedEnvironment,
     store: &dyn SecretStore,
-    cc: &str,
-) -> Result<SecretString, StepError> {
+) -> Result<Credentials, StepError> {
     let secret = &tenant.spec.credentials_secret;
-    let user = store
+    store
         .read_credentials(&secret.name, &secret.username_key, &secret.password_key)
         .await
-        .map_err(|e| e.to_step_error("tenant user"))?;
+        .map_err(|e| e.to_step_error("tenant user"))
+}
+
+fn password_grant(cc: &str, user: &Credentials) -> Grant {
+    Grant::Password {
+        username: format!("{cc}\\{}", user.username),
+        password: user.password.clone(),
+    }
+}
+
+/// A tenant token for `cc`, as the provisioning pass gets it, and whether it came from the
+/// cache.
+async fn tenant_token(
+    runbook: &Runbook,
+    env: &ResolvedEnvironment,
+    user: &Credentials,
+    cc: &str,
+) -> Result<(SecretString, bool), StepError> {
     let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
     let auth = runbook
         .connector
         .gws_auth(&env.spec.auth_url, env.ca())
         .map_err(to_step)?;
-    let grant = Grant::Password {
-        username: format!("{cc}\\{}", user.username),
-        password: user.password.clone(),
-    };
-    let (token, _) = runbook
+    runbook
         .tokens
         .get(
             auth.as_ref(),
             &env.spec.auth_url,
             &env.spec.client.id,
             &env.client_secret,
-            &grant,
+            &password_grant(cc, user),
         )
         .await
-        .map_err(to_step)?;
-    Ok(token)
+        .map_err(to_step)
 }
