@@ -487,3 +487,35 @@ fn a_broken_ca_bundle_is_a_clear_error() {
             .contains("no certificate")
     );
 }
+
+/// A redirect is never followed: a 307 or 308 would send the body (the tenant password of a
+/// password grant, a client secret) again, to whatever host it names, past the leader fence.
+#[tokio::test]
+async fn a_redirect_is_never_followed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}/stolen", elsewhere.local_addr().unwrap());
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let auth_url = format!("http://{}", redirecting.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = redirecting.accept().await {
+            let mut buf = vec![0; 65536];
+            let _ = c.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = c.write_all(answer.as_bytes()).await;
+        }
+    });
+    let auth = GwsAuthClient::new(http(), &auth_url);
+    let grant = Grant::Password {
+        username: format!("{DEMO_CC_T100}\\nexus"),
+        password: SecretString::new("nexus_password"),
+    };
+    let result = auth
+        .token("nexus_client", &SecretString::new("secret"), &grant)
+        .await;
+    assert!(result.is_err(), "a redirect is not an answer");
+    let followed = tokio::time::timeout(Duration::from_millis(500), elsewhere.accept()).await;
+    assert!(followed.is_err(), "the redirect was followed");
+}

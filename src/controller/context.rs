@@ -185,6 +185,13 @@ impl Context {
         last.insert(uid.to_string(), value);
     }
 
+    /// After a status write whose outcome is unknown (it failed, but may have been stored):
+    /// the next pass reads the stored object rather than trust the cache.
+    pub fn status_unknown(&self, uid: &str) {
+        let mut last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
+        last.insert(uid.to_string(), serde_json::Value::String("unknown".into()));
+    }
+
     /// Whether `cached` is not the status this process last saw the resource with: the
     /// cache has not caught up with a write (or someone else wrote since), and a pass built
     /// on it could roll back or drop a record.

@@ -115,15 +115,16 @@ fn is_other<K: kube::Resource>(me: &K, other: &K) -> bool {
     claiming && meta.uid != me.meta().uid && age_key(other) < age_key(me)
 }
 
-/// The contact center a tenant claims: resolved and recorded, named by id, or named by a
-/// domain that resolves in `centers` as [`contact_center::choose`] would resolve it.
+/// The contact center a tenant claims: resolved and recorded, named by id, or as
+/// [`contact_center::choose`] resolves it in `centers` (by its domain, or the only one).
 fn claimed_contact_center(t: &DigitalChannelsTenant, centers: &[ContactCenter]) -> Option<String> {
     let recorded = t.status.as_ref().and_then(|s| s.contact_center_id.clone());
     recorded
         .or_else(|| t.spec.contact_center_id.clone())
         .or_else(|| {
-            let domain = t.spec.contact_center_domain.as_deref()?;
-            let chosen = contact_center::choose(centers, None, Some(domain)).ok()?;
+            // By its domain, or, naming neither, the only contact center there is.
+            let domain = t.spec.contact_center_domain.as_deref();
+            let chosen = contact_center::choose(centers, None, domain).ok()?;
             Some(chosen.id.clone())
         })
 }
@@ -293,4 +294,82 @@ pub fn environment_conflict(caches: &Caches, env: &DigitalChannelsEnvironment) -
             trim_url(&env.spec.auth_url)
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CC: &str = "578ec98e-f07c-46ad-9675-f36c22f3ba9f";
+    const OTHER_CC: &str = "9c1f5d2a-3b7e-4c8d-a6f0-2e4b8d9c7a15";
+
+    /// A tenant on environment `prod`, created at `second` past the epoch.
+    fn tenant(name: &str, second: i64, spec: serde_json::Value) -> Arc<DigitalChannelsTenant> {
+        let mut spec_json = serde_json::json!({
+            "environmentRef": {"name": "prod"},
+            "tenantName": name,
+            "credentialsSecret": {"name": "user"},
+        });
+        spec_json
+            .as_object_mut()
+            .unwrap()
+            .extend(spec.as_object().unwrap().clone());
+        let created = jiff::Timestamp::from_second(second).unwrap().to_string();
+        Arc::new(
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "digitalchannels.dev/v1alpha1",
+                "kind": "DigitalChannelsTenant",
+                // It holds the finalizer: it acts upstream (on whatever Nexus; no
+                // environment is cached in these tables).
+                "metadata": {"name": name, "namespace": "dc", "uid": format!("{name}-uid"),
+                             "creationTimestamp": created, "finalizers": [crate::api::FINALIZER]},
+                "spec": spec_json,
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn centers() -> Vec<ContactCenter> {
+        [(CC, "t100"), (OTHER_CC, "t200")]
+            .iter()
+            .map(|(id, domain)| ContactCenter {
+                id: id.to_string(),
+                environment_id: None,
+                domains: vec![domain.to_string()],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_older_tenant_claiming_the_contact_center_in_other_words_is_a_rival() {
+        use serde_json::json;
+        let upper = CC.to_uppercase();
+        let only = vec![centers().remove(0)];
+        // (the older tenant's spec, the list, whether `me` (by id CC) is refused)
+        let table: Vec<(serde_json::Value, Vec<ContactCenter>, bool)> = vec![
+            (json!({"contactCenterId": CC}), centers(), true),
+            (json!({"contactCenterId": upper}), centers(), true),
+            (json!({"contactCenterDomain": "t100"}), centers(), true),
+            (json!({"contactCenterDomain": "T100"}), centers(), true),
+            (json!({"contactCenterDomain": "t200"}), centers(), false),
+            (json!({"contactCenterId": OTHER_CC}), centers(), false),
+            // Neither id nor domain: the only contact center is its.
+            (json!({}), only, true),
+            (json!({}), centers(), false),
+        ];
+        for (spec, list, refused) in table {
+            let older = tenant("older", 1, spec.clone());
+            let me = tenant("me", 2, json!({"contactCenterId": CC}));
+            let why = tenant_rival(&me, Some(CC), "https://nexus", &[older], &[], &list);
+            assert_eq!(why.is_some(), refused, "{spec} {why:?}");
+        }
+    }
+
+    #[test]
+    fn a_tenant_name_is_compared_whatever_its_letter_case() {
+        let older = tenant("T100", 1, serde_json::json!({"contactCenterId": OTHER_CC}));
+        let me = tenant("t100", 2, serde_json::json!({"contactCenterId": CC}));
+        let why = tenant_rival(&me, None, "https://nexus", &[older], &[], &centers());
+        assert!(why.is_some_and(|w| w.contains("tenant name")));
+    }
 }

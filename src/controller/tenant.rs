@@ -451,11 +451,16 @@ async fn write(
             .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
-    let wrote = apply_status(api, &t.name_any(), previous, &status).await?;
-    ctx.saw_status(
-        t.metadata.uid.as_deref().unwrap_or_default(),
-        &Some(&status),
-    );
+    let uid = t.metadata.uid.as_deref().unwrap_or_default();
+    let wrote = match apply_status(api, &t.name_any(), previous, &status).await {
+        Ok(wrote) => wrote,
+        Err(e) => {
+            // It may have been stored all the same (a lost answer): read it next time.
+            ctx.status_unknown(uid);
+            return Err(e.into());
+        }
+    };
+    ctx.saw_status(uid, &Some(&status));
     if wrote && let Some(ready) = find(&status.conditions, types::READY) {
         super::log_status(ready);
     }

@@ -193,6 +193,9 @@ impl HttpClient {
             .timeout(config.timeout)
             .connect_timeout(config.connect_timeout)
             .user_agent(concat!("dc-operator/", env!("CARGO_PKG_VERSION")))
+            // The Genesys calls never need one; a followed 307/308 would send the body (a
+            // password, a client secret) again to whatever host it names, past the fence.
+            .redirect(reqwest::redirect::Policy::none())
             .connector_layer(FenceAfterConnectLayer::new(config.fence.clone()));
         if let Some(pem) = &config.ca_bundle_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)

@@ -91,6 +91,10 @@ impl PgNexusDb {
         let (sqlx::Error::PoolTimedOut, Some(options)) = (&error, &self.options) else {
             return error;
         };
+        // The wait may have outlasted the Lease: no connection leaves a fenced process.
+        if !self.fence.is_open() {
+            return error;
+        }
         use sqlx::Connection;
         match tokio::time::timeout(
             Duration::from_secs(3),

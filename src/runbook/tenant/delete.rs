@@ -36,7 +36,8 @@ impl CreatedRecord {
     }
 }
 
-/// What a cleanup deleted, for its event: never more than it says.
+/// What a cleanup deleted, for its event: never more than it says ("already gone" counts
+/// as deleted).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Deleted {
     pub tenant: bool,
@@ -128,18 +129,20 @@ impl Cleanup<'_> {
             .connector
             .nexus(&env.spec.nexus_url, env.ca())
             .map_err(to_step)?;
-        let (tenant_ours, ucs_ours) = match self.record.proven_contact_center() {
-            Some(_) => (true, self.record.ucs),
+        let tenant_ours = match self.record.proven_contact_center() {
+            Some(_) => true,
             None => {
                 let db = runbook
                     .connector
                     .nexus_db(&env.database_url)
                     .map_err(to_step)?;
-                let ours =
-                    created_unrecorded(nexus.as_ref(), db.as_ref(), token, cc, self.tenant).await?;
-                (ours, ours && self.tenant.spec.ucs.is_some())
+                created_unrecorded(nexus.as_ref(), db.as_ref(), token, cc, self.tenant).await?
             }
         };
+        // PlatformUCS by its own record (it may have held while the create failed), else
+        // with the unrecorded Nexus tenant this pass found to be this tenant's.
+        let ucs_recorded = self.record.ucs && self.record.contact_center_id.is_some();
+        let ucs_ours = ucs_recorded || (tenant_ours && self.tenant.spec.ucs.is_some());
         let mut deleted = Deleted {
             contact_center_id: Some(cc.to_string()),
             ..Deleted::default()

@@ -1012,3 +1012,29 @@ async fn a_deleted_output_secret_is_restored_from_the_recorded_row() {
     assert_eq!(world.key_in_secret(), key);
     assert!(world.upstream.log.writes().is_empty(), "nothing upstream");
 }
+
+/// PlatformUCS registered, the Nexus create failed: the recorded registration is deleted
+/// though no Nexus tenant is, and the event says so.
+#[tokio::test]
+async fn cleanup_deletes_a_recorded_ucs_without_a_nexus_tenant() {
+    let world = World::new().await;
+    let tenant = samples::tenant("t100", Some(UCS));
+    world.nexus_fails("create_tenant", ErrorKind::Rejected, Times::Always);
+    world.pass(&tenant).await;
+    assert!(
+        world.upstream.nexus.ucs(CONTACT_CENTER).is_some(),
+        "registered"
+    );
+    assert!(
+        world.upstream.nexus.tenant(CONTACT_CENTER).is_none(),
+        "not created"
+    );
+    let deleted = cleanup(&world, &tenant, &record(Some(CONTACT_CENTER), false, true)).await;
+    let expected = Deleted {
+        tenant: false,
+        ucs: true,
+        contact_center_id: Some(CONTACT_CENTER.into()),
+    };
+    assert_eq!(deleted, Ok(expected));
+    assert!(world.upstream.nexus.ucs(CONTACT_CENTER).is_none());
+}
