@@ -160,6 +160,9 @@ impl Context {
     pub fn set_ready(&self, kind: &'static str, key: &str, ready: Option<bool>) {
         let mut map = tolerant(&self.readiness);
         match ready {
+            // Gone from the cache meanwhile (its deletion was seen during the pass): forgotten
+            // already, and not counted again.
+            Some(_) if !self.caches.holds(kind, key) => map.remove(&(kind, key.to_string())),
             Some(r) => map.insert((kind, key.to_string()), r),
             None => map.remove(&(kind, key.to_string())),
         };
@@ -273,9 +276,41 @@ mod tests {
             "{first:?}"
         );
         ctx.succeeded("Kind/ns/a");
-        ctx.set_ready("Kind", "Kind/ns/a", Some(true));
-        assert_eq!(ctx.is_ready("Kind", "Kind/ns/a"), Some(true));
-        ctx.set_ready("Kind", "Kind/ns/a", None);
-        assert_eq!(ctx.is_ready("Kind", "Kind/ns/a"), None);
+        let key = format!("{KIND}/ns/a");
+        cache_environment(&ctx, "ns", "a");
+        ctx.set_ready(KIND, &key, Some(true));
+        assert_eq!(ctx.is_ready(KIND, &key), Some(true));
+        ctx.set_ready(KIND, &key, None);
+        assert_eq!(ctx.is_ready(KIND, &key), None);
+    }
+
+    const KIND: &str = crate::controller::KIND_ENVIRONMENT;
+
+    /// Puts an environment into the context's caches, as its watch would.
+    fn cache_environment(ctx: &Context, namespace: &str, name: &str) {
+        use kube::runtime::watcher::Event;
+        let env: crate::api::DigitalChannelsEnvironment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "digitalchannels.dev/v1alpha1", "kind": "DigitalChannelsEnvironment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"authUrl": "https://auth", "gwsUrl": "https://gws", "nexusUrl": "https://nexus",
+                     "opsCredentialsSecret": {"name": "ops"},
+                     "database": {"urlSecret": {"name": "db", "key": "url"}}},
+        }))
+        .expect("an environment");
+        let (store, mut writer) = kube::runtime::reflector::store();
+        writer.apply_watcher_event(&Event::Apply(env));
+        let synced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        ctx.caches.register_environments(store, synced);
+    }
+
+    /// A pass that ends after its resource's deletion was seen does not count it again.
+    #[tokio::test]
+    async fn a_resource_gone_from_the_cache_is_not_counted_again() {
+        let ctx = context();
+        cache_environment(&ctx, "ns", "here");
+        ctx.set_ready(KIND, &format!("{KIND}/ns/here"), Some(false));
+        ctx.set_ready(KIND, &format!("{KIND}/ns/gone"), Some(false));
+        assert_eq!(ctx.is_ready(KIND, &format!("{KIND}/ns/here")), Some(false));
+        assert_eq!(ctx.is_ready(KIND, &format!("{KIND}/ns/gone")), None);
     }
 }

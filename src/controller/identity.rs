@@ -75,6 +75,25 @@ impl Caches {
         }
     }
 
+    /// Whether the cache of `kind` still holds the resource of `key` (`Kind/namespace/name`):
+    /// a pass that ends after its resource's deletion was seen must not count it again.
+    pub fn holds(&self, kind: &str, key: &str) -> bool {
+        use kube::runtime::reflector::ObjectRef;
+        let mut parts = key.splitn(3, '/');
+        let (Some(_), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            return false;
+        };
+        if kind == crate::controller::KIND_TENANT {
+            let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
+            let at = ObjectRef::<DigitalChannelsTenant>::new(name).within(ns);
+            stores.iter().any(|s| s.get(&at).is_some())
+        } else {
+            let stores = self.environments.read().unwrap_or_else(|e| e.into_inner());
+            let at = ObjectRef::<DigitalChannelsEnvironment>::new(name).within(ns);
+            stores.iter().any(|s| s.get(&at).is_some())
+        }
+    }
+
     fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {
         let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         stores.iter().flat_map(|s| s.state()).collect()
