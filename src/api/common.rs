@@ -94,11 +94,6 @@ pub fn same_url(a: &str, b: &str) -> bool {
     normal_url(a) == normal_url(b)
 }
 
-/// [`normal_url`], under the name older code calls it by.
-pub fn trim_url(url: &str) -> String {
-    normal_url(url)
-}
-
 /// A CEL expression giving the normal form of the URL string `x` (an expression over
 /// `self`/`oldSelf`), as [`normal_url`] makes it for the URLs the schema accepts
 /// (`URL_PATTERN`): scheme and authority in lower case, `:443` of https and `:80` of http

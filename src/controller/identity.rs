@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
 
-use crate::api::common::{normal_url, same_url, trim_url};
+use crate::api::common::{normal_url, same_url};
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use crate::runbook::contact_center;
 use crate::upstream::environment::ContactCenter;
@@ -207,7 +207,7 @@ pub fn tenant_rival(
              Delete one of them, or give this one its own contact center and tenant name.",
             o.namespace().unwrap_or_default(),
             o.name_any(),
-            trim_url(nexus_url)
+            normal_url(nexus_url)
         ))
     })
 }
@@ -298,7 +298,7 @@ pub fn environment_conflict(caches: &Caches, env: &DigitalChannelsEnvironment) -
         .into_iter()
         .filter(|o| is_other(env, o.as_ref()))
         .filter(|o| {
-            trim_url(&o.spec.auth_url) == trim_url(&env.spec.auth_url)
+            normal_url(&o.spec.auth_url) == normal_url(&env.spec.auth_url)
                 && o.spec.client.id == env.spec.client.id
         })
         .collect();
@@ -310,7 +310,7 @@ pub fn environment_conflict(caches: &Caches, env: &DigitalChannelsEnvironment) -
             o.namespace().unwrap_or_default(),
             o.name_any(),
             env.spec.client.id,
-            trim_url(&env.spec.auth_url)
+            normal_url(&env.spec.auth_url)
         )
     })
 }

@@ -59,7 +59,7 @@ impl ContactCenterLists {
             ring::digest::digest(&ring::digest::SHA256, ops.password.expose().as_bytes());
         let key = format!(
             "{}|{}|{:02x?}",
-            crate::api::common::trim_url(environment_url),
+            crate::api::common::normal_url(environment_url),
             ops.username,
             password.as_ref()
         );

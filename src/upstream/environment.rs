@@ -10,7 +10,7 @@ use super::error::{Result, System};
 use super::gws_auth::urlencode;
 use super::http::{Call, HttpClient};
 use super::json::{Obj, null_as_default, objects};
-use crate::api::common::trim_url;
+use crate::api::common::normal_url;
 use crate::secret::Credentials;
 
 /// A contact center (a tenant, in private edition).
@@ -102,7 +102,7 @@ impl EnvironmentClient {
     pub fn new(http: HttpClient, environment_url: &str) -> Self {
         Self {
             http,
-            base: format!("{}/environment/v3", trim_url(environment_url)),
+            base: format!("{}/environment/v3", normal_url(environment_url)),
         }
     }
 

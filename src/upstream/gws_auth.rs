@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::http::{Call, HttpClient};
 use super::json::{Obj, null_as_default, objects};
-use crate::api::common::{same_url, trim_url};
+use crate::api::common::{normal_url, same_url};
 use crate::secret::{Credentials, SecretString};
 
 /// An OAuth client as GWS Auth shows it (never with its secret). A list that is `null`
@@ -258,7 +258,7 @@ impl GwsAuthClient {
     pub fn new(http: HttpClient, auth_url: &str) -> Self {
         Self {
             http,
-            base: format!("{}/auth/v3", trim_url(auth_url)),
+            base: format!("{}/auth/v3", normal_url(auth_url)),
         }
     }
 

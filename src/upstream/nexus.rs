@@ -9,7 +9,7 @@ use super::error::{ErrorKind, Result, System, UpstreamError};
 use super::gws_auth::urlencode;
 use super::http::{Call, HttpClient};
 use super::json::Obj;
-use crate::api::common::trim_url;
+use crate::api::common::normal_url;
 use crate::secret::SecretString;
 
 /// The body of a tenant create (and of the assumed update).
@@ -101,7 +101,7 @@ impl NexusClient {
     pub fn new(http: HttpClient, nexus_url: &str) -> Self {
         Self {
             http,
-            base: format!("{}/nexus/v3/provisioning", trim_url(nexus_url)),
+            base: format!("{}/nexus/v3/provisioning", normal_url(nexus_url)),
         }
     }
 

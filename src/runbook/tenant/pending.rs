@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::api::common::trim_url;
+use crate::api::common::normal_url;
 use crate::secret::SecretString;
 
 /// API keys that Nexus's create answer gave but that are not in their output Secret yet
@@ -27,7 +27,7 @@ impl Slot {
             uid: uid.to_string(),
             place: format!(
                 "{}|{}",
-                trim_url(nexus_url),
+                normal_url(nexus_url),
                 contact_center_id.to_ascii_lowercase()
             ),
         }

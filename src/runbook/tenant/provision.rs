@@ -66,12 +66,12 @@ pub struct TenantReads(std::sync::Arc<std::sync::Mutex<std::collections::HashSet
 impl TenantReads {
     fn confirm(&self, nexus_url: &str) {
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        known.insert(crate::api::common::trim_url(nexus_url).to_ascii_lowercase());
+        known.insert(crate::api::common::normal_url(nexus_url));
     }
 
     fn confirmed(&self, nexus_url: &str) -> bool {
         let known = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        known.contains(&crate::api::common::trim_url(nexus_url).to_ascii_lowercase())
+        known.contains(&crate::api::common::normal_url(nexus_url))
     }
 }
 

@@ -8,7 +8,7 @@ use super::provision::{
 };
 use super::{TenantRun, annotations, api_key_digest, designer_env_instructions, keys};
 use crate::api::DigitalChannelsTenant;
-use crate::api::common::{normal_url, trim_url};
+use crate::api::common::normal_url;
 use crate::api::tenant::UcsSpec;
 use crate::runbook::Runbook;
 use crate::runbook::contact_center;
@@ -309,7 +309,7 @@ impl<'a> TenantPass<'a> {
             if let Some(s) = current
                 && s.value
                     .as_str()
-                    .is_some_and(|v| trim_url(v) == trim_url(nexus_url))
+                    .is_some_and(|v| normal_url(v) == normal_url(nexus_url))
                 && s.location == "/"
             {
                 return Ok(Outcome::AlreadyRight);
@@ -423,7 +423,7 @@ impl<'a> TenantPass<'a> {
             |s| s.ucs_url.as_ref(),
             annotations::UCS_URL,
         );
-        if registered.is_some_and(|u| trim_url(u) == trim_url(&ucs.url)) {
+        if registered.is_some_and(|u| normal_url(u) == normal_url(&ucs.url)) {
             return Ok((Outcome::AlreadyRight, ucs.url.clone()));
         }
         let outcome = match clients.nexus.register_ucs(key, cc, &ucs.url).await {
