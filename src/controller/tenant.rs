@@ -25,7 +25,7 @@ use crate::api::{DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTena
 use crate::runbook::environment::{ResolvedEnvironment, read_environment};
 use crate::runbook::report::{Outcome, Reason, RunReport, Step, StepError};
 use crate::runbook::tenant::{
-    ClaimBeforeWrites, CreatedRecord, delete_tenant, run_tenant_claiming,
+    ClaimBeforeWrites, CreatedRecord, TenantRun, delete_tenant, run_tenant_claiming,
 };
 use crate::upstream::environment::ContactCenter;
 
@@ -165,35 +165,58 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     if super::new_reconcile_request(&t.metadata, previous.last_handled_reconcile_at.as_ref()) {
         ctx.succeeded(&key(t));
     }
-
     if t.spec.suspend {
-        let mut fresh = suspended(&previous.conditions);
-        let claim = suspended_claim_broken(t, ctx, &previous).await;
-        // A failed read is looked at again; a gone Secret's return is seen by the watch.
-        let next = match &claim {
-            Some(Err(_)) => Action::requeue(ctx.backoff(&key(t), None)),
-            _ => Action::await_change(),
-        };
-        if let Some(why) = claim.map(|c| c.unwrap_or_else(|e| e)) {
-            fresh = without(&fresh, types::READY);
-            fresh.push(Condition::new(
-                types::READY,
-                ConditionStatus::False,
-                Reason::Suspended.as_str(),
-                why,
-            ));
-            ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-        }
-        write(ctx, &api, t, &previous, fresh, None).await?;
-        return Ok(next);
+        return suspended_pass(ctx, &api, t, &previous).await;
     }
+    match gate(ctx, &api, t, &previous).await? {
+        Ok(env) => provision_pass(ctx, &api, t, &previous, env).await,
+        Err(action) => Ok(action),
+    }
+}
 
+/// A suspended tenant: no external call; what Ready claims in the cluster is checked.
+async fn suspended_pass(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+) -> Result<Action, Error> {
+    let mut fresh = suspended(&previous.conditions);
+    let claim = suspended_claim_broken(t, ctx, previous).await;
+    // A failed read is looked at again; a gone Secret's return is seen by the watch.
+    let next = match &claim {
+        Some(Err(_)) => Action::requeue(ctx.backoff(&key(t), None)),
+        _ => Action::await_change(),
+    };
+    if let Some(why) = claim.map(|c| c.unwrap_or_else(|e| e)) {
+        fresh = without(&fresh, types::READY);
+        fresh.push(Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            Reason::Suspended.as_str(),
+            why,
+        ));
+        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+    }
+    write(ctx, api, t, previous, fresh, None).await?;
+    Ok(next)
+}
+
+/// What holds a tenant back before any upstream call: an invalid spec, its environment, the
+/// caches not listed yet, another tenant holding its name. `Err` is the action of a pass
+/// that stops here (its status written); `Ok` the environment to proceed with.
+async fn gate(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+) -> Result<Result<ResolvedEnvironment, Action>, Error> {
     let problems = tenant_problems_named(&t.name_any(), &t.spec);
     if !problems.is_empty() {
         let fresh = invalid_spec(&previous.conditions, &problems);
-        write(ctx, &api, t, &previous, fresh, None).await?;
+        write(ctx, api, t, previous, fresh, None).await?;
         ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-        return Ok(Action::await_change());
+        return Ok(Err(Action::await_change()));
     }
 
     let env = match ready_environment(t, ctx).await? {
@@ -211,31 +234,43 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
                 Reason::WaitingForEnvironment.as_str(),
                 waiting.why,
             ));
-            write(ctx, &api, t, &previous, fresh, None).await?;
+            write(ctx, api, t, previous, fresh, None).await?;
             ctx.set_ready(KIND_TENANT, &key(t), Some(false));
             // The environment's changes trigger this tenant through the watch; a read that
             // failed is tried again, since nothing watched will change.
-            return Ok(match waiting.retry {
+            return Ok(Err(match waiting.retry {
                 true => Action::requeue(ctx.backoff(&key(t), None)),
                 false => Action::await_change(),
-            });
+            }));
         }
     };
 
     if !ctx.caches.ready(Duration::from_secs(30)).await {
         // Without complete caches a rival could go unseen: look again soon.
-        return Ok(Action::requeue(Duration::from_secs(5)));
+        return Ok(Err(Action::requeue(Duration::from_secs(5))));
     }
     // A tenant name is claimed whatever the contact center: said before any call. The
     // contact center is compared once resolved, in the claim (`TenantClaim`).
     if let Some(why) = ctx.caches.tenant_rival(t, None, &env.spec.nexus_url, &[]) {
         let fresh = conflict(&previous.conditions, &why);
-        write(ctx, &api, t, &previous, fresh, None).await?;
+        write(ctx, api, t, previous, fresh, None).await?;
         ctx.set_ready(KIND_TENANT, &key(t), Some(false));
         // The other tenant's deletion is not watched from here: look again later.
-        return Ok(Action::requeue(ctx.config.max_backoff));
+        return Ok(Err(Action::requeue(ctx.config.max_backoff)));
     }
 
+    Ok(Ok(env))
+}
+
+/// The steps, with the tenant's claim made before the first upstream write, and their
+/// outcome recorded in status.
+async fn provision_pass(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    env: ResolvedEnvironment,
+) -> Result<Action, Error> {
     // Once provisioned, the contact center is pinned: a new contact center in GWS must not
     // make discovery pick another one and provision a second tenant.
     let mut pinned = t.clone();
@@ -245,16 +280,31 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         pinned.spec.contact_center_id = Some(cc.clone());
         pinned.spec.contact_center_domain = None;
     }
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, owner_reference(t))
-        .recording(&ctx.own_writes);
+    let store = KubeSecretStore::new(
+        ctx.client.clone(),
+        &t.namespace().unwrap_or_default(),
+        owner_reference(t),
+    )
+    .recording(&ctx.own_writes);
     let claim = TenantClaim {
         ctx,
-        api: &api,
+        api,
         tenant: t,
         nexus_url: &env.spec.nexus_url,
     };
     let run = run_tenant_claiming(&ctx.runbook, &pinned, &env, &store, &claim).await;
 
+    record_run(ctx, api, t, previous, &run).await
+}
+
+/// A pass's outcome in status: a condition per step, Ready, DesignerEnv and the record.
+async fn record_run(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    run: &TenantRun,
+) -> Result<Action, Error> {
     let rules: Vec<_> = TENANT_RULES
         .iter()
         .filter(|r| r.type_ != types::UCS_REGISTERED || t.spec.ucs.is_some())
@@ -281,7 +331,7 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
         ucs_url: run.ucs_url.clone(),
         credentials_fingerprint: run.credentials_fingerprint.clone(),
     };
-    let is_ready = write(ctx, &api, t, &previous, all, Some(details)).await?;
+    let is_ready = write(ctx, api, t, previous, all, Some(details)).await?;
     ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
     Ok(next_action(
         ctx,
