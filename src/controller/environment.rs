@@ -13,11 +13,9 @@ use super::conditions::{
 use super::context::Context;
 use super::identity;
 use super::nexus_restart::{self, Rollout};
-use super::pass::next_action;
+use super::pass::{next_action, publish_status};
 use super::secrets::KubeSecretStore;
-use super::status::{
-    add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
-};
+use super::status::{add_finalizer, apply_status, has_finalizer, remove_finalizer};
 use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
 use crate::api::common::normal_url;
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
@@ -289,34 +287,7 @@ async fn write(
             .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
-    let uid = env.metadata.uid.as_deref().unwrap_or_default();
-    let wrote = match apply_status(api, &env.name_any(), previous, &status).await {
-        Ok(wrote) => wrote,
-        Err(e) => {
-            // It may have been stored all the same (a lost answer): read it next time.
-            ctx.status_unknown(uid);
-            return Err(e.into());
-        }
-    };
-    ctx.saw_status(uid, &Some(&status));
-    if wrote && let Some(ready) = find(&status.conditions, types::READY) {
-        super::log_status(ready);
-    }
-    if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
-        let warning = c.status != ConditionStatus::True && !super::is_progress(&c.reason);
-        ctx.event(
-            &env.object_ref(&()),
-            warning,
-            &c.reason,
-            "Reconcile",
-            c.message.clone(),
-        )
-        .await;
-        if !warning {
-            super::observe_time_to_ready(KIND_ENVIRONMENT, env.meta(), &previous.conditions);
-        }
-    }
-    Ok(is_ready(&status.conditions))
+    publish_status(ctx, api, env, (previous, &status), |s| &s.conditions).await
 }
 
 /// NexusRestarted: restart while the running Nexus has not loaded the current row (`row`),

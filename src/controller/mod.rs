@@ -17,10 +17,7 @@ pub mod tenant;
 pub mod watches;
 
 pub use context::{Context, ControllerConfig};
-pub(crate) use pass::{
-    cleanup_can_never_succeed, current, is_progress, log_status, new_reconcile_request,
-    observe_time_to_ready, reconcile_pass,
-};
+pub(crate) use pass::{cleanup_can_never_succeed, current, new_reconcile_request, reconcile_pass};
 pub use startup::{RunSettings, check_crds, run, watch_scopes};
 pub use watches::{environment_secret_names, run_scope, tenant_secret_names};
 

@@ -263,6 +263,54 @@ pub fn next_action(
     }
 }
 
+/// The one status writer of both kinds: writes `status` when it differs from `previous`
+/// (with server-side apply), remembers what it wrote (see [`current`]), and tells of a Ready
+/// transition: a log line, an event, and the time to Ready. Returns whether Ready is True.
+pub(crate) async fn publish_status<K, S>(
+    ctx: &Context,
+    api: &Api<K>,
+    object: &K,
+    (previous, status): (&S, &S),
+    conditions: fn(&S) -> &[Condition],
+) -> Result<bool, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    let meta = object.meta();
+    let uid = meta.uid.as_deref().unwrap_or_default();
+    let name = meta.name.as_deref().unwrap_or_default();
+    let wrote = match super::status::apply_status(api, name, previous, status).await {
+        Ok(wrote) => wrote,
+        Err(e) => {
+            // It may have been stored all the same (a lost answer): read it next time.
+            ctx.status_unknown(uid);
+            return Err(e.into());
+        }
+    };
+    ctx.saw_status(uid, &Some(status));
+    let (before, now) = (conditions(previous), conditions(status));
+    if wrote && let Some(ready) = find(now, "Ready") {
+        log_status(ready);
+    }
+    if let Some(c) = super::status::ready_transition(before, now) {
+        let warning = c.status != ConditionStatus::True && !is_progress(&c.reason);
+        let reference = object.object_ref(&());
+        ctx.event(
+            &reference,
+            warning,
+            &c.reason,
+            "Reconcile",
+            c.message.clone(),
+        )
+        .await;
+        if !warning {
+            observe_time_to_ready(&K::kind(&()), meta, before);
+        }
+    }
+    Ok(super::status::is_ready(now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,11 +13,9 @@ use super::conditions::{
 };
 use super::context::Context;
 use super::identity::{Claimant, Claims};
-use super::pass::next_action;
+use super::pass::{next_action, publish_status};
 use super::secrets::KubeSecretStore;
-use super::status::{
-    add_finalizer, apply_status, has_finalizer, is_ready, ready_transition, remove_finalizer,
-};
+use super::status::{add_finalizer, has_finalizer, is_ready, remove_finalizer};
 use super::{Error, KIND_TENANT, now_rfc3339, reconcile_pass};
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::validation::tenant_problems_named;
@@ -501,34 +499,8 @@ async fn write(
             .or_else(|| previous.last_handled_reconcile_at.clone()),
         conditions,
     };
-    let uid = t.metadata.uid.as_deref().unwrap_or_default();
-    let wrote = match apply_status(api, &t.name_any(), previous, &status).await {
-        Ok(wrote) => wrote,
-        Err(e) => {
-            // It may have been stored all the same (a lost answer): read it next time.
-            ctx.status_unknown(uid);
-            return Err(e.into());
-        }
-    };
-    ctx.saw_status(uid, &Some(&status));
-    if wrote && let Some(ready) = find(&status.conditions, types::READY) {
-        super::log_status(ready);
-    }
+    let ready = publish_status(ctx, api, t, (previous, &status), |s| &s.conditions).await?;
     let reference = t.object_ref(&());
-    if let Some(c) = ready_transition(&previous.conditions, &status.conditions) {
-        let warning = c.status != ConditionStatus::True && !super::is_progress(&c.reason);
-        ctx.event(
-            &reference,
-            warning,
-            &c.reason,
-            "Reconcile",
-            c.message.clone(),
-        )
-        .await;
-        if !warning {
-            super::observe_time_to_ready(KIND_TENANT, t.meta(), &previous.conditions);
-        }
-    }
     let designer_before =
         find(&previous.conditions, types::DESIGNER_ENV_CONFIGURED).map(|c| &c.reason);
     if let Some(c) = find(&status.conditions, types::DESIGNER_ENV_CONFIGURED)
@@ -544,7 +516,7 @@ async fn write(
         )
         .await;
     }
-    Ok(is_ready(&status.conditions))
+    Ok(ready)
 }
 
 async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error> {
