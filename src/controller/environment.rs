@@ -57,41 +57,72 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     if super::new_reconcile_request(&env.metadata, previous.last_handled_reconcile_at.as_ref()) {
         ctx.succeeded(&key(env));
     }
+    if let Some(action) = gate(ctx, &api, env, &previous).await? {
+        return Ok(action);
+    }
+    let (run, previous) = run_steps(ctx, &api, env, previous).await?;
+    record_run(ctx, &api, env, previous, &run).await
+}
 
+/// What holds an environment back before any upstream call: suspension, an invalid spec,
+/// the caches not listed yet, another environment managing its client. `Some` is the action
+/// of a pass that stops here, its status written.
+async fn gate(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: &EnvironmentStatus,
+) -> Result<Option<Action>, Error> {
     if env.spec.suspend {
         let fresh = suspended(&previous.conditions);
-        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
-        return Ok(Action::await_change());
+        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
+        return Ok(Some(Action::await_change()));
     }
 
     let problems = environment_problems(&env.spec);
     if !problems.is_empty() {
         let fresh = invalid_spec(&previous.conditions, &problems);
-        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
+        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
-        return Ok(Action::await_change());
+        return Ok(Some(Action::await_change()));
     }
 
     if !ctx.caches.ready(Duration::from_secs(30)).await {
         // Without complete caches a rival could go unseen: look again soon.
-        return Ok(Action::requeue(Duration::from_secs(5)));
+        return Ok(Some(Action::requeue(Duration::from_secs(5))));
     }
     if let Some(why) = identity::environment_conflict(&ctx.caches, env) {
         let fresh = conflict(&previous.conditions, &why);
-        write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
+        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
         ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
         // The other environment's deletion is not watched from here: look again later.
-        return Ok(Action::requeue(ctx.config.max_backoff));
+        return Ok(Some(Action::requeue(ctx.config.max_backoff)));
     }
 
+    Ok(None)
+}
+
+/// The steps, the finalizer and the journal's record before the first upstream write.
+/// Gives the run and the status as the journal left it, what this pass's write compares with.
+async fn run_steps(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: EnvironmentStatus,
+) -> Result<(EnvironmentRun, EnvironmentStatus), Error> {
     // Before the first upstream write: a deletion that comes while a create is in flight
     // then waits for the cleanup instead of leaving what the create made.
     if !has_finalizer(env) {
-        add_finalizer(&api, env).await?;
+        add_finalizer(api, env).await?;
     }
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None).recording(&ctx.own_writes);
+    let store = KubeSecretStore::new(
+        ctx.client.clone(),
+        &env.namespace().unwrap_or_default(),
+        None,
+    )
+    .recording(&ctx.own_writes);
     let journal = StatusJournal {
-        api: &api,
+        api,
         name: env.name_any(),
         previous: previous.clone(),
         written: std::sync::Mutex::new(None),
@@ -99,9 +130,18 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     let run =
         run_environment_journaled(&ctx.runbook, env, &store, &management(env), Some(&journal))
             .await;
-    // Status as the journal left it: what this pass's write compares with.
     let previous = journal.into_written().unwrap_or(previous);
+    Ok((run, previous))
+}
 
+/// A pass's outcome in status: a condition per step, NexusRestarted, Ready and the record.
+async fn record_run(
+    ctx: &Context,
+    api: &Api<DigitalChannelsEnvironment>,
+    env: &DigitalChannelsEnvironment,
+    previous: EnvironmentStatus,
+    run: &EnvironmentRun,
+) -> Result<Action, Error> {
     let mut fresh = step_conditions(ENVIRONMENT_RULES, &run.report, &previous.conditions);
     let mut requeue_soon = None;
     let mut nexus = NexusRecord {
@@ -109,7 +149,10 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         restart_for: previous.nexus_restart_for.clone(),
     };
     if let Some(deployment) = &env.spec.nexus_deployment {
-        let deployment_ns = deployment.namespace.clone().unwrap_or_else(|| ns.clone());
+        let deployment_ns = deployment
+            .namespace
+            .clone()
+            .unwrap_or_else(|| env.namespace().unwrap_or_default());
         // The row as it is now; Nexus must have loaded exactly this one.
         let row = run
             .resolved
@@ -134,8 +177,8 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
-    let details = details_of(env, &run, nexus);
-    let wrote_ready = write(ctx, &api, env, &previous, all, details).await?;
+    let details = details_of(env, run, nexus);
+    let wrote_ready = write(ctx, api, env, &previous, all, details).await?;
     ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
 
     Ok(next_action(
