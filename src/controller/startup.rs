@@ -86,40 +86,14 @@ pub async fn run(
     if settings.leader_election != settings.fence.is_elected() {
         return Err("internal error: the leader fence does not match --leader-election".into());
     }
-    let mut elector_held = None;
-    if settings.leader_election {
-        let elector = Arc::new(
-            leader::LeaderElector::new(
-                client.clone(),
-                &settings.leader_election_namespace,
-                settings.identity.clone(),
-                leader::LeaseTiming::default(),
-            )
-            .with_fence(settings.fence.clone()),
-        );
-        tokio::select! {
-            _ = elector.wait_for_leadership() => {}
-            _ = shutdown.cancelled() => return Ok(()),
-        }
-        let keeper = elector.clone();
-        let renewing = tokio::spawn(async move {
-            // A panic in the renewal ends here too, not in a process that goes on without
-            // renewing.
-            use futures::FutureExt;
-            let renewal = std::panic::AssertUnwindSafe(keeper.keep_leadership())
-                .catch_unwind()
-                .await;
-            // Another replica may lead from now on: the fence, closed now, lets no request
-            // leave; and no waiting for in-flight passes, even during a graceful stop.
-            // Kubernetes restarts the pod as a standby.
-            match renewal {
-                Ok(()) => tracing::error!("lost the leader lease; exiting at once"),
-                Err(_) => tracing::error!("the leader lease renewal failed; exiting at once"),
-            }
-            std::process::exit(1);
-        });
-        elector_held = Some((elector, renewing));
-    }
+    let elector_held = match settings.leader_election {
+        true => match lead(&client, &settings, &shutdown).await {
+            Some(held) => Some(held),
+            // Stopped while standing by.
+            None => return Ok(()),
+        },
+        false => None,
+    };
 
     let ctx = Arc::new(Context::new(client, runbook, settings.controller));
     let watched = match scopes.as_slice() {
@@ -145,6 +119,46 @@ pub async fn run(
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// Waits for the Lease, then keeps renewing it in a task that ends the process the moment
+/// it is lost (or its renewal panics). `None`: stopped while standing by.
+async fn lead(
+    client: &kube::Client,
+    settings: &RunSettings,
+    shutdown: &CancellationToken,
+) -> Option<(Arc<leader::LeaderElector>, tokio::task::JoinHandle<()>)> {
+    let elector = Arc::new(
+        leader::LeaderElector::new(
+            client.clone(),
+            &settings.leader_election_namespace,
+            settings.identity.clone(),
+            leader::LeaseTiming::default(),
+        )
+        .with_fence(settings.fence.clone()),
+    );
+    tokio::select! {
+        _ = elector.wait_for_leadership() => {}
+        _ = shutdown.cancelled() => return None,
+    }
+    let keeper = elector.clone();
+    let renewing = tokio::spawn(async move {
+        // A panic in the renewal ends here too, not in a process that goes on without
+        // renewing.
+        use futures::FutureExt;
+        let renewal = std::panic::AssertUnwindSafe(keeper.keep_leadership())
+            .catch_unwind()
+            .await;
+        // Another replica may lead from now on: the fence, closed now, lets no request
+        // leave; and no waiting for in-flight passes, even during a graceful stop.
+        // Kubernetes restarts the pod as a standby.
+        match renewal {
+            Ok(()) => tracing::error!("lost the leader lease; exiting at once"),
+            Err(_) => tracing::error!("the leader lease renewal failed; exiting at once"),
+        }
+        std::process::exit(1);
+    });
+    Some((elector, renewing))
 }
 
 #[cfg(test)]
