@@ -538,40 +538,13 @@ fn kube_reason(e: &kube::Error) -> String {
 
 async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action, Error> {
     let ns = env.namespace().unwrap_or_default();
-    let name = env.name_any();
     let api: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
     if !has_finalizer(env) {
-        ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
+        ctx.forget(KIND_ENVIRONMENT, &key(env), env.metadata.uid.as_deref());
         return Ok(Action::await_change());
     }
     let previous = env.status.clone().unwrap_or_default();
-    // With Delete, every tenant must go first (the client serves them all); with Retain,
-    // those with deletionPolicy Delete, whose cleanup needs this environment to reach Nexus.
-    let policy = env.spec.deletion_policy;
-    let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
-    let users: Vec<String> = tenants
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .filter(|t| t.spec.environment_ref.name == name)
-        .filter(|t| {
-            policy == DeletionPolicy::Delete || t.spec.deletion_policy == DeletionPolicy::Delete
-        })
-        .map(|t| t.name_any())
-        .collect();
-    if !users.is_empty() {
-        let why = match policy {
-            DeletionPolicy::Delete => format!(
-                "deletionPolicy is Delete and {} tenant(s) still use this environment: {}. Delete them first; the OAuth client and nex_gapis row are removed after.",
-                users.len(),
-                users.join(", ")
-            ),
-            DeletionPolicy::Retain => format!(
-                "{} tenant(s) with deletionPolicy Delete need this environment to delete their Nexus tenant: {}. Delete them first (or set their deletionPolicy to Retain); this environment goes after.",
-                users.len(),
-                users.join(", ")
-            ),
-        };
+    if let Some(why) = blocking_tenants(ctx, env).await? {
         let blocked = Condition::new(
             types::READY,
             ConditionStatus::False,
@@ -584,7 +557,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         // The tenants' deletion triggers us through the watch; this is the safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    if policy == DeletionPolicy::Delete {
+    if env.spec.deletion_policy == DeletionPolicy::Delete {
         if let Some(wait) = delete_upstream(ctx, &api, env, &previous).await? {
             return Ok(wait);
         }
@@ -600,9 +573,46 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         .await;
     }
     remove_finalizer(&api, env).await?;
-    ctx.succeeded(&key(env));
-    ctx.set_ready(KIND_ENVIRONMENT, &key(env), None);
+    ctx.forget(KIND_ENVIRONMENT, &key(env), env.metadata.uid.as_deref());
     Ok(Action::await_change())
+}
+
+/// Why the environment's deletion must wait: with Delete, every tenant of it must go first
+/// (the client serves them all); with Retain, those with deletionPolicy Delete, whose
+/// cleanup needs this environment to reach Nexus.
+async fn blocking_tenants(
+    ctx: &Context,
+    env: &DigitalChannelsEnvironment,
+) -> Result<Option<String>, Error> {
+    let (ns, name) = (env.namespace().unwrap_or_default(), env.name_any());
+    let policy = env.spec.deletion_policy;
+    let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
+    let users: Vec<String> = tenants
+        .list(&ListParams::default())
+        .await?
+        .into_iter()
+        .filter(|t| t.spec.environment_ref.name == name)
+        .filter(|t| {
+            policy == DeletionPolicy::Delete || t.spec.deletion_policy == DeletionPolicy::Delete
+        })
+        .map(|t| t.name_any())
+        .collect();
+    if users.is_empty() {
+        return Ok(None);
+    }
+    let why = match policy {
+        DeletionPolicy::Delete => format!(
+            "deletionPolicy is Delete and {} tenant(s) still use this environment: {}. Delete them first; the OAuth client and nex_gapis row are removed after.",
+            users.len(),
+            users.join(", ")
+        ),
+        DeletionPolicy::Retain => format!(
+            "{} tenant(s) with deletionPolicy Delete need this environment to delete their Nexus tenant: {}. Delete them first (or set their deletionPolicy to Retain); this environment goes after.",
+            users.len(),
+            users.join(", ")
+        ),
+    };
+    Ok(Some(why))
 }
 
 /// `deletionPolicy: Delete`: the OAuth client and the `nex_gapis` row, when status records
