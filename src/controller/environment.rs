@@ -388,44 +388,16 @@ async fn nexus_condition(
         loaded: record.loaded.clone(),
         restart_for: Some(row.clone()),
     };
-    let restart = || async {
-        match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
-            Ok(()) => {
-                ctx.succeeded(&backoff_key);
-                (
-                    condition(
-                        ConditionStatus::False,
-                        Reason::RollingOut.as_str(),
-                        format!(
-                            "Restarted Deployment {namespace}/{name} so that Nexus reads nex_gapis; waiting for the rollout."
-                        ),
-                    ),
-                    Some(Duration::from_secs(5)),
-                )
-            }
-            Err(e) => (
-                condition(
-                    ConditionStatus::False,
-                    Reason::RestartFailed.as_str(),
-                    format!(
-                        "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and the chart's nexusRestart RBAC, or restart Nexus by hand and remove spec.nexusDeployment.",
-                        kube_reason(&e)
-                    ),
-                ),
-                Some(ctx.backoff(&backoff_key, None)),
-            ),
-        }
-    };
     let old = find(previous, types::NEXUS_RESTARTED)
         .filter(|_| record.restart_for.as_deref() == Some(row.as_str()))
         .cloned();
     // Owed and not in flight for this row (new, changed again, or a pass that restarted
     // could not record it): restart.
     let Some(old) = old else {
-        let (c, wait) = restart().await;
+        let (c, wait) = restart_nexus(ctx, namespace, name, &backoff_key).await;
         return Ok((c, wait, in_flight));
     };
-    let (c, wait) = follow_restart(ctx, &old, namespace, name, &backoff_key, restart).await?;
+    let (c, wait) = follow_restart(ctx, &old, namespace, name, &backoff_key).await?;
     let record = if c.status == ConditionStatus::True {
         NexusRecord {
             loaded: Some(row),
@@ -437,94 +409,161 @@ async fn nexus_condition(
     Ok((c, wait, record))
 }
 
+/// Restarts the Nexus Deployment (as `kubectl rollout restart`): RollingOut, or
+/// RestartFailed on the backoff.
+async fn restart_nexus(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    backoff_key: &str,
+) -> (Condition, Option<Duration>) {
+    let condition = |status, reason: Reason, message: String| {
+        Condition::new(types::NEXUS_RESTARTED, status, reason.as_str(), message)
+    };
+    match nexus_restart::restart(&ctx.client, namespace, name, &now_rfc3339()).await {
+        Ok(()) => {
+            ctx.succeeded(backoff_key);
+            (
+                condition(
+                    ConditionStatus::False,
+                    Reason::RollingOut,
+                    format!(
+                        "Restarted Deployment {namespace}/{name} so that Nexus reads nex_gapis; waiting for the rollout."
+                    ),
+                ),
+                Some(Duration::from_secs(5)),
+            )
+        }
+        Err(e) => (
+            condition(
+                ConditionStatus::False,
+                Reason::RestartFailed,
+                format!(
+                    "Cannot restart Deployment {namespace}/{name} ({}): check spec.nexusDeployment and the chart's nexusRestart RBAC, or restart Nexus by hand and remove spec.nexusDeployment.",
+                    kube_reason(&e)
+                ),
+            ),
+            Some(ctx.backoff(backoff_key, None)),
+        ),
+    }
+}
+
 /// A restart in flight: retry a failed one, follow a rollout.
-async fn follow_restart<F, Fut>(
+async fn follow_restart(
     ctx: &Context,
     old: &Condition,
     namespace: &str,
     name: &str,
     backoff_key: &str,
-    restart: F,
-) -> Result<(Condition, Option<Duration>), Error>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = (Condition, Option<Duration>)>,
-{
-    let condition = |status, reason: &str, message: String| {
-        Condition::new(types::NEXUS_RESTARTED, status, reason, message)
-    };
+) -> Result<(Condition, Option<Duration>), Error> {
     match (old.status, Reason::parse(&old.reason)) {
-        (ConditionStatus::False, Some(Reason::RestartFailed)) => Ok(restart().await),
+        (ConditionStatus::False, Some(Reason::RestartFailed)) => {
+            Ok(restart_nexus(ctx, namespace, name, backoff_key).await)
+        }
         (ConditionStatus::False, Some(Reason::RollingOut | Reason::RolloutStuck)) => {
-            let (rollout, restarted_at) =
+            let (condition, next) =
                 match nexus_restart::rollout_status(&ctx.client, namespace, name).await {
-                    Ok(found) => found,
-                    Err(e) => {
-                        return Ok((
-                            condition(
-                                ConditionStatus::False,
-                                Reason::RestartFailed.as_str(),
-                                format!(
-                                    "Cannot read Deployment {namespace}/{name} ({}).",
-                                    kube_reason(&e)
-                                ),
-                            ),
-                            Some(ctx.backoff(backoff_key, None)),
-                        ));
+                    Ok((rollout, restarted_at)) => {
+                        let at = Deployment { namespace, name };
+                        rollout_condition(&at, rollout, restarted_at, ctx.config.rollout_timeout)
                     }
+                    Err(e) => (
+                        Condition::new(
+                            types::NEXUS_RESTARTED,
+                            ConditionStatus::False,
+                            Reason::RestartFailed.as_str(),
+                            format!(
+                                "Cannot read Deployment {namespace}/{name} ({}).",
+                                kube_reason(&e)
+                            ),
+                        ),
+                        Next::Backoff,
+                    ),
                 };
-            let since = restarted_at
-                .as_deref()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())
-                .unwrap_or_default();
-            let started = restarted_at.unwrap_or_else(|| "an unknown time".to_string());
-            Ok(match rollout {
-                Rollout::Done => (
-                    condition(
-                        ConditionStatus::True,
-                        Reason::RolledOut.as_str(),
-                        format!(
-                            "Deployment {namespace}/{name} rolled out with the new nex_gapis row."
-                        ),
-                    ),
-                    None,
-                ),
-                Rollout::Missing => (
-                    condition(
-                        ConditionStatus::False,
-                        Reason::RestartFailed.as_str(),
-                        format!(
-                            "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
-                        ),
-                    ),
-                    Some(ctx.backoff(backoff_key, None)),
-                ),
-                // The message names the restart time, not the elapsed time, so that it stays
-                // the same from pass to pass and writes no status.
-                Rollout::InProgress(detail) if since > ctx.config.rollout_timeout => (
-                    condition(
-                        ConditionStatus::False,
-                        Reason::RolloutStuck.as_str(),
-                        format!(
-                            "Deployment {namespace}/{name}, restarted at {started}, has not rolled out: {detail}. Check its pods."
-                        ),
-                    ),
-                    Some(Duration::from_secs(30)),
-                ),
-                Rollout::InProgress(detail) => (
-                    condition(
-                        ConditionStatus::False,
-                        Reason::RollingOut.as_str(),
-                        format!(
-                            "Waiting for Deployment {namespace}/{name}, restarted at {started}: {detail}."
-                        ),
-                    ),
-                    Some(Duration::from_secs(5)),
-                ),
-            })
+            let wait = match next {
+                Next::Done => None,
+                Next::In(wait) => Some(wait),
+                Next::Backoff => Some(ctx.backoff(backoff_key, None)),
+            };
+            Ok((condition, wait))
         }
         _ => Ok((old.clone(), None)),
+    }
+}
+
+/// The Nexus Deployment a restart is for.
+struct Deployment<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+/// When to look at a restart again.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Done,
+    In(Duration),
+    Backoff,
+}
+
+/// NexusRestarted for a rollout as the Deployment shows it, restarted at `restarted_at`: a
+/// pure decision. The message names the restart time, not the elapsed time, so that it stays
+/// the same from pass to pass and writes no status.
+fn rollout_condition(
+    at: &Deployment<'_>,
+    rollout: Rollout,
+    restarted_at: Option<String>,
+    timeout: Duration,
+) -> (Condition, Next) {
+    let (namespace, name) = (at.namespace, at.name);
+    let condition = |status, reason: Reason, message: String| {
+        Condition::new(types::NEXUS_RESTARTED, status, reason.as_str(), message)
+    };
+    let since = restarted_at
+        .as_deref()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| jiff::Timestamp::now().duration_since(t).unsigned_abs())
+        .unwrap_or_default();
+    let started = restarted_at.unwrap_or_else(|| "an unknown time".to_string());
+    let (f, t) = (ConditionStatus::False, ConditionStatus::True);
+    match rollout {
+        Rollout::Done => (
+            condition(
+                t,
+                Reason::RolledOut,
+                format!("Deployment {namespace}/{name} rolled out with the new nex_gapis row."),
+            ),
+            Next::Done,
+        ),
+        Rollout::Missing => (
+            condition(
+                f,
+                Reason::RestartFailed,
+                format!(
+                    "Deployment {namespace}/{name} does not exist; check spec.nexusDeployment."
+                ),
+            ),
+            Next::Backoff,
+        ),
+        Rollout::InProgress(detail) if since > timeout => (
+            condition(
+                f,
+                Reason::RolloutStuck,
+                format!(
+                    "Deployment {namespace}/{name}, restarted at {started}, has not rolled out: {detail}. Check its pods."
+                ),
+            ),
+            Next::In(Duration::from_secs(30)),
+        ),
+        Rollout::InProgress(detail) => (
+            condition(
+                f,
+                Reason::RollingOut,
+                format!(
+                    "Waiting for Deployment {namespace}/{name}, restarted at {started}: {detail}."
+                ),
+            ),
+            Next::In(Duration::from_secs(5)),
+        ),
     }
 }
 
@@ -678,4 +717,68 @@ async fn delete_upstream(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollout_is_followed_to_its_end_or_said_to_be_stuck() {
+        let at = Deployment {
+            namespace: "nexus",
+            name: "nexus",
+        };
+        let timeout = Duration::from_secs(600);
+        let long_ago = Some("2026-01-01T00:00:00Z".to_string());
+        let just_now = Some(jiff::Timestamp::now().to_string());
+        let waiting = || Rollout::InProgress("1 of 2 updated".into());
+        // (rollout, restarted at, status, reason, next)
+        let table = [
+            (
+                Rollout::Done,
+                just_now.clone(),
+                ConditionStatus::True,
+                "RolledOut",
+                Next::Done,
+            ),
+            (
+                Rollout::Missing,
+                just_now.clone(),
+                ConditionStatus::False,
+                "RestartFailed",
+                Next::Backoff,
+            ),
+            (
+                waiting(),
+                just_now.clone(),
+                ConditionStatus::False,
+                "RollingOut",
+                Next::In(Duration::from_secs(5)),
+            ),
+            (
+                waiting(),
+                None,
+                ConditionStatus::False,
+                "RollingOut",
+                Next::In(Duration::from_secs(5)),
+            ),
+            (
+                waiting(),
+                long_ago,
+                ConditionStatus::False,
+                "RolloutStuck",
+                Next::In(Duration::from_secs(30)),
+            ),
+        ];
+        for (rollout, restarted_at, status, reason, next) in table {
+            let (c, n) = rollout_condition(&at, rollout, restarted_at.clone(), timeout);
+            assert_eq!(
+                (c.status, c.reason.as_str(), n),
+                (status, reason, next),
+                "{restarted_at:?}"
+            );
+            assert!(c.message.contains("nexus/nexus"), "{}", c.message);
+        }
+    }
 }
