@@ -142,27 +142,9 @@ impl LocalPostgres {
                 .map_err(|e| format!("chown {}: {e}", dir.display()))?;
         }
         let data = dir.join("data");
-        let initdb = command(&run_as, &bin.join("initdb"))
-            .args([
-                "-D",
-                path_str(&data),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("cannot run initdb: {e}"))?;
-        if !initdb.status.success() {
+        if let Err(e) = init_data(&run_as, &bin, &data) {
             let _ = std::fs::remove_dir_all(&dir);
-            return Err(format!(
-                "initdb failed: {}",
-                String::from_utf8_lossy(&initdb.stderr).trim()
-            ));
+            return Err(e);
         }
         let port = free_port()?;
         // A watchdog shell keeps the server tied to this process: when we exit, even
@@ -203,6 +185,32 @@ impl LocalPostgres {
         }
         Ok(server)
     }
+}
+
+/// `initdb` of a trusting cluster in `data`, as `run_as` when root.
+fn init_data(run_as: &Option<(String, u32, u32)>, bin: &Path, data: &Path) -> Result<(), String> {
+    let initdb = command(run_as, &bin.join("initdb"))
+        .args([
+            "-D",
+            path_str(data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run initdb: {e}"))?;
+    if !initdb.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&initdb.stderr).trim()
+        ));
+    }
+    Ok(())
 }
 
 impl Drop for LocalPostgres {

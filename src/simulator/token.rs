@@ -151,20 +151,29 @@ fn issue(app: &App, params: &Params, headers: &HeaderMap) -> Result<Response, Ap
     };
     let (access_token, expires_at) =
         state.issue_access_token(&client_id, grant.subject, app.config.token_lifetime);
+    Ok(token_answer(access_token, expires_at, grant.refresh_token))
+}
+
+/// The token endpoint's answer, as Spring Security OAuth2 gives it, never cached.
+fn token_answer(
+    access_token: String,
+    expires_at: std::time::Instant,
+    refresh_token: Option<String>,
+) -> Response {
     let mut body = json!({
         "access_token": access_token,
         "token_type": "bearer",
         "expires_in": expires_in(expires_at),
         "scope": "*",
     });
-    if let (Some(refresh), Some(obj)) = (grant.refresh_token, body.as_object_mut()) {
+    if let (Some(refresh), Some(obj)) = (refresh_token, body.as_object_mut()) {
         obj.insert("refresh_token".to_owned(), refresh.into());
     }
     let mut response = axum::Json(body).into_response();
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    response
 }
 
 /// The client, from Basic auth or else the `client_id` / `client_secret` parameters. A Basic

@@ -79,69 +79,65 @@ fn ready_buckets() -> Histogram {
 
 impl Metrics {
     fn new() -> Self {
-        let mut registry = Registry::with_prefix("dc_operator");
-        let reconcile_total = Family::default();
-        let reconcile_duration_seconds: HistogramFamily<KindLabel> =
-            Family::new_with_constructor(request_buckets);
-        let external_requests_total = Family::default();
-        let external_request_duration_seconds: HistogramFamily<ExternalOperation> =
-            Family::new_with_constructor(request_buckets);
-        let step_failures_total = Family::default();
-        let time_to_ready_seconds: HistogramFamily<KindLabel> =
-            Family::new_with_constructor(ready_buckets);
-        let resources = Family::default();
-        let kubernetes_requests_total = Family::default();
-        registry.register(
+        let metrics = Self {
+            registry: Registry::with_prefix("dc_operator"),
+            reconcile_total: Family::default(),
+            reconcile_duration_seconds: Family::new_with_constructor(request_buckets),
+            external_requests_total: Family::default(),
+            external_request_duration_seconds: Family::new_with_constructor(request_buckets),
+            step_failures_total: Family::default(),
+            time_to_ready_seconds: Family::new_with_constructor(ready_buckets),
+            resources: Family::default(),
+            kubernetes_requests_total: Family::default(),
+        };
+        metrics.registered()
+    }
+
+    /// Registers every family with its help text (the registry holds clones that share
+    /// the counts).
+    fn registered(mut self) -> Self {
+        let r = &mut self.registry;
+        r.register(
             "reconcile",
             "Reconciliations by kind and result",
-            reconcile_total.clone(),
+            self.reconcile_total.clone(),
         );
-        registry.register(
+        r.register(
             "reconcile_duration_seconds",
             "Time one reconciliation took",
-            reconcile_duration_seconds.clone(),
+            self.reconcile_duration_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "external_requests",
             "Requests to Genesys services and the Nexus database by outcome code",
-            external_requests_total.clone(),
+            self.external_requests_total.clone(),
         );
-        registry.register(
+        r.register(
             "external_request_duration_seconds",
             "Latency of requests to external systems",
-            external_request_duration_seconds.clone(),
+            self.external_request_duration_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "step_failures",
             "Runbook step failures by reason",
-            step_failures_total.clone(),
+            self.step_failures_total.clone(),
         );
-        registry.register(
+        r.register(
             "time_to_ready_seconds",
             "Time from creation or spec change to Ready",
-            time_to_ready_seconds.clone(),
+            self.time_to_ready_seconds.clone(),
         );
-        registry.register(
+        r.register(
             "resources",
             "Resources by kind and readiness",
-            resources.clone(),
+            self.resources.clone(),
         );
-        registry.register(
+        r.register(
             "kubernetes_requests",
             "Requests to the Kubernetes API by verb and resource",
-            kubernetes_requests_total.clone(),
+            self.kubernetes_requests_total.clone(),
         );
-        Self {
-            registry,
-            reconcile_total,
-            reconcile_duration_seconds,
-            external_requests_total,
-            external_request_duration_seconds,
-            step_failures_total,
-            time_to_ready_seconds,
-            resources,
-            kubernetes_requests_total,
-        }
+        self
     }
 
     /// The Prometheus text exposition of every metric.
