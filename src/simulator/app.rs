@@ -124,7 +124,26 @@ impl App {
         }
         let mut keys = targets.to_vec();
         keys.push(op);
-        let response = match self.faults.take_first(&keys) {
+        let fault = self.faults.take_first(&keys);
+        let response = self.answer(op, fault, handler).await;
+        // Operation and status only: paths, bodies and headers may carry secrets.
+        tracing::debug!(
+            operation = op,
+            status = response.status().as_u16(),
+            "simulated request"
+        );
+        response
+    }
+
+    /// The answer to one request of `op`: the handler's, or what an injected `fault` makes
+    /// of it (the handler run or not, the answer lost, late or never sent).
+    async fn answer(
+        &self,
+        op: &'static str,
+        fault: Option<Fault>,
+        handler: impl Future<Output = Result<Response, ApiError>>,
+    ) -> Response {
+        match fault {
             Some(Fault::Fail(status, retry_after)) => {
                 let status =
                     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -179,14 +198,7 @@ impl App {
                 handler.await.unwrap_or_else(IntoResponse::into_response)
             }
             None => handler.await.unwrap_or_else(IntoResponse::into_response),
-        };
-        // Operation and status only: paths, bodies and headers may carry secrets.
-        tracing::debug!(
-            operation = op,
-            status = response.status().as_u16(),
-            "simulated request"
-        );
-        response
+        }
     }
 
     /// Waits longer than any client does, or until shutdown.
