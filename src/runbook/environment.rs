@@ -180,40 +180,7 @@ pub async fn resolve_environment(
     let spec = &env.spec;
 
     let started = Instant::now();
-    let credentials = async {
-        let ops = store
-            .read_credentials(
-                &spec.ops_credentials_secret.name,
-                &spec.ops_credentials_secret.username_key,
-                &spec.ops_credentials_secret.password_key,
-            )
-            .await
-            .map_err(|e| (Step::Credentials, e.to_step_error("GWS ops credentials")))?;
-        // The database is the nex_gapis step's: its Secret's failure shows there.
-        let database_url = store
-            .read(
-                &spec.database.url_secret.name,
-                &spec.database.url_secret.key,
-            )
-            .await
-            .map_err(|e| (Step::GapiRegistered, e.to_step_error("Nexus database URL")))?;
-        let ca_pem = match &spec.tls {
-            Some(tls) => {
-                let pem = store
-                    .read(&tls.ca_secret.name, &tls.ca_secret.key)
-                    .await
-                    .map_err(|e| (Step::Credentials, e.to_step_error("CA bundle")))?
-                    .expose()
-                    .as_bytes()
-                    .to_vec();
-                check_ca_bundle(&tls.ca_secret, &pem).map_err(|e| (Step::Credentials, e))?;
-                Some(pem)
-            }
-            None => None,
-        };
-        Ok::<_, (Step, StepError)>((ops, database_url, ca_pem))
-    }
-    .await;
+    let credentials = read_credentials(spec, store).await;
     let (ops, database_url, ca_pem) = match credentials {
         Ok(found) => {
             report.push(Step::Credentials, started, Ok(Outcome::AlreadyRight), "");
@@ -227,23 +194,8 @@ pub async fn resolve_environment(
 
     let started = Instant::now();
     let secret_ref = spec.client_secret_ref(&name);
-    let key_ref = fingerprint_key_ref(&name);
     let status = env.status.clone().unwrap_or_default();
-    let generate_secret = generate && may_generate_client_secret(&status, &secret_ref.name);
-    let resolved = async {
-        let (secret, outcome) =
-            read_or_generate(store, &secret_ref, generate_secret, "client secret")
-                .await
-                .map_err(|e| moved_to_missing_secret(e, &status, &secret_ref))?;
-        let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
-            Ok((key, _)) => Some(key),
-            // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
-            Err(e) if !generate && e.reason == Reason::SecretNotFound => None,
-            Err(e) => return Err(e),
-        };
-        Ok::<_, StepError>((secret, key, outcome))
-    }
-    .await;
+    let resolved = read_client_secrets(store, &name, &secret_ref, &status, generate).await;
     let (client_secret, fingerprint_key) = match resolved {
         Ok((secret, key, outcome)) => {
             report.push(
@@ -274,6 +226,68 @@ pub async fn resolve_environment(
             .as_ref()
             .and_then(|s| s.client_redirect_uri.clone()),
     })
+}
+
+/// The client secret (generated where this environment may) and the fingerprint key
+/// (generated only by the environment's own pass), with the client secret's outcome.
+async fn read_client_secrets(
+    store: &dyn SecretStore,
+    name: &str,
+    secret_ref: &SecretKeyRef,
+    status: &crate::api::EnvironmentStatus,
+    generate: bool,
+) -> Result<(SecretString, Option<SecretString>, Outcome), StepError> {
+    let key_ref = fingerprint_key_ref(name);
+    let generate_secret = generate && may_generate_client_secret(status, &secret_ref.name);
+    let (secret, outcome) = read_or_generate(store, secret_ref, generate_secret, "client secret")
+        .await
+        .map_err(|e| moved_to_missing_secret(e, status, secret_ref))?;
+    let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
+        Ok((key, _)) => Some(key),
+        // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
+        Err(e) if !generate && e.reason == Reason::SecretNotFound => None,
+        Err(e) => return Err(e),
+    };
+    Ok((secret, key, outcome))
+}
+
+/// The ops user, the database URL and the CA bundle, each read from its Secret; a failure
+/// names the step it shows on.
+async fn read_credentials(
+    spec: &crate::api::DigitalChannelsEnvironmentSpec,
+    store: &dyn SecretStore,
+) -> Result<(Credentials, SecretString, Option<Vec<u8>>), (Step, StepError)> {
+    let ops = store
+        .read_credentials(
+            &spec.ops_credentials_secret.name,
+            &spec.ops_credentials_secret.username_key,
+            &spec.ops_credentials_secret.password_key,
+        )
+        .await
+        .map_err(|e| (Step::Credentials, e.to_step_error("GWS ops credentials")))?;
+    // The database is the nex_gapis step's: its Secret's failure shows there.
+    let database_url = store
+        .read(
+            &spec.database.url_secret.name,
+            &spec.database.url_secret.key,
+        )
+        .await
+        .map_err(|e| (Step::GapiRegistered, e.to_step_error("Nexus database URL")))?;
+    let ca_pem = match &spec.tls {
+        Some(tls) => {
+            let pem = store
+                .read(&tls.ca_secret.name, &tls.ca_secret.key)
+                .await
+                .map_err(|e| (Step::Credentials, e.to_step_error("CA bundle")))?
+                .expose()
+                .as_bytes()
+                .to_vec();
+            check_ca_bundle(&tls.ca_secret, &pem).map_err(|e| (Step::Credentials, e))?;
+            Some(pem)
+        }
+        None => None,
+    };
+    Ok((ops, database_url, ca_pem))
 }
 
 /// Whether a missing client secret may be generated: not when GWS Auth was verified to hold
