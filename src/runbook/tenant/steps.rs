@@ -53,6 +53,17 @@ struct TenantToken {
     reused: bool,
 }
 
+/// What the two chains after the tenant token share.
+struct Chain<'a, 'p> {
+    steps: &'a StepRecorder,
+    clients: &'a Clients,
+    inputs: &'a Inputs<'p>,
+    token: &'a TenantToken,
+    cc: &'a str,
+    /// PlatformUCS's outcome once it has one: `None` while it runs.
+    ucs_done: std::sync::Mutex<Option<Option<String>>>,
+}
+
 /// What provisioning gave: the key and Nexus's operation id.
 struct Provisioned {
     api_key: SecretString,
@@ -143,58 +154,15 @@ impl<'a> TenantPass<'a> {
                 self.tenant_token(clients, cc, &inputs.user),
             )
             .await?;
-        // PlatformUCS's outcome once it has one: `None` while it runs.
-        let ucs_done: std::sync::Mutex<Option<Option<String>>> = std::sync::Mutex::new(None);
-        let ucs = async {
-            let url = async {
-                let ucs = self.tenant.spec.ucs.as_ref()?;
-                let key = steps
-                    .require(Step::UcsRegistered, ucs.url.clone(), self.read_ucs_key())
-                    .await?;
-                let key = &key;
-                let register = move |token: SecretString| async move {
-                    let key = key.as_ref().unwrap_or(&token);
-                    self.register_ucs(clients, inputs, key, cc, ucs).await
-                };
-                steps
-                    .run(
-                        Step::UcsRegistered,
-                        ucs.url.clone(),
-                        self.with_token(clients, cc, &inputs.user, &token, register),
-                    )
-                    .await
-            }
-            .await;
-            *ucs_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
-            url
+        let chain = Chain {
+            steps,
+            clients,
+            inputs,
+            token: &token,
+            cc,
+            ucs_done: std::sync::Mutex::new(None),
         };
-        // The key goes to the output Secret as soon as it is in hand, whatever PlatformUCS is
-        // doing: it is the only copy. PlatformUCS's record goes with it when it is done by
-        // then (the usual case: one call against two), else in a second write after it.
-        let provisioned = async {
-            let provision = move |token: SecretString| async move {
-                self.provision(clients, inputs, &token, cc).await
-            };
-            let provisioned = steps
-                .run(
-                    Step::TenantProvisioned,
-                    self.tenant.spec.tenant_name.clone(),
-                    self.with_token(clients, cc, &inputs.user, &token, provision),
-                )
-                .await?;
-            let ucs_so_far = ucs_done.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            let record = self.output_record(cc, previous, &provisioned, ucs_so_far.flatten());
-            steps
-                .run(
-                    Step::OutputSecret,
-                    self.output_secret_name.clone(),
-                    self.write_output(&record),
-                )
-                .await?;
-            self.runbook.pending_keys.written(&self.pending_slot(cc));
-            Some((provisioned, record))
-        };
-        let (ucs_url, provisioned) = tokio::join!(ucs, provisioned);
+        let (ucs_url, provisioned) = tokio::join!(self.ucs_chain(&chain), self.key_chain(&chain));
         let ucs_held = self.tenant.spec.ucs.is_none() || ucs_url.is_some();
         run.ucs_url = ucs_url.clone();
         let (provisioned, written) = provisioned?;
@@ -218,6 +186,55 @@ impl<'a> TenantPass<'a> {
             )
             .await;
         ucs_held.then_some(())
+    }
+
+    /// PlatformUCS, beside the Nexus tenant: its URL once registered, also left in
+    /// `ucs_done` for the key's first write.
+    async fn ucs_chain(&self, c: &Chain<'_, '_>) -> Option<String> {
+        let url = async {
+            let ucs = self.tenant.spec.ucs.as_ref()?;
+            let key = c
+                .steps
+                .require(Step::UcsRegistered, ucs.url.clone(), self.read_ucs_key())
+                .await?;
+            let key = &key;
+            let register = move |token: SecretString| async move {
+                let key = key.as_ref().unwrap_or(&token);
+                self.register_ucs(c.clients, c.inputs, key, c.cc, ucs).await
+            };
+            let with_token = self.with_token(c.clients, c.cc, &c.inputs.user, c.token, register);
+            c.steps
+                .run(Step::UcsRegistered, ucs.url.clone(), with_token)
+                .await
+        }
+        .await;
+        *c.ucs_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
+        url
+    }
+
+    /// The Nexus tenant, then its key into the output Secret as soon as it is in hand,
+    /// whatever PlatformUCS is doing: it is the only copy. PlatformUCS's record goes with it
+    /// when it is done by then (the usual case: one call against two), else in a second
+    /// write after it.
+    async fn key_chain(&self, c: &Chain<'_, '_>) -> Option<(Provisioned, OutputRecord)> {
+        let provision = move |token: SecretString| async move {
+            self.provision(c.clients, c.inputs, &token, c.cc).await
+        };
+        let with_token = self.with_token(c.clients, c.cc, &c.inputs.user, c.token, provision);
+        let name = self.tenant.spec.tenant_name.clone();
+        let provisioned = c
+            .steps
+            .run(Step::TenantProvisioned, name, with_token)
+            .await?;
+        let ucs_so_far = c.ucs_done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let previous = c.inputs.previous;
+        let record = self.output_record(c.cc, previous, &provisioned, ucs_so_far.flatten());
+        let name = self.output_secret_name.clone();
+        c.steps
+            .run(Step::OutputSecret, name, self.write_output(&record))
+            .await?;
+        self.runbook.pending_keys.written(&self.pending_slot(c.cc));
+        Some((provisioned, record))
     }
 
     /// The output Secret as it is, once it is known to be this tenant's to write.
@@ -451,7 +468,7 @@ impl<'a> TenantPass<'a> {
         token: &SecretString,
         cc: &str,
     ) -> Result<(Outcome, Provisioned), StepError> {
-        let (spec, env, user) = (&self.tenant.spec, self.env, &inputs.user);
+        let (env, user) = (self.env, &inputs.user);
         let Some(fingerprint) = credentials_fingerprint(env, user) else {
             return Err(StepError::transient(
                 Reason::WaitingForEnvironment,
@@ -462,30 +479,9 @@ impl<'a> TenantPass<'a> {
                 ),
             ));
         };
-        let request = TenantRequest {
-            contact_center_id: cc.to_string(),
-            name: spec.tenant_name.clone(),
-            type_: spec.type_.clone(),
-            backend_url: normal_url(&env.spec.gws_url),
-            username: user.username.clone(),
-            password: user.password.clone(),
-            genesys_tenant_id: spec.genesys_tenant_id,
-        };
+        let request = self.tenant_request(user, cc);
         let legacy = legacy_credentials_fingerprint(&env.client_secret, user);
-        let recorded_fingerprints: Vec<&str> = [
-            self.tenant
-                .status
-                .as_ref()
-                .and_then(|s| s.credentials_fingerprint.as_deref()),
-            inputs
-                .previous
-                .annotations
-                .get(annotations::CREDENTIALS_FINGERPRINT)
-                .map(String::as_str),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let recorded_fingerprints = self.recorded_fingerprints(inputs.previous);
         let recorded_digest = self
             .tenant
             .status
@@ -522,6 +518,34 @@ impl<'a> TenantPass<'a> {
             fingerprint,
         };
         Ok((outcome, provisioned))
+    }
+
+    /// The create (and update) body of the Nexus tenant, with `backendurl` in normal form.
+    fn tenant_request(&self, user: &Credentials, cc: &str) -> TenantRequest {
+        let spec = &self.tenant.spec;
+        TenantRequest {
+            contact_center_id: cc.to_string(),
+            name: spec.tenant_name.clone(),
+            type_: spec.type_.clone(),
+            backend_url: normal_url(&self.env.spec.gws_url),
+            username: user.username.clone(),
+            password: user.password.clone(),
+            genesys_tenant_id: spec.genesys_tenant_id,
+        }
+    }
+
+    /// The credentials' fingerprints recorded: the status's and the output Secret's.
+    fn recorded_fingerprints<'r>(&'r self, previous: &'r OutputRecord) -> Vec<&'r str> {
+        let from_status = self
+            .tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.credentials_fingerprint.as_deref());
+        let from_secret = previous
+            .annotations
+            .get(annotations::CREDENTIALS_FINGERPRINT)
+            .map(String::as_str);
+        [from_status, from_secret].into_iter().flatten().collect()
     }
 
     /// The output Secret's content: the key, where it belongs, and the bookkeeping
