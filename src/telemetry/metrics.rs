@@ -96,46 +96,56 @@ impl Metrics {
     /// Registers every family with its help text (the registry holds clones that share
     /// the counts).
     fn registered(mut self) -> Self {
-        let r = &mut self.registry;
-        r.register(
+        let Self {
+            registry,
+            reconcile_total,
+            reconcile_duration_seconds,
+            external_requests_total,
+            external_request_duration_seconds,
+            step_failures_total,
+            time_to_ready_seconds,
+            resources,
+            kubernetes_requests_total,
+        } = &mut self;
+        registry.register(
             "reconcile",
             "Reconciliations by kind and result",
-            self.reconcile_total.clone(),
+            reconcile_total.clone(),
         );
-        r.register(
+        registry.register(
             "reconcile_duration_seconds",
             "Time one reconciliation took",
-            self.reconcile_duration_seconds.clone(),
+            reconcile_duration_seconds.clone(),
         );
-        r.register(
+        registry.register(
             "external_requests",
             "Requests to Genesys services and the Nexus database by outcome code",
-            self.external_requests_total.clone(),
+            external_requests_total.clone(),
         );
-        r.register(
+        registry.register(
             "external_request_duration_seconds",
             "Latency of requests to external systems",
-            self.external_request_duration_seconds.clone(),
+            external_request_duration_seconds.clone(),
         );
-        r.register(
+        registry.register(
             "step_failures",
             "Runbook step failures by reason",
-            self.step_failures_total.clone(),
+            step_failures_total.clone(),
         );
-        r.register(
+        registry.register(
             "time_to_ready_seconds",
             "Time from creation or spec change to Ready",
-            self.time_to_ready_seconds.clone(),
+            time_to_ready_seconds.clone(),
         );
-        r.register(
+        registry.register(
             "resources",
             "Resources by kind and readiness",
-            self.resources.clone(),
+            resources.clone(),
         );
-        r.register(
+        registry.register(
             "kubernetes_requests",
             "Requests to the Kubernetes API by verb and resource",
-            self.kubernetes_requests_total.clone(),
+            kubernetes_requests_total.clone(),
         );
         self
     }
