@@ -348,25 +348,7 @@ fn kube_requests_after_losing_the_lease(
 }
 
 fn secret(name: &str, pairs: &[(&str, &str)]) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        data: Some(
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    common::secret_manifest(NS, name, pairs)
 }
 
 /// Tenant `cc<i>` of contact center `i`: named by id when `i` is even, by domain when odd.

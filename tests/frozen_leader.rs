@@ -67,25 +67,7 @@ async fn signal(child: &Child, signal: &str) {
 }
 
 fn secret(name: &str, pairs: &[(&str, &str)]) -> Secret {
-    Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("dc".into()),
-            ..Default::default()
-        },
-        data: Some(
-            pairs
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        k8s_openapi::ByteString(v.as_bytes().to_vec()),
-                    )
-                })
-                .collect(),
-        ),
-        ..Default::default()
-    }
+    common::secret_manifest("dc", name, pairs)
 }
 
 async fn wait_for_holder(api: &FakeApiServer, holder: &str, timeout: Duration) -> bool {

@@ -216,6 +216,30 @@ pub fn sample_store(database_url: &str) -> MemoryStore {
     store
 }
 
+/// A Secret manifest with these keys and values, as a test applies it.
+pub fn secret_manifest(
+    namespace: &str,
+    name: &str,
+    pairs: &[(&str, &str)],
+) -> k8s_openapi::api::core::v1::Secret {
+    let data = pairs
+        .iter()
+        .map(|(k, v)| {
+            let value = k8s_openapi::ByteString(v.as_bytes().to_vec());
+            (k.to_string(), value)
+        })
+        .collect();
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            ..Default::default()
+        },
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
 pub fn environment(base_url: &str) -> DigitalChannelsEnvironment {
     serde_yaml_ng::from_str(&format!(
         r#"

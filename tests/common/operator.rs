@@ -2,7 +2,6 @@
 //! finalizers) against the in-memory API server, the simulator and a real PostgreSQL: what
 //! the controller suites stand on.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +11,7 @@ use digital_channels_operator::api::conditions::{Condition, ConditionStatus, fin
 use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 use digital_channels_operator::controller::{Context, ControllerConfig, run_scope};
 use digital_channels_operator::simulator::SimulatorConfig;
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use tokio_util::sync::CancellationToken;
 
 pub const NS: &str = "dc";
@@ -118,19 +115,7 @@ impl Harness {
     }
 
     pub fn secret(&self, name: &str, pairs: &[(&str, &str)]) {
-        let data: BTreeMap<String, ByteString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-            .collect();
-        self.api.apply_as(&Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                namespace: Some(NS.to_string()),
-                ..Default::default()
-            },
-            data: Some(data),
-            ..Default::default()
-        });
+        self.api.apply_as(&super::secret_manifest(NS, name, pairs));
     }
 
     pub fn env(&self, edit: impl FnOnce(&mut DigitalChannelsEnvironment)) {
