@@ -3,7 +3,9 @@
 pub mod conditions;
 pub mod context;
 pub mod environment;
+pub mod gate;
 pub mod identity;
+pub mod keys;
 pub mod kube_client;
 pub mod leader;
 pub mod nexus_restart;

@@ -79,16 +79,12 @@ where
     } else {
         panics::contained(apply.instrument(span.clone())).await
     };
-    let key = format!(
-        "{kind}/{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    );
+    let key = super::keys::ObjectKey::of(object);
     // A pass that left the resource not Ready failed, though the reconcile itself worked:
     // step failures are conditions, not errors.
     let outcome = match &result {
         Err(_) => "error",
-        Ok(_) if ctx.is_ready(&kind, &key) == Some(false) => "failed",
+        Ok(_) if ctx.is_ready(&key) == Some(false) => "failed",
         Ok(_) => "ok",
     };
     span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
@@ -199,12 +195,7 @@ pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
     ctx: Arc<Context>,
 ) -> Action {
     // The same key as the reconcilers use, so that a success resets it.
-    let key = format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default()
-    );
+    let key = super::keys::ObjectKey::of(object.as_ref());
     tracing::warn!(resource = %key, error = %error, "will retry");
     Action::requeue(ctx.backoff(&key, None))
 }
@@ -239,7 +230,7 @@ pub(crate) async fn cleanup_can_never_succeed(
 pub fn next_action(
     ctx: &Context,
     (kind, rules): (&str, &[super::conditions::ConditionRule]),
-    key: &str,
+    key: &super::keys::ObjectKey,
     report: &RunReport,
     soon: Option<Duration>,
 ) -> Action {
