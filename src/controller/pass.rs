@@ -295,7 +295,8 @@ where
             c.message.clone(),
         )
         .await;
-        if !warning {
+        // Only a way into Ready counts: a planned step on the way (not a warning) is not one.
+        if c.status == ConditionStatus::True {
             observe_time_to_ready(&K::kind(&()), meta, before);
         }
     }
