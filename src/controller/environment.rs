@@ -20,6 +20,7 @@ use super::context::Context;
 use super::gate::{Dependency, Facts, Gate, gate, hold};
 use super::identity;
 use super::keys::ObjectKey;
+use super::manual_restart::{NEXUS_RESTARTED_FOR_ANNOTATION, NexusRecord, Row, manual_restart};
 use super::nexus_restart::{self, Rollout};
 use super::pass::{next_action, publish_status};
 use super::secrets::KubeSecretStore;
@@ -197,6 +198,12 @@ async fn record_run(
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
+    if env.spec.nexus_deployment.is_none() {
+        // Beside Ready, not part of it: the restart is the user's to make.
+        let (record, condition) = restart_by_hand(ctx, env, &nexus, run).await;
+        all.extend(condition);
+        nexus = record;
+    }
     let details = details_of(env, run, nexus);
     let wrote_ready = write(ctx, api, env, &previous, all, details).await?;
     ctx.set_ready(env, wrote_ready);
@@ -208,6 +215,48 @@ async fn record_run(
         &run.report,
         requeue_soon,
     ))
+}
+
+/// Without a Deployment to restart: a changed row owes a restart by hand, said in
+/// NexusRestarted and in one event until the user acknowledges it.
+async fn restart_by_hand(
+    ctx: &Context,
+    env: &DigitalChannelsEnvironment,
+    record: &NexusRecord,
+    run: &EnvironmentRun,
+) -> (NexusRecord, Option<Condition>) {
+    let step = run.report.outcome_of(Step::GapiRegistered);
+    let digest = run
+        .resolved
+        .as_ref()
+        .filter(|_| matches!(step, Some(Ok(_))))
+        .and_then(|r| r.gapi_digest());
+    let row = Row {
+        digest: digest.as_deref(),
+        written: matches!(step, Some(Ok(outcome)) if outcome.changed()),
+    };
+    let acknowledged = env.annotations().get(NEXUS_RESTARTED_FOR_ANNOTATION);
+    let ns = env.namespace().unwrap_or_default();
+    let at = (
+        ns.as_str(),
+        env.metadata.name.as_deref().unwrap_or_default(),
+    );
+    let (after, condition) = manual_restart(record, row, acknowledged.map(String::as_str), at);
+    if let Some(c) = &condition
+        && after.restart_for != record.restart_for
+    {
+        let reference = env.object_ref(&());
+        let note = c.message.clone();
+        ctx.event(
+            &reference,
+            true,
+            "NexusRestartRequired",
+            "NexusRestart",
+            note,
+        )
+        .await;
+    }
+    (after, condition)
 }
 
 /// Records in status, right before the client create leaves, that the client may exist:
@@ -255,11 +304,7 @@ fn details_of(
             Some(false) => Some(None),
             None => None,
         },
-        // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
-        nexus: Some(match env.spec.nexus_deployment {
-            Some(_) => nexus,
-            None => NexusRecord::default(),
-        }),
+        nexus: Some(nexus),
         client_secret_name: run
             .resolved
             .as_ref()
@@ -302,11 +347,6 @@ struct StatusDetails {
 /// Which `nex_gapis` row the running Nexus has loaded, and which one a restart in flight is
 /// for (both as [`ResolvedEnvironment::gapi_digest`]). Compared with the row on every pass,
 /// so that a restart owed is never forgotten, whatever write failed in between.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct NexusRecord {
-    loaded: Option<String>,
-    restart_for: Option<String>,
-}
 
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
 async fn write(

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod keys;
 pub mod kube_client;
 pub mod leader;
+pub mod manual_restart;
 pub mod nexus_restart;
 pub mod panics;
 pub mod pass;
