@@ -4,6 +4,7 @@ pub mod conditions;
 pub mod context;
 pub mod environment;
 pub mod identity;
+pub mod kstatus;
 pub mod kube_client;
 pub mod leader;
 pub mod nexus_restart;
