@@ -239,6 +239,32 @@ mod tests {
         }
     }
 
+    /// docs/gitops-health.md lists each reason in the row of what it means.
+    #[test]
+    fn the_docs_place_every_reason_as_the_code_does() {
+        let docs = include_str!("../../docs/gitops-health.md");
+        let row = |start: &str| {
+            docs.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("docs/gitops-health.md: no row {start}"))
+        };
+        let rows = [
+            (Health::InProgress, row("| `Reconciling` is True |")),
+            (Health::Stalled, row("| `Stalled` is True |")),
+            (Health::Suspended, row("| neither |")),
+        ];
+        for reason in Reason::ALL {
+            let word = format!("`{}`", reason.as_str());
+            for (health, line) in rows {
+                assert_eq!(
+                    line.contains(&word),
+                    health_of(*reason) == health,
+                    "{reason:?} in the row of {health:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn ready_true_is_current_and_suspended_is_neither_whatever_ready_says() {
         let f = ConditionStatus::False;
