@@ -4,12 +4,15 @@
 //! 5.1 (Argo CD's gopher-lua is 5.1), against their own fixtures in Argo CD's layout and
 //! against those same statuses. `docs/gitops-health.md` shows the ConfigMap tested here.
 
+#[path = "common/argo_health.rs"]
+mod argo_health;
 mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use argo_health::{ArgoHealth, argo_health, customizations};
 use common::fake_apiserver::ResourceKey;
 use common::operator::{Harness, NS};
 use digital_channels_operator::api::conditions::{Condition, ConditionStatus, find};
@@ -23,66 +26,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn customizations(kind: &str) -> PathBuf {
-    root()
-        .join("integrations/argocd/resource_customizations/digitalchannels.dev")
-        .join(kind)
-}
-
 fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// What Argo CD's health script returns.
-#[derive(Debug, PartialEq)]
-struct ArgoHealth {
-    status: String,
-    message: String,
-}
-
-/// A JSON value as Argo CD hands it to Lua: objects and arrays as tables, numbers as Lua
-/// numbers, null as nil.
-fn to_lua(lua: &mlua::Lua, value: &Value) -> mlua::Value {
-    match value {
-        Value::Null => mlua::Value::Nil,
-        Value::Bool(b) => mlua::Value::Boolean(*b),
-        Value::Number(n) => mlua::Value::Number(n.as_f64().expect("a number")),
-        Value::String(s) => mlua::Value::String(lua.create_string(s).unwrap()),
-        Value::Array(items) => {
-            let t = lua.create_table().unwrap();
-            for (i, item) in items.iter().enumerate() {
-                t.raw_set(i + 1, to_lua(lua, item)).unwrap();
-            }
-            mlua::Value::Table(t)
-        }
-        Value::Object(fields) => {
-            let t = lua.create_table().unwrap();
-            for (k, v) in fields {
-                t.raw_set(k.as_str(), to_lua(lua, v)).unwrap();
-            }
-            mlua::Value::Table(t)
-        }
-    }
-}
-
-/// Runs the kind's `health.lua` on `object` as Argo CD does: the object in the global `obj`,
-/// the chunk returning `{status, message}`.
-fn argo_health(kind: &str, object: &Value) -> ArgoHealth {
-    let script = read(&customizations(kind).join("health.lua"));
-    let lua = mlua::Lua::new();
-    lua.globals().set("obj", to_lua(&lua, object)).unwrap();
-    let hs: mlua::Table = lua
-        .load(&script)
-        .set_name(format!("{kind}/health.lua"))
-        .eval()
-        .unwrap_or_else(|e| panic!("{kind}/health.lua: {e}"));
-    ArgoHealth {
-        status: hs.get("status").unwrap(),
-        message: hs
-            .get::<Option<String>>("message")
-            .unwrap()
-            .unwrap_or_default(),
-    }
 }
 
 fn yaml_file(path: &Path) -> Value {
