@@ -26,7 +26,7 @@ pub enum Health {
     InProgress,
     /// Nothing will change without a change somewhere: `Stalled` True.
     Stalled,
-    /// `spec.suspend` is true, so no pass runs: neither reconciling nor stalled (kstatus).
+    /// `spec.suspend` is true, so nothing is reconciled: neither reconciling nor stalled (kstatus).
     Suspended,
 }
 
@@ -113,7 +113,7 @@ pub fn kstatus_conditions(conditions: &[Condition]) -> [Condition; 2] {
             make(STALLED, t, reason, message),
         ],
         Health::Suspended => {
-            let why = "spec.suspend is true: no pass runs until it is false.";
+            let why = "spec.suspend is true: no external calls are made until it is false.";
             let suspended = Reason::Suspended.as_str();
             [
                 make(RECONCILING, f, suspended, why),
