@@ -344,10 +344,6 @@ struct StatusDetails {
     nexus: Option<NexusRecord>,
 }
 
-/// Which `nex_gapis` row the running Nexus has loaded, and which one a restart in flight is
-/// for (both as [`ResolvedEnvironment::gapi_digest`]). Compared with the row on every pass,
-/// so that a restart owed is never forgotten, whatever write failed in between.
-
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
 async fn write(
     ctx: &Context,

@@ -15,8 +15,9 @@ pub fn row_name(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
-/// What the environment knows of the row and Nexus: the row Nexus has loaded and the row a
-/// restart is owed for (both digests).
+/// Which `nex_gapis` row the running Nexus has loaded, and which one a restart is owed or in
+/// flight for (both as `ResolvedEnvironment::gapi_digest`). Compared with the row on every
+/// pass, so that a restart owed is never forgotten, whatever write failed in between.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NexusRecord {
     pub loaded: Option<String>,
@@ -89,105 +90,133 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_manual_restart_table() {
-        type Case = (
-            &'static str,
-            NexusRecord,
-            Option<&'static str>,
-            bool,
-            Option<&'static str>,
-            NexusRecord,
-            bool,
-        );
-        let cases: Vec<Case> = vec![
-            (
-                "loaded already",
-                record(Some(ROW), None),
-                Some(ROW),
-                false,
-                None,
-                record(Some(ROW), None),
-                false,
-            ),
-            (
-                "first sight of a row not written: adopted",
-                record(None, None),
-                Some(ROW),
-                false,
-                None,
-                record(Some(ROW), None),
-                false,
-            ),
-            (
-                "inserted by this pass: owed",
-                record(None, None),
-                Some(ROW),
-                true,
-                None,
-                record(None, Some(ROW)),
-                true,
-            ),
-            (
-                "changed by this pass: owed",
-                record(Some(OLD), None),
-                Some(ROW),
-                true,
-                None,
-                record(Some(OLD), Some(ROW)),
-                true,
-            ),
-            (
-                "changed by hand: owed",
-                record(Some(OLD), None),
-                Some(ROW),
-                false,
-                None,
-                record(Some(OLD), Some(ROW)),
-                true,
-            ),
-            (
-                "still owed on the next pass",
-                record(Some(OLD), Some(ROW)),
-                Some(ROW),
-                false,
-                None,
-                record(Some(OLD), Some(ROW)),
-                true,
-            ),
-            (
-                "acknowledged for this row",
-                record(Some(OLD), Some(ROW)),
-                Some(ROW),
-                false,
-                Some("0123456789ab"),
-                record(Some(ROW), None),
-                false,
-            ),
-            (
-                "an old acknowledgement does not count",
-                record(Some(OLD), Some(ROW)),
-                Some(ROW),
-                false,
-                Some("fedcba987654"),
-                record(Some(OLD), Some(ROW)),
-                true,
-            ),
-            (
-                "the row step failed: nothing to compare",
-                record(Some(OLD), Some(ROW)),
-                None,
-                false,
-                None,
-                record(Some(OLD), Some(ROW)),
-                false,
-            ),
-        ];
-        for (name, before, digest, written, ack, want, said) in cases {
+    type Case = (
+        &'static str,
+        NexusRecord,
+        Option<&'static str>,
+        bool,
+        Option<&'static str>,
+    );
+
+    /// Each case: what was recorded, the row now, whether this pass wrote it, the
+    /// acknowledgement; then the record and whether a restart is said.
+    fn check(cases: Vec<(Case, NexusRecord, bool)>) {
+        for ((name, before, digest, written, ack), want, said) in cases {
             let (after, condition) = manual_restart(&before, Row { digest, written }, ack, AT);
             assert_eq!(after, want, "{name}");
             assert_eq!(condition.is_some(), said, "{name}");
         }
+    }
+
+    #[test]
+    fn nothing_is_said_for_a_row_nexus_has_or_is_taken_to_have() {
+        check(vec![
+            (
+                (
+                    "loaded already",
+                    record(Some(ROW), None),
+                    Some(ROW),
+                    false,
+                    None,
+                ),
+                record(Some(ROW), None),
+                false,
+            ),
+            (
+                (
+                    "first sight of a row not written: adopted",
+                    record(None, None),
+                    Some(ROW),
+                    false,
+                    None,
+                ),
+                record(Some(ROW), None),
+                false,
+            ),
+            (
+                (
+                    "acknowledged for this row",
+                    record(Some(OLD), Some(ROW)),
+                    Some(ROW),
+                    false,
+                    Some("0123456789ab"),
+                ),
+                record(Some(ROW), None),
+                false,
+            ),
+            (
+                (
+                    "the row step failed: nothing to compare",
+                    record(Some(OLD), Some(ROW)),
+                    None,
+                    false,
+                    None,
+                ),
+                record(Some(OLD), Some(ROW)),
+                false,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_restart_is_owed_for_a_changed_row_until_acknowledged() {
+        check(vec![
+            (
+                (
+                    "inserted by this pass",
+                    record(None, None),
+                    Some(ROW),
+                    true,
+                    None,
+                ),
+                record(None, Some(ROW)),
+                true,
+            ),
+            (
+                (
+                    "changed by this pass",
+                    record(Some(OLD), None),
+                    Some(ROW),
+                    true,
+                    None,
+                ),
+                record(Some(OLD), Some(ROW)),
+                true,
+            ),
+            (
+                (
+                    "changed by hand",
+                    record(Some(OLD), None),
+                    Some(ROW),
+                    false,
+                    None,
+                ),
+                record(Some(OLD), Some(ROW)),
+                true,
+            ),
+            (
+                (
+                    "still owed on the next pass",
+                    record(Some(OLD), Some(ROW)),
+                    Some(ROW),
+                    false,
+                    None,
+                ),
+                record(Some(OLD), Some(ROW)),
+                true,
+            ),
+            (
+                (
+                    "an old acknowledgement does not count",
+                    record(Some(OLD), Some(ROW)),
+                    Some(ROW),
+                    false,
+                    Some("fedcba987654"),
+                ),
+                record(Some(OLD), Some(ROW)),
+                true,
+            ),
+        ]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod environment;
 pub mod gate;
 pub mod identity;
 pub mod keys;
+pub mod kstatus;
 pub mod kube_client;
 pub mod leader;
 pub mod manual_restart;

@@ -254,9 +254,10 @@ pub fn next_action(
     }
 }
 
-/// The one status writer of both kinds: writes `status` when it differs from `previous`
-/// (with server-side apply), remembers what it wrote (see [`current`]), and tells of a Ready
-/// transition: a log line, an event, and the time to Ready. Returns whether Ready is True.
+/// The one status writer of both kinds: adds `Reconciling` and `Stalled` (derived from Ready,
+/// see [`super::kstatus`]), writes `status` when it differs from `previous` (with server-side
+/// apply), remembers what it wrote (see [`current`]), and tells of a Ready transition: a log
+/// line, an event, and the time to Ready. Returns whether Ready is True.
 pub(crate) async fn publish_status<K, S>(
     ctx: &Context,
     api: &Api<K>,
@@ -266,9 +267,10 @@ pub(crate) async fn publish_status<K, S>(
 ) -> Result<bool, Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    S: serde::Serialize + PartialEq,
+    S: serde::Serialize + PartialEq + super::kstatus::WithConditions,
 {
     let meta = object.meta();
+    let status = &status.with_kstatus(conditions(previous), meta.generation, &now_rfc3339());
     let uid = meta.uid.as_deref().unwrap_or_default();
     let name = meta.name.as_deref().unwrap_or_default();
     let wrote = match super::status::apply_status(api, name, previous, status).await {

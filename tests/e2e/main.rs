@@ -7,6 +7,8 @@
 //! `helm template` renders, with exactly the chart's RBAC applied to the cluster, against its own
 //! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
 
+#[path = "../common/argo_health.rs"]
+mod argo_health;
 mod bad_input;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
@@ -14,6 +16,7 @@ mod cluster_opt_in;
 mod edges;
 mod environment_edges;
 mod harness;
+mod health;
 mod leader;
 mod namespace_deletion;
 mod output_secret;
