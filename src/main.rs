@@ -29,42 +29,14 @@ async fn main() -> std::process::ExitCode {
 /// `Ok(false)`: the command ran but not everything holds (exit code 1).
 async fn run(cli: Cli) -> Result<bool, String> {
     match cli.command {
-        Command::Crds(args) => match args.output_dir {
-            Some(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-                for (file, text) in digital_channels_operator::api::crd_files() {
-                    std::fs::write(dir.join(&file), text).map_err(|e| format!("{file}: {e}"))?;
-                }
-                Ok(true)
-            }
-            None => {
-                print!("{}", digital_channels_operator::api::crds_yaml());
-                Ok(true)
-            }
-        },
+        Command::Crds(args) => crds(args).map(|_| true),
         #[cfg(feature = "simulator")]
         Command::Simulate(args) => {
             // sqlx logs PostgreSQL's notices ("relation already exists, skipping") at INFO.
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             simulate::simulate(args).await.map(|_| true)
         }
-        Command::Provision(args) => {
-            telemetry::init_logging(LogFormat::Text, "warn");
-            let bundle = provision_bundle(&args.files)?;
-            let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);
-            let runbook = Runbook::new(std::sync::Arc::new(connector));
-            let mut out = std::io::stdout();
-            let summary = provision::provision_as(
-                &runbook,
-                &bundle,
-                &args.output_dir,
-                args.take_over,
-                &mut out,
-            )
-            .await?;
-            provision::print_summary(&summary, &mut out);
-            Ok(summary.all_hold)
-        }
+        Command::Provision(args) => provision_files(args).await,
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
@@ -81,6 +53,40 @@ async fn run(cli: Cli) -> Result<bool, String> {
         #[cfg(not(feature = "simulator"))]
         Command::Demo(_) => Err(digital_channels_operator::cli::not_in_this_build("demo")),
     }
+}
+
+/// `crds`: to stdout, or one file per CRD.
+fn crds(args: digital_channels_operator::cli::CrdsArgs) -> Result<(), String> {
+    let Some(dir) = args.output_dir else {
+        print!("{}", digital_channels_operator::api::crds_yaml());
+        return Ok(());
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (file, text) in digital_channels_operator::api::crd_files() {
+        std::fs::write(dir.join(&file), text).map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `provision`: the runbook once over the manifest files; whether every step holds.
+async fn provision_files(
+    args: digital_channels_operator::cli::ProvisionArgs,
+) -> Result<bool, String> {
+    telemetry::init_logging(LogFormat::Text, "warn");
+    let bundle = provision_bundle(&args.files)?;
+    let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);
+    let runbook = Runbook::new(std::sync::Arc::new(connector));
+    let mut out = std::io::stdout();
+    let summary = provision::provision_as(
+        &runbook,
+        &bundle,
+        &args.output_dir,
+        args.take_over,
+        &mut out,
+    )
+    .await?;
+    provision::print_summary(&summary, &mut out);
+    Ok(summary.all_hold)
 }
 
 fn provision_bundle(
