@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     CredentialsSecretRef, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX,
-    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, cel_normal_url,
+    ManagementPolicy, SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, cel_normal_url,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -33,6 +33,12 @@ use super::conditions::{Condition, conditions_schema};
         name = "Reason",
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        description = "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)",
+        json_path = ".spec.managementPolicy"
     ),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(
@@ -84,6 +90,9 @@ pub struct DigitalChannelsEnvironmentSpec {
     /// Retain (default) leaves the OAuth client and the nex_gapis row when the resource is deleted; Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Manage (default) creates and repairs upstream; Observe only looks: each step condition says InSync, Drifted or Missing, nothing is written upstream, and a deletion leaves the OAuth client and the nex_gapis row in place whatever deletionPolicy says.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
     /// When true the operator makes no external calls for this environment.
     #[serde(default)]
     pub suspend: bool,

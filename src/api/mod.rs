@@ -6,7 +6,7 @@ pub mod environment;
 pub mod tenant;
 pub mod validation;
 
-pub use common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef};
+pub use common::{CredentialsSecretRef, DeletionPolicy, ManagementPolicy, SecretKeyRef};
 pub use conditions::{Condition, ConditionStatus};
 pub use environment::{
     DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, EnvironmentStatus,

@@ -4,8 +4,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CredentialsSecretRef, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX, SecretKeyRef,
-    TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, UUID_PATTERN,
+    CredentialsSecretRef, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX, ManagementPolicy,
+    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, UUID_PATTERN,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -31,6 +31,12 @@ use super::conditions::{Condition, conditions_schema};
         name = "Reason",
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        description = "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)",
+        json_path = ".spec.managementPolicy"
     ),
     printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(
@@ -89,6 +95,9 @@ pub struct DigitalChannelsTenantSpec {
     /// Retain (default) leaves the Nexus tenant when the resource is deleted; Delete removes it and its PlatformUCS service.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Manage (default) creates and repairs upstream; Observe only looks: each step condition says InSync, Drifted or Missing, nothing is written upstream, and a deletion leaves the Nexus tenant and its PlatformUCS service in place whatever deletionPolicy says.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
     /// When true the operator makes no external calls for this tenant.
     #[serde(default)]
     pub suspend: bool,

@@ -86,9 +86,10 @@ pub fn condition_of(rules: &[ConditionRule], step: Step) -> &'static str {
 }
 
 /// One condition per rule: False with the step's reason when one of its steps failed,
-/// True when all its steps that ran held, the last observed True or False when none of its
-/// steps ran this pass (a step it needs failed), else Unknown, naming the condition that
-/// holds it up this pass.
+/// False with `Drifted` or `Missing` when one observed a difference (Observe), Unknown with
+/// `NotObservable` when one could not look, True when all its steps that ran held (reason
+/// `InSync` under Observe), the last observed True or False when none of its steps ran this
+/// pass (a step it needs failed), else Unknown, naming the condition that holds it up.
 pub fn step_conditions(
     rules: &[ConditionRule],
     report: &RunReport,
@@ -111,14 +112,16 @@ pub fn step_conditions(
                     &error.message,
                 );
             }
+            if let Some(observed) = observed_condition(rule.type_, &ran) {
+                return observed;
+            }
             let last_step = *rule.steps.last().expect("rules name steps");
             if report.outcome_of(last_step).is_some() {
-                return Condition::new(
-                    rule.type_,
-                    ConditionStatus::True,
-                    rule.true_reason.as_str(),
-                    "",
-                );
+                let reason = match report.policy.observes() {
+                    true => Reason::InSync,
+                    false => rule.true_reason,
+                };
+                return Condition::new(rule.type_, ConditionStatus::True, reason.as_str(), "");
             }
             // Not reached this pass: keep what was observed; a pending one says anew what it
             // waits for.
@@ -138,9 +141,36 @@ pub fn step_conditions(
         .collect()
 }
 
+/// What an observation of the rule's steps found that Manage would change (False), or could
+/// not look at (Unknown); `None` when all its steps that ran are in sync.
+fn observed_condition(type_: &str, ran: &[&Result<Outcome, StepError>]) -> Option<Condition> {
+    let outcomes = || ran.iter().filter_map(|r| r.as_ref().ok());
+    let (status, reason, message) = match outcomes().find(|o| !o.in_sync()) {
+        Some(Outcome::Drifted(m)) => (ConditionStatus::False, Reason::Drifted, m),
+        Some(Outcome::Missing(m)) => (ConditionStatus::False, Reason::Missing, m),
+        _ => match outcomes().find_map(|o| match o {
+            Outcome::NotObservable(m) => Some(m),
+            _ => None,
+        }) {
+            Some(m) => (ConditionStatus::Unknown, Reason::NotObservable, m),
+            None => return None,
+        },
+    };
+    Some(Condition::new(type_, status, reason.as_str(), message))
+}
+
+/// What Ready says of an observed resource in sync.
+pub const OBSERVED_IN_SYNC: &str = "managementPolicy is Observe: everything observed is in sync, \
+     and nothing was written upstream.";
+
 /// `Ready`: True when every given condition is True, else False with the reason and
-/// message of the first that is not.
+/// message of the first that is not. A step that cannot be observed (`NotObservable`) does
+/// not hold it back: nothing can tell, and Manage registers it once. Under Observe (its step
+/// conditions say `InSync`) a True Ready says `InSync` too.
 pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
+    let unobservable = |c: &Condition| {
+        c.status == ConditionStatus::Unknown && c.reason == Reason::NotObservable.as_str()
+    };
     // A False condition says more than an Unknown one that merely waits behind it.
     let blocking = conditions
         .iter()
@@ -148,9 +178,18 @@ pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
         .or_else(|| {
             conditions
                 .iter()
-                .find(|c| c.status != ConditionStatus::True)
+                .find(|c| c.status != ConditionStatus::True && !unobservable(c))
         });
+    let observed = conditions
+        .iter()
+        .any(|c| c.reason == Reason::InSync.as_str() || unobservable(c));
     match blocking {
+        None if observed => Condition::new(
+            types::READY,
+            ConditionStatus::True,
+            Reason::InSync.as_str(),
+            OBSERVED_IN_SYNC,
+        ),
         None => Condition::new(
             types::READY,
             ConditionStatus::True,

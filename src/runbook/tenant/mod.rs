@@ -131,6 +131,7 @@ pub async fn run_tenant_claiming(
     };
     pass.run(&recorder, &mut run).await;
     run.report = recorder.into_report();
+    run.report.policy = tenant.spec.management_policy;
     run
 }
 
