@@ -317,6 +317,98 @@ mod tests {
         }
     }
 
+    type Ran = (Step, Result<Outcome, StepError>);
+    /// Outcomes; per tenant condition its status and reason; Ready's status and reason.
+    type ObservedCase = (
+        Vec<Ran>,
+        [(ConditionStatus, &'static str); 4],
+        ConditionStatus,
+        &'static str,
+    );
+
+    #[test]
+    #[allow(clippy::too_many_lines)] // one table
+    fn observed_outcomes_are_in_sync_drifted_missing_or_not_observable() {
+        use crate::api::ManagementPolicy;
+        let drifted = || Ok(Outcome::Drifted("chatservice-uri differs".into()));
+        let missing = || Ok(Outcome::Missing("no tenant".into()));
+        let unobservable = || Ok(Outcome::NotObservable("no read".into()));
+        let (t, f, u) = (
+            ConditionStatus::True,
+            ConditionStatus::False,
+            ConditionStatus::Unknown,
+        );
+        // (outcomes, [ContactCenter, ChatService, Ucs, TenantProvisioned], Ready, its reason)
+        let table: Vec<ObservedCase> = vec![
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, unobservable()),
+                    (Step::TenantProvisioned, Ok(Outcome::Recovered)),
+                    (Step::OutputSecret, Ok(Outcome::Created)),
+                ],
+                [
+                    (t, "InSync"),
+                    (t, "InSync"),
+                    (u, "NotObservable"),
+                    (t, "InSync"),
+                ],
+                t,
+                "InSync",
+            ),
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, drifted()),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantProvisioned, missing()),
+                ],
+                [(t, "InSync"), (f, "Drifted"), (t, "InSync"), (f, "Missing")],
+                f,
+                "Drifted",
+            ),
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantProvisioned, missing()),
+                ],
+                [(t, "InSync"), (t, "InSync"), (t, "InSync"), (f, "Missing")],
+                f,
+                "Missing",
+            ),
+        ];
+        for (i, (steps, expected, ready_status, ready_reason)) in table.into_iter().enumerate() {
+            let mut r = report(&steps);
+            r.policy = ManagementPolicy::Observe;
+            let conditions = step_conditions(TENANT_RULES, &r, &[]);
+            let got: Vec<(ConditionStatus, &str)> = conditions
+                .iter()
+                .map(|c| (c.status, c.reason.as_str()))
+                .collect();
+            assert_eq!(got, expected.to_vec(), "case {i}");
+            let drift = conditions.iter().find(|c| c.reason == "Drifted");
+            assert!(drift.is_none_or(|c| c.message == "chatservice-uri differs"));
+            let ready = ready(&conditions, "provisioned");
+            assert_eq!(
+                (ready.status, ready.reason.as_str()),
+                (ready_status, ready_reason),
+                "case {i}"
+            );
+            if ready_status == t {
+                assert_eq!(ready.message, OBSERVED_IN_SYNC);
+            }
+        }
+        // The same outcomes under Manage hold with the rules' own reasons.
+        let r = report(&[(Step::ContactCenterResolved, Ok(Outcome::Verified))]);
+        assert_eq!(step_conditions(TENANT_RULES, &r, &[])[0].reason, "Resolved");
+    }
+
     #[test]
     fn a_pending_condition_names_the_condition_it_waits_for_as_of_this_pass() {
         let stale = Condition::new(

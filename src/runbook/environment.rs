@@ -475,10 +475,6 @@ pub async fn run_environment_journaled(
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
         return run;
     };
-    let ops_hint = format!(
-        "Check the ops user in Secret {}",
-        resolved.spec.ops_credentials_secret.name
-    );
     let auth = match runbook
         .connector
         .gws_auth(&resolved.spec.auth_url, resolved.ca())
@@ -506,7 +502,7 @@ pub async fn run_environment_journaled(
             .as_ref()
             .is_some_and(|s| s.records_client(&env.spec.client.id)),
     };
-    let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant, &ops_hint).await;
+    let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant).await;
     // Observed, the client is not made nor adopted: nothing to record as this one's.
     run.client_ours = ours.filter(|_| !policy.observes());
     let Ok((outcome, detail)) = registered.map_err(|e| {
@@ -520,11 +516,7 @@ pub async fn run_environment_journaled(
 
     let started = Instant::now();
     let verified = match absent {
-        // Observed absent: no client to ask a token of.
-        true => Ok(Outcome::Missing(format!(
-            "OAuth client {} does not exist, so its secret cannot be verified: Manage would create it with the secret of Secret {}",
-            resolved.spec.client.id, resolved.client_secret_ref.name
-        ))),
+        true => Ok(absent_client(&resolved)),
         false => verify_client(runbook, auth.as_ref(), &resolved, &management.manager).await,
     };
     let failed = verified.is_err();
@@ -538,6 +530,14 @@ pub async fn run_environment_journaled(
     run.report.push(Step::GapiRegistered, started, gapi, "");
     run.resolved = Some(resolved);
     run
+}
+
+/// The verification of a client observed absent: no client to ask a token of.
+fn absent_client(env: &ResolvedEnvironment) -> Outcome {
+    Outcome::Missing(format!(
+        "OAuth client {} does not exist, so its secret cannot be verified: Manage would create it with the secret of Secret {}",
+        env.spec.client.id, env.client_secret_ref.name
+    ))
 }
 
 fn hint_for<'a>(error: &crate::upstream::UpstreamError, hint: &'a str) -> &'a str {
@@ -554,10 +554,13 @@ async fn register_client(
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
     claimant: &Claimant<'_>,
-    ops_hint: &str,
 ) -> (Result<(Outcome, String), StepError>, Option<bool>) {
+    let ops_hint = format!(
+        "Check the ops user in Secret {}",
+        env.spec.ops_credentials_secret.name
+    );
     let upstream =
-        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, ops_hint));
+        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &ops_hint));
     let wanted = env.registration(&claimant.management.manager);
     let existing = match get_or_create(auth, env, &wanted, claimant, upstream).await {
         Ok(Found::Created) => {
@@ -571,7 +574,7 @@ async fn register_client(
             );
             return (Ok((Outcome::Missing(missing), String::new())), None);
         }
-        Ok(Found::Existing(existing)) => existing,
+        Ok(Found::Existing(existing)) => *existing,
         Err((e, ours)) => return (Err(e), ours),
     };
     let claim = claim_of(
@@ -621,7 +624,7 @@ pub trait CreateJournal: Send + Sync {
 
 /// What the client GET, and under Manage the create, found.
 enum Found {
-    Existing(OAuthClient),
+    Existing(Box<OAuthClient>),
     /// This call created it.
     Created,
     /// Absent, and left so (Observe).
@@ -641,7 +644,7 @@ async fn get_or_create(
 ) -> Result<Found, (StepError, Option<bool>)> {
     let existing = auth.get_client(&env.ops, &wanted.client_id).await;
     if let Some(existing) = existing.map_err(|e| (to_step(e), None))? {
-        return Ok(Found::Existing(existing));
+        return Ok(Found::Existing(Box::new(existing)));
     }
     if claimant.policy.observes() {
         return Ok(Found::Absent);
@@ -664,7 +667,7 @@ async fn get_or_create(
         // Created by someone else between our GET and POST: judged like any other.
         Err(e) if e.kind == ErrorKind::Conflict => {
             match auth.get_client(&env.ops, &wanted.client_id).await {
-                Ok(Some(client)) => Ok(Found::Existing(client)),
+                Ok(Some(client)) => Ok(Found::Existing(Box::new(client))),
                 Ok(None) => Err((to_step(e), None)),
                 Err(e) => Err((to_step(e), None)),
             }
@@ -997,3 +1000,7 @@ mod claim_tests {
 #[cfg(test)]
 #[path = "environment_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "environment_observe_tests.rs"]
+mod observe_tests;

@@ -136,4 +136,6 @@ pub async fn run_tenant_claiming(
 }
 
 #[cfg(test)]
+mod observe_tests;
+#[cfg(test)]
 mod tests;

@@ -108,7 +108,6 @@ pub(super) async fn provision_tenant(
     previous: &OutputRecord,
     records: &Records<'_>,
 ) -> Result<(Outcome, Option<SecretString>, Option<String>), StepError> {
-    let recorded_digest = records.api_key_digest;
     let to_step = upstream("Check the tenant user's rights in Nexus");
     // A pending key is the newest create answer: it wins over what the Secret still holds.
     let known_key = records
@@ -138,12 +137,32 @@ pub(super) async fn provision_tenant(
             Err(e) => return Err(to_step(e)),
         }
     }
-    // The tenant exists and its create answer is not in this pass. The key the operator
-    // recorded stands; one edited in the output Secret, or a lost one, is recovered from
-    // the tenant's own nex_apikeys row, and only if that row is the key once recorded.
+    let (key, outcome) = existing_key(db, request, known_key, records.api_key_digest).await?;
+    let rotated = !records.credentials.is_empty()
+        && records
+            .credentials
+            .iter()
+            .all(|f| *f != records.current_credentials && *f != records.legacy_credentials);
+    if rotated && outcome == Outcome::AlreadyRight {
+        let outcome = push_credentials(nexus, token, request, records.observe).await?;
+        return Ok((outcome, Some(key), previous_op));
+    }
+    Ok((outcome, Some(key), previous_op))
+}
+
+/// The key of a tenant that exists and whose create answer is not in this pass. The key
+/// the operator recorded stands; one edited in the output Secret, or a lost one, is
+/// recovered from the tenant's own nex_apikeys row, and only if that row is the key once
+/// recorded.
+async fn existing_key(
+    db: &dyn crate::upstream::NexusDb,
+    request: &TenantRequest,
+    known_key: Option<SecretString>,
+    recorded_digest: Option<&str>,
+) -> Result<(SecretString, Outcome), StepError> {
     let edited = |k: &SecretString| recorded_digest.is_some_and(|d| api_key_digest(k) != d);
-    let (key, outcome) = match known_key {
-        Some(known) if !edited(&known) => (known, Outcome::AlreadyRight),
+    match known_key {
+        Some(known) if !edited(&known) => Ok((known, Outcome::AlreadyRight)),
         known => {
             let key = recover_api_key(db, request).await?;
             // Unless the Secret and Nexus's table agree on a new key (an administrator rotated
@@ -159,39 +178,40 @@ pub(super) async fn provision_tenant(
                     ),
                 ));
             }
-            (key, Outcome::Recovered)
+            Ok((key, Outcome::Recovered))
         }
-    };
-    let rotated = !records.credentials.is_empty()
-        && records
-            .credentials
-            .iter()
-            .all(|f| *f != records.current_credentials && *f != records.legacy_credentials);
-    if rotated && outcome == Outcome::AlreadyRight && records.observe {
-        let drift = format!(
+    }
+}
+
+/// Rotated credentials, pushed with the (assumed) tenant update; under Observe, said as
+/// drift instead.
+async fn push_credentials(
+    nexus: &dyn NexusApi,
+    token: &SecretString,
+    request: &TenantRequest,
+    observe: bool,
+) -> Result<Outcome, StepError> {
+    if observe {
+        return Ok(Outcome::Drifted(format!(
             "the tenant user's credentials are not those recorded for Nexus tenant {} ({}): Manage would update the \
              tenant with them",
             request.contact_center_id, request.name
-        );
-        return Ok((Outcome::Drifted(drift), Some(key), previous_op));
+        )));
     }
-    if rotated && outcome == Outcome::AlreadyRight {
-        return match nexus.update_tenant(token, request).await {
-            Ok(()) => Ok((Outcome::Updated, Some(key), previous_op)),
-            Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => {
-                Err(StepError::permanent(
-                    Reason::TenantUpdateUnsupported,
-                    format!(
-                        "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
+    match nexus.update_tenant(token, request).await {
+        Ok(()) => Ok(Outcome::Updated),
+        Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => {
+            Err(StepError::permanent(
+                Reason::TenantUpdateUnsupported,
+                format!(
+                    "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
                      token in Nexus by hand, then restore the previous password or recreate the output Secret",
-                        e.detail
-                    ),
-                ))
-            }
-            Err(e) => Err(to_step(e)),
-        };
+                    e.detail
+                ),
+            ))
+        }
+        Err(e) => Err(upstream("Check the tenant user's rights in Nexus")(e)),
     }
-    Ok((outcome, Some(key), previous_op))
 }
 
 /// Whether the tenant exists in Nexus. The GET is an assumed endpoint: when Nexus refuses
