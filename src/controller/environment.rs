@@ -369,8 +369,9 @@ async fn nexus_condition(
         && find(previous, types::NEXUS_RESTARTED)
             .is_some_and(|c| c.status == ConditionStatus::True);
     if upgraded || record.loaded.as_deref() == Some(row.as_str()) {
+        // What Observe said of it is not what Manage says.
         let done = find(previous, types::NEXUS_RESTARTED)
-            .filter(|c| c.status == ConditionStatus::True)
+            .filter(|c| c.status == ConditionStatus::True && c.reason != Reason::InSync.as_str())
             .cloned()
             .unwrap_or_else(|| {
                 condition(
