@@ -307,3 +307,60 @@ async fn observe_then_manage_in_sync_writes_nothing_and_drift_exactly_what_was_a
     let secret = estate.store.get("prod-nexus-client", "client-secret");
     assert_eq!(gapis[0].clientsecret, secret, "the row's secret set back");
 }
+
+/// `dc-operator provision` reads the field from its manifests: the same observation, the
+/// keys into the output files, nothing written upstream, and an exit code that says a
+/// difference was found.
+#[tokio::test]
+async fn provision_observes_an_estate_enabled_by_hand_from_its_manifests() {
+    use digital_channels_operator::cli::manifests::{Bundle, SecretManifest};
+    let (estate, keys) = Estate::enabled_by_hand().await;
+    let (from, rows) = (estate.requests(), estate.rows().await);
+    let mut bundle = Bundle::default();
+    let mut env = environment(&estate.sim.url());
+    env.spec.management_policy = ManagementPolicy::Observe;
+    bundle.environments.push(env);
+    for mut t in estate.tenants.clone() {
+        t.spec.management_policy = ManagementPolicy::Observe;
+        bundle.tenants.push(t);
+    }
+    let secrets = estate.store.secrets.lock().unwrap().clone();
+    bundle.secrets = secrets
+        .into_iter()
+        .map(|(name, record)| SecretManifest {
+            name,
+            data: record.data,
+            annotations: record.annotations,
+        })
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    let summary = digital_channels_operator::cli::provision::provision(
+        &runbook(),
+        &bundle,
+        dir.path(),
+        &mut out,
+    )
+    .await
+    .expect("runs");
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(estate.writes_since(from), Vec::<String>::new(), "{printed}");
+    assert_eq!(estate.rows().await, rows);
+    assert!(
+        !summary.all_hold,
+        "the client's description differs: exit code 1"
+    );
+    assert_eq!(summary.changes, 2, "the two output Secrets, nothing else");
+    assert!(printed.contains("≠ ClientRegistered"), "{printed}");
+    assert!(printed.contains(HAND_DESCRIPTION), "{printed}");
+    assert!(printed.contains("? UcsRegistered"), "{printed}");
+    assert!(!printed.contains(HAND_SECRET));
+    for (t, key) in summary.tenants.iter().zip(&keys) {
+        let mut written = Bundle::default();
+        written.add_file(&t.output_file).unwrap();
+        let data = &written.secrets[0].data;
+        assert_eq!(data[keys::API_KEY].expose(), key, "{}", t.name);
+        assert!(!printed.contains(key.as_str()), "the key only masked");
+    }
+}
