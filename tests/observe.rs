@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::by_hand::{HAND_DESCRIPTION, HAND_SECRET, HandTenant, enable_by_hand};
+use common::by_hand::{HAND_DESCRIPTION, HAND_SECRET, HandPlace, HandTenant, enable_by_hand};
 use common::{MemoryStore, Sim, environment, runbook, sample_store, tenant};
 use digital_channels_operator::api::conditions::{Condition, ConditionStatus};
 use digital_channels_operator::api::{DigitalChannelsTenant, ManagementPolicy, TenantStatus};
@@ -62,7 +62,12 @@ impl Estate {
             },
         ];
         let url = estate.sim.url();
-        let keys = enable_by_hand(&estate.rb, &url, &estate.sim.db.url, &tenants).await;
+        let place = HandPlace {
+            base_url: &url,
+            gws_url: &format!("{url}/gws"),
+            database_url: &estate.sim.db.url,
+        };
+        let keys = enable_by_hand(&estate.rb, &place, &tenants).await;
         let supplied = [("client-secret", HAND_SECRET)];
         estate.store.put("prod-nexus-client", &supplied);
         let keys = keys.iter().map(|k| k.expose().to_string()).collect();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::by_hand::{HAND_DESCRIPTION, HAND_SECRET, HandTenant, enable_by_hand};
+use common::by_hand::{HAND_DESCRIPTION, HAND_SECRET, HandPlace, HandTenant, enable_by_hand};
 use common::operator::{Harness, NS, WAIT, conditions};
 use digital_channels_operator::api::conditions::{ConditionStatus, find};
 use digital_channels_operator::api::environment::DeploymentRef;
@@ -126,7 +126,13 @@ async fn an_environment_enabled_by_hand_is_observed_then_taken_over_with_the_ann
         contact_center_id: DEMO_CC_T100,
         ucs: true,
     }];
-    enable_by_hand(&rb, &h.sim.url(), &h.sim.db.url, &hand).await;
+    let url = h.sim.url();
+    let place = HandPlace {
+        base_url: &url,
+        gws_url: &format!("{url}/gws"),
+        database_url: &h.sim.db.url,
+    };
+    enable_by_hand(&rb, &place, &hand).await;
     let from = h.sim.handle.requests().len();
     let with_deployment = |e: &mut DigitalChannelsEnvironment| {
         e.spec.nexus_deployment = Some(DeploymentRef {

@@ -26,15 +26,21 @@ pub struct HandTenant {
     pub ucs: bool,
 }
 
-/// Enables every tenant by hand against the simulator at `base_url` (GWS at
-/// `{base_url}/gws`, as `common::environment` says) and its database: gives each tenant's
-/// API key, as the create answered it once.
+/// Where the runbook was run: the simulator's address (GWS Auth, Environment API and Nexus),
+/// the GWS entry point written to `nex_gapis` and sent as `backendurl`, and the database.
+pub struct HandPlace<'a> {
+    pub base_url: &'a str,
+    pub gws_url: &'a str,
+    pub database_url: &'a str,
+}
+
+/// Enables every tenant by hand: gives each tenant's API key, as the create answered it once.
 pub async fn enable_by_hand(
     rb: &Runbook,
-    base_url: &str,
-    database_url: &str,
+    place: &HandPlace<'_>,
     tenants: &[HandTenant],
 ) -> Vec<SecretString> {
+    let (base_url, database_url) = (place.base_url, place.database_url);
     let ops = Credentials {
         username: "ops".into(),
         password: SecretString::new("ops"),
@@ -52,7 +58,7 @@ pub async fn enable_by_hand(
         refresh_token_expiration_timeout: 2_592_000,
     };
     auth.create_client(&ops, &client).await.unwrap();
-    let gws_url = format!("{base_url}/gws");
+    let gws_url = place.gws_url.to_string();
     let db = connector
         .nexus_db(&SecretString::new(database_url))
         .unwrap();
