@@ -12,6 +12,7 @@
 //! Without leader election (`--leader-election=false`, `provision`, `demo`, tests) the fence
 //! is always open.
 
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -141,45 +142,65 @@ impl Default for LeaderFence {
     }
 }
 
-/// A tower layer for reqwest's connector: a connection that was made (TCP, TLS) while the
-/// fence closed is dropped before a request can be written on it. Opening a connection can
-/// take seconds, long after the check made before the request was handed to reqwest.
-#[derive(Clone, Debug)]
-pub struct FenceAfterConnectLayer {
-    fence: LeaderFence,
-}
+/// Where a [`Gated`] service checks the fence for a request of type `R`: before handing it
+/// on, once the inner service answered, or both.
+pub trait Gate<R> {
+    /// `Err`: the request is refused and never reaches the inner service.
+    fn before(_fence: &LeaderFence, _request: &R) -> Result<(), Fenced> {
+        Ok(())
+    }
 
-impl FenceAfterConnectLayer {
-    pub fn new(fence: LeaderFence) -> Self {
-        Self { fence }
+    /// `Err`: the inner service's answer is dropped.
+    fn after(_fence: &LeaderFence) -> Result<(), Fenced> {
+        Ok(())
     }
 }
 
-impl<S> tower::Layer<S> for FenceAfterConnectLayer {
-    type Service = FenceAfterConnect<S>;
+/// A tower layer that holds a service to the fence at the points its [`Gate`] `G` names.
+#[derive(Clone, Debug)]
+pub struct GatedLayer<G> {
+    fence: LeaderFence,
+    gate: PhantomData<fn() -> G>,
+}
 
-    fn layer(&self, inner: S) -> Self::Service {
-        FenceAfterConnect {
-            inner,
-            fence: self.fence.clone(),
+impl<G> GatedLayer<G> {
+    pub fn new(fence: LeaderFence) -> Self {
+        Self {
+            fence,
+            gate: PhantomData,
         }
     }
 }
 
-/// See [`FenceAfterConnectLayer`].
+impl<S, G> tower::Layer<S> for GatedLayer<G> {
+    type Service = Gated<S, G>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Gated {
+            inner,
+            fence: self.fence.clone(),
+            gate: PhantomData,
+        }
+    }
+}
+
+/// See [`GatedLayer`].
 #[derive(Clone, Debug)]
-pub struct FenceAfterConnect<S> {
+pub struct Gated<S, G> {
     inner: S,
     fence: LeaderFence,
+    gate: PhantomData<fn() -> G>,
 }
 
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 
-impl<S, R> tower::Service<R> for FenceAfterConnect<S>
+impl<S, R, G> tower::Service<R> for Gated<S, G>
 where
-    S: tower::Service<R, Error = tower::BoxError>,
+    S: tower::Service<R>,
+    S::Error: Into<tower::BoxError>,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
+    G: Gate<R>,
 {
     type Response = S::Response;
     type Error = tower::BoxError;
@@ -189,19 +210,37 @@ where
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
+        if let Err(fenced) = G::before(&self.fence, &request) {
+            return Box::pin(std::future::ready(Err(fenced.into())));
+        }
         let fence = self.fence.clone();
-        let connecting = self.inner.call(request);
+        let answering = self.inner.call(request);
         Box::pin(async move {
-            let connection = connecting.await?;
-            fence.check()?;
-            Ok(connection)
+            let answer = answering.await.map_err(Into::into)?;
+            G::after(&fence)?;
+            Ok(answer)
         })
     }
 }
+
+/// For reqwest's connector: a connection that was made (TCP, TLS) while the fence closed is
+/// dropped before a request can be written on it. Opening a connection can take seconds,
+/// long after the check made before the request was handed to reqwest.
+#[derive(Clone, Debug)]
+pub struct AfterConnect;
+
+impl<R> Gate<R> for AfterConnect {
+    fn after(fence: &LeaderFence) -> Result<(), Fenced> {
+        fence.check()
+    }
+}
+
+/// The layer of reqwest's connector (see [`AfterConnect`]).
+pub type FenceAfterConnectLayer = GatedLayer<AfterConnect>;
 
 #[cfg(test)]
 mod tests {

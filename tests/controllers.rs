@@ -880,23 +880,33 @@ async fn a_tenant_waits_while_a_rotated_client_secret_is_not_pushed_yet() {
     h.tenant(|t| {
         t.metadata.labels = Some([("touched".to_string(), "1".to_string())].into());
     });
+    // The tenant's own effects hold (its key still works with Nexus): it stays Ready, and
+    // says what it waits for in a condition of its own.
     let t = h
         .tenant_condition(
-            "Ready",
+            "EnvironmentReady",
             ConditionStatus::False,
             Some("WaitingForEnvironment"),
         )
         .await;
-    let ready = find(&conditions(&t), "Ready").unwrap().clone();
-    assert!(ready.message.contains("client secret"), "{}", ready.message);
+    let waiting = find(&conditions(&t), "EnvironmentReady").unwrap().clone();
+    assert!(
+        waiting.message.contains("client secret"),
+        "{}",
+        waiting.message
+    );
+    assert_eq!(
+        find(&conditions(&t), "Ready").map(|c| c.status),
+        Some(ConditionStatus::True)
+    );
     assert!(
         find(&conditions(&t), "TenantProvisioned").is_none_or(|c| c.reason != "Unauthorized"),
         "no token grant with a secret GWS Auth does not hold yet"
     );
 
-    // Once pushed, the tenant is Ready again at once.
+    // Once pushed, the tenant uses its environment again at once.
     h.sim.handle.faults().clear();
-    h.tenant_condition("Ready", ConditionStatus::True, None)
+    h.tenant_condition("EnvironmentReady", ConditionStatus::True, None)
         .await;
     h.stop().await;
 }

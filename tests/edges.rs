@@ -284,16 +284,16 @@ async fn a_deleted_resource_without_a_finalizer_leaves_the_readiness_gauge() {
     h.tenant(|t| t.spec.contact_center_id = Some("not-a-uuid".into()));
     h.tenant_condition("Ready", ConditionStatus::False, Some("InvalidSpec"))
         .await;
-    let key = format!("{KIND}/{NS}/t100");
+    let key = digital_channels_operator::controller::keys::ObjectKey::new(KIND, NS, "t100");
     h.api
         .wait_for(WAIT, |_| {
-            (h.ctx.is_ready(KIND, &key) == Some(false)).then_some(())
+            (h.ctx.is_ready(&key) == Some(false)).then_some(())
         })
         .await
         .expect("counted as not ready");
     h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
     h.api
-        .wait_for(WAIT, |_| h.ctx.is_ready(KIND, &key).is_none().then_some(()))
+        .wait_for(WAIT, |_| h.ctx.is_ready(&key).is_none().then_some(()))
         .await
         .expect("forgotten once deleted");
     h.stop().await;

@@ -8,17 +8,12 @@
 //! reference (`shared/reference/genesys-apis.md`), independent of the client code, that says
 //! what each (operation, status, body) must give.
 
-// The one place in the package with unsafe code (Cargo.toml [lints]): a counting global
-// allocator and glibc's malloc_trim, to measure the heap. Each block has its SAFETY comment.
-#![allow(unsafe_code)]
-
 mod common;
 
-use std::alloc::{self, GlobalAlloc, Layout};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +28,7 @@ use digital_channels_operator::upstream::{
     EnvironmentApi, EnvironmentClient, ErrorKind, GwsAuthApi, GwsAuthClient, HttpClient,
     HttpConfig, NexusApi, NexusClient, RetryPolicy, System, UpstreamError,
 };
+use peak_alloc::PeakAlloc;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -1362,59 +1358,12 @@ properties! {
 // ---------------------------------------------------------------------------------------
 // Explicit cases: huge and endless bodies with their memory, truncated JSON, HTML.
 
-/// Counts the heap: bytes held now, and the most held since the last reset. Exact where
-/// VmHWM is not: glibc keeps freed pages resident, so after an earlier peak a later one can
-/// reuse them without the resident size moving.
-struct CountingAllocator;
-
-static HEAP_NOW: AtomicUsize = AtomicUsize::new(0);
-static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn heap_add(n: usize) {
-    let now = HEAP_NOW.fetch_add(n, Ordering::Relaxed) + n;
-    HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-// SAFETY: every call goes to the system allocator unchanged; only sizes are counted.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as documented for `GlobalAlloc::alloc`, passed on.
-        let ptr = unsafe { alloc::System.alloc(layout) };
-        if !ptr.is_null() {
-            heap_add(layout.size());
-        }
-        ptr
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as documented for `GlobalAlloc::alloc_zeroed`, passed on.
-        let ptr = unsafe { alloc::System.alloc_zeroed(layout) };
-        if !ptr.is_null() {
-            heap_add(layout.size());
-        }
-        ptr
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as documented for `GlobalAlloc::dealloc`, passed on.
-        unsafe { alloc::System.dealloc(ptr, layout) };
-        HEAP_NOW.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // Counted as a copy: old and new both held for a moment.
-        heap_add(new_size);
-        // SAFETY: as documented for `GlobalAlloc::realloc`, passed on.
-        let new = unsafe { alloc::System.realloc(ptr, layout, new_size) };
-        let freed = if new.is_null() {
-            new_size
-        } else {
-            layout.size()
-        };
-        HEAP_NOW.fetch_sub(freed, Ordering::Relaxed);
-        new
-    }
-}
-
+/// Counts the heap: bytes held now, and the most held since the last reset (a reallocation
+/// counted as a copy: old and new both held for a moment). Exact where VmHWM is not: glibc
+/// keeps freed pages resident, so after an earlier peak a later one can reuse them without
+/// the resident size moving.
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static HEAP: PeakAlloc = PeakAlloc;
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -1425,25 +1374,13 @@ fn status_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
-/// Gives freed heap pages back to the kernel, so that the resident size starts low.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim takes any pad and only releases free memory.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
-}
-
 /// What one call cost.
 struct Measure {
     result: Result<Summary, UpstreamError>,
     /// How far the process's peak resident memory (VmHWM) rose above its resident size
-    /// before the call, in KiB. The peak is reset first (`/proc/self/clear_refs`).
+    /// before the call, in KiB. The peak is reset first (`/proc/self/clear_refs`). Freed pages
+    /// glibc keeps resident can hide part of a rise (giving them back takes `malloc_trim`,
+    /// unsafe code): the heap figure is the exact one.
     rss_kib: u64,
     /// How far the heap's peak rose above what it held before the call, in KiB.
     heap_kib: u64,
@@ -1491,19 +1428,15 @@ fn measured(op: Op, config: &HttpConfig, reply: Reply) -> Measure {
     let upstream = rt.block_on(Upstream::start());
     let clients = Clients::new(&upstream.url(), config);
     upstream.set(reply);
-    trim_heap();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let rss_before = status_kib("VmHWM:").max(status_kib("VmRSS:"));
-    let heap_before = HEAP_NOW.load(Ordering::Relaxed);
-    HEAP_PEAK.store(heap_before, Ordering::Relaxed);
+    HEAP.reset_peak_usage();
+    let heap_before = HEAP.current_usage();
     let started = Instant::now();
     let result = rt.block_on(clients.run(op));
     let elapsed = started.elapsed();
     let rss_kib = status_kib("VmHWM:").saturating_sub(rss_before);
-    let heap_kib = (HEAP_PEAK
-        .load(Ordering::Relaxed)
-        .saturating_sub(heap_before)
-        / 1024) as u64;
+    let heap_kib = (HEAP.peak_usage().saturating_sub(heap_before) / 1024) as u64;
     // Let the server notice the closed connection.
     rt.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
     Measure {

@@ -12,9 +12,6 @@ use super::common::{
 use super::conditions::{Condition, conditions_schema};
 
 /// Desired state of a Genesys environment enabled for Digital Channels.
-// kube's printcolumn(...) repeats `type_ = "string"` per column, which clippy mistakes for a
-// duplicated attribute.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "digitalchannels.dev",
@@ -24,23 +21,7 @@ use super::conditions::{Condition, conditions_schema};
     shortname = "dce",
     status = "EnvironmentStatus",
     doc = "A GWS + Digital Channels (Nexus) deployment: the nexus_client OAuth client, its verification and the nex_gapis row.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
-    ),
-    printcolumn(
-        name = "Policy",
-        type_ = "string",
-        description = "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)",
-        json_path = ".spec.managementPolicy"
-    ),
-    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    // Ready, Reason, Policy and Suspended come first, added by `api::crds` for both kinds.
     printcolumn(
         name = "Age",
         type_ = "date",

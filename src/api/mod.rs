@@ -13,6 +13,10 @@ pub use environment::{
 };
 pub use tenant::{DigitalChannelsTenant, DigitalChannelsTenantSpec, TenantStatus};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceColumnDefinition, CustomResourceDefinition,
+};
+
 /// API group of both kinds.
 pub const GROUP: &str = "digitalchannels.dev";
 /// Finalizer guarding the external objects of both kinds.
@@ -43,33 +47,66 @@ pub fn managed_labels() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-/// Both CRDs as one multi-document YAML, exactly what `dc-operator crds` prints and `crds/` holds.
-pub fn crds_yaml() -> String {
+/// Both CRDs, each with the columns both kinds show first ([`shared_columns`]): what
+/// `crds/` holds. Take a CRD from here, not from `crd()`, which lacks those columns.
+pub fn crds() -> [CustomResourceDefinition; 2] {
     use kube::CustomResourceExt;
     [
         DigitalChannelsEnvironment::crd(),
         DigitalChannelsTenant::crd(),
     ]
-    .iter()
-    .map(|crd| serde_yaml_ng::to_string(crd).expect("a CRD always serializes"))
-    .collect::<Vec<_>>()
-    .join("---\n")
+    .map(|mut crd| {
+        for version in &mut crd.spec.versions {
+            let columns = version.additional_printer_columns.get_or_insert_default();
+            columns.splice(0..0, shared_columns());
+        }
+        crd
+    })
+}
+
+/// The Ready condition's status and reason, the management policy, and whether the resource
+/// is suspended: written once, so that the two kinds show them alike.
+fn shared_columns() -> [CustomResourceColumnDefinition; 4] {
+    let column = |name: &str, type_: &str, json_path: &str| CustomResourceColumnDefinition {
+        name: name.to_string(),
+        type_: type_.to_string(),
+        json_path: json_path.to_string(),
+        ..CustomResourceColumnDefinition::default()
+    };
+    let ready = r#".status.conditions[?(@.type=="Ready")]"#;
+    let policy = CustomResourceColumnDefinition {
+        description: Some(
+            "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)".to_string(),
+        ),
+        ..column("Policy", "string", ".spec.managementPolicy")
+    };
+    [
+        column("Ready", "string", &format!("{ready}.status")),
+        column("Reason", "string", &format!("{ready}.reason")),
+        policy,
+        column("Suspended", "boolean", ".spec.suspend"),
+    ]
+}
+
+/// Both CRDs as one multi-document YAML, exactly what `dc-operator crds` prints and `crds/` holds.
+pub fn crds_yaml() -> String {
+    crds()
+        .iter()
+        .map(|crd| serde_yaml_ng::to_string(crd).expect("a CRD always serializes"))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 /// Each CRD with the file name it has under `crds/`.
 pub fn crd_files() -> Vec<(String, String)> {
-    use kube::CustomResourceExt;
-    [
-        DigitalChannelsEnvironment::crd(),
-        DigitalChannelsTenant::crd(),
-    ]
-    .iter()
-    .map(|crd| {
-        let name = crd.spec.names.plural.clone();
-        (
-            format!("{name}.yaml"),
-            serde_yaml_ng::to_string(crd).expect("a CRD always serializes"),
-        )
-    })
-    .collect()
+    crds()
+        .iter()
+        .map(|crd| {
+            let name = crd.spec.names.plural.clone();
+            (
+                format!("{name}.yaml"),
+                serde_yaml_ng::to_string(crd).expect("a CRD always serializes"),
+            )
+        })
+        .collect()
 }

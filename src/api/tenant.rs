@@ -10,9 +10,6 @@ use super::common::{
 use super::conditions::{Condition, conditions_schema};
 
 /// Desired state of a contact center enabled for Digital Channels.
-// kube's printcolumn(...) repeats `type_ = "string"` per column, which clippy mistakes for a
-// duplicated attribute.
-#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[kube(
     group = "digitalchannels.dev",
@@ -22,23 +19,7 @@ use super::conditions::{Condition, conditions_schema};
     shortname = "dct",
     status = "TenantStatus",
     doc = "A contact center enabled for Digital Channels: chatservice-uri, the Nexus tenant and its API key.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
-    ),
-    printcolumn(
-        name = "Policy",
-        type_ = "string",
-        description = "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)",
-        json_path = ".spec.managementPolicy"
-    ),
-    printcolumn(name = "Suspended", type_ = "boolean", json_path = ".spec.suspend"),
+    // Ready, Reason, Policy and Suspended come first, added by `api::crds` for both kinds.
     printcolumn(
         name = "Contact Center",
         type_ = "string",

@@ -15,6 +15,8 @@ pub mod types {
     pub const UCS_REGISTERED: &str = "UcsRegistered";
     pub const TENANT_PROVISIONED: &str = "TenantProvisioned";
     pub const DESIGNER_ENV_CONFIGURED: &str = "DesignerEnvConfigured";
+    /// On a tenant: whether its environment is usable (not part of the tenant's Ready).
+    pub const ENVIRONMENT_READY: &str = "EnvironmentReady";
 }
 
 /// A condition type, the steps whose outcome decides it, and its reason when True.

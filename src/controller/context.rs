@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use super::keys::ObjectKey;
 use crate::runbook::Runbook;
 use crate::telemetry::metrics;
 use crate::telemetry::metrics::KindReady;
@@ -62,8 +63,10 @@ pub struct Context {
     /// Environments' Secrets as read for their tenants.
     pub resolved_environments: super::resolved::ResolvedEnvironments,
     recorder: Recorder,
-    failures: Mutex<HashMap<String, u32>>,
-    readiness: Mutex<HashMap<(&'static str, String), bool>>,
+    failures: Mutex<HashMap<ObjectKey, u32>>,
+    /// Each resource's readiness, with its uid, so that a resource forgotten after a relist
+    /// releases its claims and the rest of what is kept by uid.
+    readiness: Mutex<HashMap<ObjectKey, (bool, Option<String>)>>,
     /// The status this process last wrote or read afresh for each resource (by uid), to
     /// tell a stale cache from a current one.
     last_status: Mutex<HashMap<String, serde_json::Value>>,
@@ -93,9 +96,9 @@ impl Context {
     /// The wait before the next try of a failing resource: exponential with jitter,
     /// capped, reset by [`Context::succeeded`]. A `Retry-After` longer than that wins, even
     /// past the cap.
-    pub fn backoff(&self, key: &str, retry_after: Option<Duration>) -> Duration {
+    pub fn backoff(&self, key: &ObjectKey, retry_after: Option<Duration>) -> Duration {
         let mut failures = tolerant(&self.failures);
-        let n = failures.entry(key.to_string()).or_insert(0);
+        let n = failures.entry(key.clone()).or_insert(0);
         let exp = self
             .config
             .initial_backoff
@@ -112,7 +115,7 @@ impl Context {
         }
     }
 
-    pub fn succeeded(&self, key: &str) {
+    pub fn succeeded(&self, key: &ObjectKey) {
         tolerant(&self.failures).remove(key);
     }
 
@@ -149,36 +152,27 @@ impl Context {
     }
 
     /// Readiness as last recorded by [`Context::set_ready`].
-    pub fn is_ready(&self, kind: &str, key: &str) -> Option<bool> {
-        let map = tolerant(&self.readiness);
-        map.iter()
-            .find(|((k, name), _)| *k == kind && name == key)
-            .map(|(_, ready)| *ready)
+    pub fn is_ready(&self, key: &ObjectKey) -> Option<bool> {
+        tolerant(&self.readiness).get(key).map(|(ready, _)| *ready)
     }
 
-    /// Records readiness for the `resources` gauge; `None` forgets a deleted resource.
-    pub fn set_ready(&self, kind: &'static str, key: &str, ready: Option<bool>) {
+    /// Records a resource's readiness for the `resources` gauge.
+    pub fn set_ready<K: kube::Resource<DynamicType = ()>>(&self, object: &K, ready: bool) {
+        let key = ObjectKey::of(object);
         let mut map = tolerant(&self.readiness);
-        match ready {
-            // Gone from the cache meanwhile (its deletion was seen during the pass): forgotten
-            // already, and not counted again.
-            Some(_) if !self.caches.holds(kind, key) => map.remove(&(kind, key.to_string())),
-            Some(r) => map.insert((kind, key.to_string()), r),
-            None => map.remove(&(kind, key.to_string())),
+        // Gone from the cache meanwhile (its deletion was seen during the pass): forgotten
+        // already, and not counted again.
+        match self.caches.holds(&key) {
+            true => map.insert(key.clone(), (ready, object.meta().uid.clone())),
+            false => map.remove(&key),
         };
-        for ready in [true, false] {
-            let count = map
-                .iter()
-                .filter(|((k, _), r)| *k == kind && **r == ready)
-                .count();
-            metrics()
-                .resources
-                .get_or_create(&KindReady {
-                    kind: kind.to_string(),
-                    ready: ready.to_string(),
-                })
-                .set(count as i64);
-        }
+        publish_readiness(&map, key.kind);
+    }
+
+    fn unset_ready(&self, key: &ObjectKey) {
+        let mut map = tolerant(&self.readiness);
+        map.remove(key);
+        publish_readiness(&map, key.kind);
     }
 
     /// Remembers the status a resource now has, as this process wrote or read it.
@@ -206,9 +200,9 @@ impl Context {
 
     /// Forgets everything kept about a resource that is gone: its backoff, its place in the
     /// readiness gauge, its last status, its claims and any key still waiting for its Secret.
-    pub fn forget(&self, kind: &'static str, key: &str, uid: Option<&str>) {
+    pub fn forget(&self, key: &ObjectKey, uid: Option<&str>) {
         self.succeeded(key);
-        self.set_ready(kind, key, None);
+        self.unset_ready(key);
         if let Some(uid) = uid {
             self.claims.release(uid);
             self.runbook.pending_keys.forget_tenant(uid);
@@ -219,20 +213,34 @@ impl Context {
 
     /// After a relist: forgets the resources of `kind` in `namespace` (all when `None`)
     /// that are not in `present`, whose deletion the watch never showed.
-    pub fn keep_only(&self, kind: &'static str, namespace: Option<&str>, present: &[String]) {
-        let gone: Vec<String> = {
-            let map = self.readiness.lock().unwrap_or_else(|e| e.into_inner());
-            let prefix = namespace.map(|ns| format!("{kind}/{ns}/"));
-            map.keys()
-                .filter(|(k, key)| *k == kind && prefix.as_ref().is_none_or(|p| key.starts_with(p)))
-                .filter(|(_, key)| !present.contains(key))
-                .map(|(_, key)| key.clone())
-                .collect()
-        };
-        for key in gone {
-            self.succeeded(&key);
-            self.set_ready(kind, &key, None);
+    pub fn keep_only(&self, kind: &'static str, namespace: Option<&str>, present: &[ObjectKey]) {
+        let gone: Vec<(ObjectKey, Option<String>)> = tolerant(&self.readiness)
+            .iter()
+            .filter(|(key, _)| key.kind == kind)
+            .filter(|(key, _)| namespace.is_none_or(|ns| key.namespace == ns))
+            .filter(|(key, _)| !present.contains(key))
+            .map(|(key, (_, uid))| (key.clone(), uid.clone()))
+            .collect();
+        for (key, uid) in gone {
+            self.forget(&key, uid.as_deref());
         }
+    }
+}
+
+/// The `resources` gauge of one kind, from the readiness map.
+fn publish_readiness(map: &HashMap<ObjectKey, (bool, Option<String>)>, kind: &'static str) {
+    for ready in [true, false] {
+        let count = map
+            .iter()
+            .filter(|(key, (r, _))| key.kind == kind && *r == ready)
+            .count();
+        metrics()
+            .resources
+            .get_or_create(&KindReady {
+                kind: kind.to_string(),
+                ready: ready.to_string(),
+            })
+            .set(count as i64);
     }
 }
 
@@ -270,47 +278,88 @@ mod tests {
         let ctx = context();
         poison(&ctx.failures);
         poison(&ctx.readiness);
-        let first = ctx.backoff("Kind/ns/a", None);
+        let key = ObjectKey::new(KIND, "ns", "a");
+        let first = ctx.backoff(&key, None);
         assert!(
             first <= ctx.config.initial_backoff.mul_f64(1.2),
             "{first:?}"
         );
-        ctx.succeeded("Kind/ns/a");
-        let key = format!("{KIND}/ns/a");
-        cache_environment(&ctx, "ns", "a");
-        ctx.set_ready(KIND, &key, Some(true));
-        assert_eq!(ctx.is_ready(KIND, &key), Some(true));
-        ctx.set_ready(KIND, &key, None);
-        assert_eq!(ctx.is_ready(KIND, &key), None);
+        ctx.succeeded(&key);
+        let env = cache_environment(&ctx, "ns", "a");
+        ctx.set_ready(&env, true);
+        assert_eq!(ctx.is_ready(&key), Some(true));
+        ctx.forget(&key, None);
+        assert_eq!(ctx.is_ready(&key), None);
     }
 
     const KIND: &str = crate::controller::KIND_ENVIRONMENT;
 
-    /// Puts an environment into the context's caches, as its watch would.
-    fn cache_environment(ctx: &Context, namespace: &str, name: &str) {
-        use kube::runtime::watcher::Event;
-        let env: crate::api::DigitalChannelsEnvironment = serde_json::from_value(serde_json::json!({
+    fn environment(namespace: &str, name: &str) -> crate::api::DigitalChannelsEnvironment {
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "digitalchannels.dev/v1alpha1", "kind": "DigitalChannelsEnvironment",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}")},
             "spec": {"authUrl": "https://auth", "gwsUrl": "https://gws", "nexusUrl": "https://nexus",
                      "opsCredentialsSecret": {"name": "ops"},
                      "database": {"urlSecret": {"name": "db", "key": "url"}}},
         }))
-        .expect("an environment");
+        .expect("an environment")
+    }
+
+    /// Puts an environment into the context's caches, as its watch would.
+    fn cache_environment(
+        ctx: &Context,
+        namespace: &str,
+        name: &str,
+    ) -> crate::api::DigitalChannelsEnvironment {
+        use kube::runtime::watcher::Event;
+        let env = environment(namespace, name);
         let (store, mut writer) = kube::runtime::reflector::store();
-        writer.apply_watcher_event(&Event::Apply(env));
+        writer.apply_watcher_event(&Event::Apply(env.clone()));
         let synced = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         ctx.caches.register_environments(store, synced);
+        env
     }
 
     /// A pass that ends after its resource's deletion was seen does not count it again.
     #[tokio::test]
     async fn a_resource_gone_from_the_cache_is_not_counted_again() {
         let ctx = context();
-        cache_environment(&ctx, "ns", "here");
-        ctx.set_ready(KIND, &format!("{KIND}/ns/here"), Some(false));
-        ctx.set_ready(KIND, &format!("{KIND}/ns/gone"), Some(false));
-        assert_eq!(ctx.is_ready(KIND, &format!("{KIND}/ns/here")), Some(false));
-        assert_eq!(ctx.is_ready(KIND, &format!("{KIND}/ns/gone")), None);
+        let here = cache_environment(&ctx, "ns", "here");
+        ctx.set_ready(&here, false);
+        ctx.set_ready(&environment("ns", "gone"), false);
+        assert_eq!(ctx.is_ready(&ObjectKey::of(&here)), Some(false));
+        assert_eq!(ctx.is_ready(&ObjectKey::new(KIND, "ns", "gone")), None);
+    }
+
+    /// A resource whose deletion a relist found forgets all it held, its claims included:
+    /// else a new resource could never claim what the deleted one had claimed.
+    #[tokio::test]
+    async fn a_relist_releases_the_claims_of_what_is_gone() {
+        use super::super::identity::{Claimant, Claims};
+        let ctx = context();
+        let gone = cache_environment(&ctx, "ns", "gone");
+        ctx.set_ready(&gone, true);
+        let keys = Claims::keys("https://nexus", "cc", "t");
+        let claimant = |uid: &str| Claimant {
+            uid: uid.into(),
+            namespace: "ns".into(),
+            name: uid.into(),
+        };
+        ctx.claims
+            .take(&keys, &claimant("uid-gone"), |_| true)
+            .expect("free");
+        ctx.keep_only(KIND, Some("other-ns"), &[]);
+        assert_eq!(
+            ctx.is_ready(&ObjectKey::of(&gone)),
+            Some(true),
+            "another namespace"
+        );
+        ctx.keep_only(KIND, Some("ns"), &[]);
+        assert_eq!(ctx.is_ready(&ObjectKey::of(&gone)), None);
+        assert!(
+            ctx.claims
+                .take(&keys, &claimant("uid-new"), |_| true)
+                .is_ok()
+        );
     }
 }

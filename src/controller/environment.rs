@@ -1,4 +1,12 @@
-//! The DigitalChannelsEnvironment controller: dereference → run the steps → status.
+//! The DigitalChannelsEnvironment controller. One pass:
+//!
+//! ```text
+//! reconcile ─ pass::current ─ pass::reconcile_pass ─ apply
+//!   ├ dereference: the spec's problems, the caches, an environment managing the same client
+//!   ├ gate::gate (pure) ─ held: gate::hold → write
+//!   └ Proceed: run_steps (finalizer; runbook::environment with the StatusJournal)
+//!              → record_run: conditions, NexusRestarted → write → pass::next_action
+//! ```
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,11 +15,12 @@ use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::conditions::{
-    ENVIRONMENT_RULES, conflict, invalid_spec, ready, step_conditions, suspended, types,
-};
+use super::conditions::{ENVIRONMENT_RULES, ready, step_conditions, suspended, types};
 use super::context::Context;
+use super::gate::{Dependency, Facts, Gate, gate, hold};
 use super::identity;
+use super::keys::ObjectKey;
+use super::manual_restart::{NEXUS_RESTARTED_FOR_ANNOTATION, NexusRecord, Row, manual_restart};
 use super::nexus_restart::{self, Rollout};
 use super::pass::{next_action, publish_status};
 use super::secrets::KubeSecretStore;
@@ -41,13 +50,8 @@ pub async fn reconcile(
     reconcile_pass(&ctx, env.as_ref(), apply(&env, &ctx), cleanup(&env, &ctx)).await
 }
 
-fn key(env: &DigitalChannelsEnvironment) -> String {
-    format!(
-        "{}/{}/{}",
-        KIND_ENVIRONMENT,
-        env.namespace().unwrap_or_default(),
-        env.name_any()
-    )
+fn key(env: &DigitalChannelsEnvironment) -> ObjectKey {
+    ObjectKey::of(env)
 }
 
 async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action, Error> {
@@ -57,49 +61,66 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     if super::new_reconcile_request(&env.metadata, previous.last_handled_reconcile_at.as_ref()) {
         ctx.succeeded(&key(env));
     }
-    if let Some(action) = gate(ctx, &api, env, &previous).await? {
-        return Ok(action);
+    match gate(dereference(env, ctx).await) {
+        Gate::Proceed(()) => {
+            let (run, previous) = run_steps(ctx, &api, env, previous).await?;
+            record_run(ctx, &api, env, previous, &run).await
+        }
+        Gate::Suspended => {
+            let fresh = suspended(&previous.conditions);
+            write(ctx, &api, env, &previous, fresh, StatusDetails::default()).await?;
+            Ok(Action::await_change())
+        }
+        held => held_pass(ctx, &api, env, &previous, &held).await,
     }
-    let (run, previous) = run_steps(ctx, &api, env, previous).await?;
-    record_run(ctx, &api, env, previous, &run).await
 }
 
-/// What holds an environment back before any upstream call: suspension, an invalid spec,
-/// the caches not listed yet, another environment managing its client. `Some` is the action
-/// of a pass that stops here, its status written.
-async fn gate(
+/// What the gate decides on: the spec, the caches, and another environment managing the
+/// same client (an environment depends on nothing else).
+async fn dereference(env: &DigitalChannelsEnvironment, ctx: &Context) -> Facts<()> {
+    let problems = environment_problems(&env.spec);
+    let caches_listed = match env.spec.suspend || !problems.is_empty() {
+        true => false,
+        false => ctx.caches.ready(Duration::from_secs(30)).await,
+    };
+    Facts {
+        suspended: env.spec.suspend,
+        problems,
+        dependency: Dependency::Usable(()),
+        caches_listed,
+        rival: caches_listed
+            .then(|| identity::environment_conflict(&ctx.caches, env))
+            .flatten(),
+    }
+}
+
+/// A pass the gate held: its status, if any, and what next.
+async fn held_pass(
     ctx: &Context,
     api: &Api<DigitalChannelsEnvironment>,
     env: &DigitalChannelsEnvironment,
     previous: &EnvironmentStatus,
-) -> Result<Option<Action>, Error> {
-    if env.spec.suspend {
-        let fresh = suspended(&previous.conditions);
-        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
-        return Ok(Some(Action::await_change()));
+    verdict: &Gate<()>,
+) -> Result<Action, Error> {
+    // `apply` sends only such verdicts here.
+    let Some(held) = hold(verdict, &previous.conditions, ctx.config.max_backoff) else {
+        return Ok(Action::await_change());
+    };
+    if let Some(conditions) = held.conditions {
+        write(
+            ctx,
+            api,
+            env,
+            previous,
+            conditions,
+            StatusDetails::default(),
+        )
+        .await?;
     }
-
-    let problems = environment_problems(&env.spec);
-    if !problems.is_empty() {
-        let fresh = invalid_spec(&previous.conditions, &problems);
-        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
-        ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
-        return Ok(Some(Action::await_change()));
+    if held.not_ready {
+        ctx.set_ready(env, false);
     }
-
-    if !ctx.caches.ready(Duration::from_secs(30)).await {
-        // Without complete caches a rival could go unseen: look again soon.
-        return Ok(Some(Action::requeue(Duration::from_secs(5))));
-    }
-    if let Some(why) = identity::environment_conflict(&ctx.caches, env) {
-        let fresh = conflict(&previous.conditions, &why);
-        write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
-        ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(false));
-        // The other environment's deletion is not watched from here: look again later.
-        return Ok(Some(Action::requeue(ctx.config.max_backoff)));
-    }
-
-    Ok(None)
+    Ok(held.action)
 }
 
 /// The steps, the finalizer and the journal's record before the first upstream write.
@@ -175,9 +196,15 @@ async fn record_run(
         &fresh,
         "The OAuth client is registered and verified, and nex_gapis holds GWS.",
     ));
+    if env.spec.nexus_deployment.is_none() {
+        // Beside Ready, not part of it: the restart is the user's to make.
+        let (record, condition) = restart_by_hand(ctx, env, &nexus, run).await;
+        all.extend(condition);
+        nexus = record;
+    }
     let details = details_of(env, run, nexus);
     let wrote_ready = write(ctx, api, env, &previous, all, details).await?;
-    ctx.set_ready(KIND_ENVIRONMENT, &key(env), Some(wrote_ready));
+    ctx.set_ready(env, wrote_ready);
 
     Ok(next_action(
         ctx,
@@ -186,6 +213,49 @@ async fn record_run(
         &run.report,
         requeue_soon,
     ))
+}
+
+/// Without a Deployment to restart: a changed row owes a restart by hand, said in
+/// NexusRestarted and in one event until the user acknowledges it.
+async fn restart_by_hand(
+    ctx: &Context,
+    env: &DigitalChannelsEnvironment,
+    record: &NexusRecord,
+    run: &EnvironmentRun,
+) -> (NexusRecord, Option<Condition>) {
+    let step = run.report.outcome_of(Step::GapiRegistered);
+    let digest = run
+        .resolved
+        .as_ref()
+        // An observed row that differs is not the row the digest would name.
+        .filter(|_| matches!(step, Some(Ok(o)) if o.in_sync()))
+        .and_then(|r| r.gapi_digest());
+    let row = Row {
+        digest: digest.as_deref(),
+        written: matches!(step, Some(Ok(outcome)) if outcome.changed()),
+    };
+    let acknowledged = env.annotations().get(NEXUS_RESTARTED_FOR_ANNOTATION);
+    let ns = env.namespace().unwrap_or_default();
+    let at = (
+        ns.as_str(),
+        env.metadata.name.as_deref().unwrap_or_default(),
+    );
+    let (after, condition) = manual_restart(record, row, acknowledged.map(String::as_str), at);
+    if let Some(c) = &condition
+        && after.restart_for != record.restart_for
+    {
+        let reference = env.object_ref(&());
+        let note = c.message.clone();
+        ctx.event(
+            &reference,
+            true,
+            "NexusRestartRequired",
+            "NexusRestart",
+            note,
+        )
+        .await;
+    }
+    (after, condition)
 }
 
 /// Records in status, right before the client create leaves, that the client may exist:
@@ -236,11 +306,7 @@ fn details_of(
             Some(false) => Some(None),
             None => None,
         },
-        // Without a Deployment to restart, nothing is recorded: adding one later restarts once.
-        nexus: Some(match env.spec.nexus_deployment {
-            Some(_) => nexus,
-            None => NexusRecord::default(),
-        }),
+        nexus: Some(nexus),
         client_secret_name: run
             .resolved
             .as_ref()
@@ -278,15 +344,6 @@ struct StatusDetails {
     client_redirect_uri: Option<String>,
     client_secret_digest: Option<String>,
     nexus: Option<NexusRecord>,
-}
-
-/// Which `nex_gapis` row the running Nexus has loaded, and which one a restart in flight is
-/// for (both as [`ResolvedEnvironment::gapi_digest`]). Compared with the row on every pass,
-/// so that a restart owed is never forgotten, whatever write failed in between.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct NexusRecord {
-    loaded: Option<String>,
-    restart_for: Option<String>,
 }
 
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
@@ -348,7 +405,7 @@ async fn nexus_condition(
     let condition = |status, reason: &str, message: String| {
         Condition::new(types::NEXUS_RESTARTED, status, reason, message)
     };
-    let backoff_key = format!("restart/{namespace}/{name}");
+    let backoff_key = ObjectKey::new("Deployment", namespace, name);
     let Some(row) = row else {
         // The row step failed this pass: nothing to compare with; keep what was.
         let kept = find(previous, types::NEXUS_RESTARTED)
@@ -417,7 +474,7 @@ async fn restart_nexus(
     ctx: &Context,
     namespace: &str,
     name: &str,
-    backoff_key: &str,
+    backoff_key: &ObjectKey,
 ) -> (Condition, Option<Duration>) {
     let condition = |status, reason: Reason, message: String| {
         Condition::new(types::NEXUS_RESTARTED, status, reason.as_str(), message)
@@ -456,7 +513,7 @@ async fn follow_restart(
     old: &Condition,
     namespace: &str,
     name: &str,
-    backoff_key: &str,
+    backoff_key: &ObjectKey,
 ) -> Result<(Condition, Option<Duration>), Error> {
     match (old.status, Reason::parse(&old.reason)) {
         (ConditionStatus::False, Some(Reason::RestartFailed)) => {
@@ -581,7 +638,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
     let ns = env.namespace().unwrap_or_default();
     let api: Api<DigitalChannelsEnvironment> = Api::namespaced(ctx.client.clone(), &ns);
     if !has_finalizer(env) {
-        ctx.forget(KIND_ENVIRONMENT, &key(env), env.metadata.uid.as_deref());
+        ctx.forget(&key(env), env.metadata.uid.as_deref());
         return Ok(Action::await_change());
     }
     let previous = env.status.clone().unwrap_or_default();
@@ -613,7 +670,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         .await;
     }
     remove_finalizer(&api, env).await?;
-    ctx.forget(KIND_ENVIRONMENT, &key(env), env.metadata.uid.as_deref());
+    ctx.forget(&key(env), env.metadata.uid.as_deref());
     Ok(Action::await_change())
 }
 

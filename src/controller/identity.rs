@@ -75,15 +75,12 @@ impl Caches {
         }
     }
 
-    /// Whether the cache of `kind` still holds the resource of `key` (`Kind/namespace/name`):
-    /// a pass that ends after its resource's deletion was seen must not count it again.
-    pub fn holds(&self, kind: &str, key: &str) -> bool {
+    /// Whether the cache of the key's kind still holds its resource: a pass that ends after
+    /// its resource's deletion was seen must not count it again.
+    pub fn holds(&self, key: &crate::controller::keys::ObjectKey) -> bool {
         use kube::runtime::reflector::ObjectRef;
-        let mut parts = key.splitn(3, '/');
-        let (Some(_), Some(ns), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        if kind == crate::controller::KIND_TENANT {
+        let (ns, name) = (key.namespace.as_str(), key.name.as_str());
+        if key.kind == crate::controller::KIND_TENANT {
             let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
             let at = ObjectRef::<DigitalChannelsTenant>::new(name).within(ns);
             stores.iter().any(|s| s.get(&at).is_some())

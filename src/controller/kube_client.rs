@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use http::{Method, Request, Uri};
 
-use crate::fence::{FenceState, Fenced, LeaderFence};
+use crate::fence::{FenceState, Fenced, Gate, GatedLayer, LeaderFence};
 use crate::telemetry::metrics::{KubernetesRequest, metrics};
 
 /// The client of the in-cluster config or `KUBECONFIG`, counting its requests and held to
@@ -35,65 +35,25 @@ fn is_lease_request(method: &Method, uri: &Uri) -> bool {
 }
 
 /// See [`may_leave`]: a refused request fails with [`Fenced`] and never reaches the API
-/// server, and is not counted. Outermost, so it is checked before any other layer.
+/// server, and is not counted.
 #[derive(Clone, Debug)]
-pub struct FenceLayer {
-    fence: LeaderFence,
-}
+pub struct KubeGate;
 
-impl FenceLayer {
-    pub fn new(fence: LeaderFence) -> Self {
-        Self { fence }
-    }
-}
-
-impl<S> tower::Layer<S> for FenceLayer {
-    type Service = FencedService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        FencedService {
-            inner,
-            fence: self.fence.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct FencedService<S> {
-    inner: S,
-    fence: LeaderFence,
-}
-
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
-
-impl<S, B> tower::Service<Request<B>> for FencedService<S>
-where
-    S: tower::Service<Request<B>>,
-    S::Error: Into<tower::BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = tower::BoxError;
-    type Future = BoxFuture<Result<S::Response, tower::BoxError>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl<B> Gate<Request<B>> for KubeGate {
+    fn before(fence: &LeaderFence, request: &Request<B>) -> Result<(), Fenced> {
         let lease = is_lease_request(request.method(), request.uri());
         let read = request.method() == Method::GET;
-        if !may_leave(self.fence.state(), Instant::now(), lease, read) {
-            return Box::pin(std::future::ready(Err(Box::new(Fenced).into())));
+        if may_leave(fence.state(), Instant::now(), lease, read) {
+            Ok(())
+        } else {
+            Err(Fenced)
         }
-        let sending = self.inner.call(request);
-        Box::pin(async move { sending.await.map_err(Into::into) })
     }
 }
+
+/// The Kubernetes client's fence ([`KubeGate`]): outermost, so it is checked before any
+/// other layer.
+pub type FenceLayer = GatedLayer<KubeGate>;
 
 fn count<B>(request: Request<B>) -> Request<B> {
     let (verb, resource) = describe(request.method(), request.uri());

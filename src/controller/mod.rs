@@ -3,9 +3,13 @@
 pub mod conditions;
 pub mod context;
 pub mod environment;
+pub mod gate;
 pub mod identity;
+pub mod keys;
+pub mod kstatus;
 pub mod kube_client;
 pub mod leader;
+pub mod manual_restart;
 pub mod nexus_restart;
 pub mod panics;
 pub mod pass;

@@ -79,16 +79,12 @@ where
     } else {
         panics::contained(apply.instrument(span.clone())).await
     };
-    let key = format!(
-        "{kind}/{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    );
+    let key = super::keys::ObjectKey::of(object);
     // A pass that left the resource not Ready failed, though the reconcile itself worked:
     // step failures are conditions, not errors.
     let outcome = match &result {
         Err(_) => "error",
-        Ok(_) if ctx.is_ready(&kind, &key) == Some(false) => "failed",
+        Ok(_) if ctx.is_ready(&key) == Some(false) => "failed",
         Ok(_) => "ok",
     };
     span.in_scope(|| record_reconcile(&kind, started, outcome, &result));
@@ -199,12 +195,7 @@ pub(crate) fn error_policy<K: kube::Resource<DynamicType = ()>>(
     ctx: Arc<Context>,
 ) -> Action {
     // The same key as the reconcilers use, so that a success resets it.
-    let key = format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default()
-    );
+    let key = super::keys::ObjectKey::of(object.as_ref());
     tracing::warn!(resource = %key, error = %error, "will retry");
     Action::requeue(ctx.backoff(&key, None))
 }
@@ -239,7 +230,7 @@ pub(crate) async fn cleanup_can_never_succeed(
 pub fn next_action(
     ctx: &Context,
     (kind, rules): (&str, &[super::conditions::ConditionRule]),
-    key: &str,
+    key: &super::keys::ObjectKey,
     report: &RunReport,
     soon: Option<Duration>,
 ) -> Action {
@@ -263,9 +254,10 @@ pub fn next_action(
     }
 }
 
-/// The one status writer of both kinds: writes `status` when it differs from `previous`
-/// (with server-side apply), remembers what it wrote (see [`current`]), and tells of a Ready
-/// transition: a log line, an event, and the time to Ready. Returns whether Ready is True.
+/// The one status writer of both kinds: adds `Reconciling` and `Stalled` (derived from Ready,
+/// see [`super::kstatus`]), writes `status` when it differs from `previous` (with server-side
+/// apply), remembers what it wrote (see [`current`]), and tells of a Ready transition: a log
+/// line, an event, and the time to Ready. Returns whether Ready is True.
 pub(crate) async fn publish_status<K, S>(
     ctx: &Context,
     api: &Api<K>,
@@ -275,9 +267,10 @@ pub(crate) async fn publish_status<K, S>(
 ) -> Result<bool, Error>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-    S: serde::Serialize + PartialEq,
+    S: serde::Serialize + PartialEq + super::kstatus::WithConditions,
 {
     let meta = object.meta();
+    let status = &status.with_kstatus(conditions(previous), meta.generation, &now_rfc3339());
     let uid = meta.uid.as_deref().unwrap_or_default();
     let name = meta.name.as_deref().unwrap_or_default();
     let wrote = match super::status::apply_status(api, name, previous, status).await {
@@ -304,7 +297,8 @@ where
             c.message.clone(),
         )
         .await;
-        if !warning {
+        // Only a way into Ready counts: a planned step on the way (not a warning) is not one.
+        if c.status == ConditionStatus::True {
             observe_time_to_ready(&K::kind(&()), meta, before);
         }
     }

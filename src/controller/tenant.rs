@@ -1,5 +1,20 @@
-//! The DigitalChannelsTenant controller: wait for the environment → run the steps →
-//! output Secret → status.
+//! The DigitalChannelsTenant controller. One pass, top to bottom:
+//!
+//! ```text
+//! reconcile ─ pass::current (a fresh read when the cache is stale)
+//!   └ pass::reconcile_pass (metrics, panics) ─ apply
+//!       ├ dereference: the spec's problems, the environment with its Secrets, the caches,
+//!       │              a rival for the tenant name                          (Kubernetes reads)
+//!       ├ gate::gate: Suspended | Invalid | Waiting | Conflict | Proceed            (pure)
+//!       ├ held: gate::hold → write                       (no upstream call, status only)
+//!       └ Proceed: provision_pass
+//!           ├ runbook::tenant::run_tenant_claiming: the steps; TenantClaim::claim before the
+//!           │                            first upstream write        (runbook → upstream)
+//!           └ record_run: conditions (conditions.rs) → write → pass::publish_status
+//!                         → pass::next_action
+//! ```
+//!
+//! Deletion goes `reconcile_pass` → `cleanup` → `runbook::tenant::delete_tenant`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,11 +23,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 
-use super::conditions::{
-    TENANT_RULES, conflict, invalid_spec, ready, step_conditions, suspended, types,
-};
+use super::conditions::{TENANT_RULES, ready, step_conditions, suspended, types};
 use super::context::Context;
+use super::gate::{Dependency, Facts, Gate, Wait, gate, hold};
 use super::identity::{Claimant, Claims};
+use super::keys::ObjectKey;
 use super::pass::{next_action, publish_status};
 use super::secrets::KubeSecretStore;
 use super::status::{add_finalizer, has_finalizer, is_ready, remove_finalizer};
@@ -43,13 +58,8 @@ pub async fn reconcile(
     .await
 }
 
-fn key(t: &DigitalChannelsTenant) -> String {
-    format!(
-        "{}/{}/{}",
-        KIND_TENANT,
-        t.namespace().unwrap_or_default(),
-        t.name_any()
-    )
+fn key(t: &DigitalChannelsTenant) -> ObjectKey {
+    ObjectKey::of(t)
 }
 
 fn owner_reference(t: &DigitalChannelsTenant) -> Option<OwnerReference> {
@@ -66,77 +76,77 @@ async fn fetch_environment(
     Ok(envs.get_opt(&t.spec.environment_ref.name).await?)
 }
 
-/// Why a tenant waits for its environment, and whether only a retry can end the wait: the
-/// environment's changes wake the tenant through the watch, but a Secret that could not be
-/// read this time (a 500, a timeout) changes nothing that is watched.
-struct Waiting {
-    why: String,
-    retry: bool,
-}
-
-impl From<String> for Waiting {
-    fn from(why: String) -> Self {
-        Waiting { why, retry: false }
-    }
-}
-
-/// The environment, once it is Ready, with its Secrets read; else why the tenant waits.
-async fn ready_environment(
+/// The tenant's environment as the gate sees it: usable once Ready for its current
+/// generation with its Secrets read; catching up while it works on an edit after it was
+/// Ready; failing otherwise.
+async fn environment_of(
     t: &DigitalChannelsTenant,
     ctx: &Context,
-) -> Result<Result<ResolvedEnvironment, Waiting>, Error> {
+) -> Result<Dependency<ResolvedEnvironment>, Error> {
+    let failing = |why: String| Dependency::Failing { why, retry: false };
     let ns = t.namespace().unwrap_or_default();
     let env_name = &t.spec.environment_ref.name;
     let Some(env) = fetch_environment(t, ctx).await? else {
-        return Ok(Err(format!(
+        return Ok(failing(format!(
             "DigitalChannelsEnvironment {env_name} does not exist in namespace {ns}."
-        )
-        .into()));
+        )));
     };
     if env.metadata.deletion_timestamp.is_some() {
-        return Ok(Err(format!(
+        return Ok(failing(format!(
             "DigitalChannelsEnvironment {env_name} is being deleted."
-        )
-        .into()));
+        )));
     }
     let status = env.status.clone().unwrap_or_default();
     let current = status.observed_generation == env.metadata.generation;
-    if !current || !is_ready(&status.conditions) {
-        let why = find(&status.conditions, types::READY)
-            // The reason only: its message may change from pass to pass, and copying it
-            // would rewrite every tenant's status each time.
-            .map(|c| format!(" ({})", c.reason))
-            .unwrap_or_default();
-        return Ok(Err(format!(
-            "DigitalChannelsEnvironment {env_name} is not Ready yet{why}."
-        )
-        .into()));
+    match (current, is_ready(&status.conditions)) {
+        (true, true) => {}
+        // Its status change wakes the tenant; saying "not Ready" meanwhile would only flap.
+        (false, true) => return Ok(Dependency::CatchingUp),
+        (_, false) => {
+            let why = find(&status.conditions, types::READY)
+                // The reason only: its message may change from pass to pass, and copying it
+                // would rewrite every tenant's status each time.
+                .map(|c| format!(" ({})", c.reason))
+                .unwrap_or_default();
+            return Ok(failing(format!(
+                "DigitalChannelsEnvironment {env_name} is not Ready yet{why}."
+            )));
+        }
     }
-    let store = KubeSecretStore::new(ctx.client.clone(), &ns, None);
-    let read = match ctx.resolved_environments.get(&env) {
-        Some(resolved) => Ok(resolved),
-        None => {
-            let epoch = ctx.resolved_environments.epoch();
-            let read = read_environment(&env, &store).await;
-            if let Ok(resolved) = &read {
-                ctx.resolved_environments.keep(&env, resolved, epoch);
-            }
-            read
-        }
-    };
-    let resolved = match read {
-        Ok(resolved) => resolved,
-        Err(e) => {
-            return Ok(Err(Waiting {
-                why: format!(
-                    "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
-                    e.message
-                ),
-                retry: e.transient,
-            }));
-        }
-    };
-    Ok(client_secret_pushed(env_name, &status, resolved).map_err(Waiting::from))
+    Ok(match environment_secrets(&env, ctx).await {
+        Ok(resolved) => match client_secret_pushed(env_name, &status, resolved) {
+            Ok(resolved) => Dependency::Usable(resolved),
+            Err(why) => failing(why),
+        },
+        Err(e) => Dependency::Failing {
+            why: format!(
+                "DigitalChannelsEnvironment {env_name}'s Secrets cannot be read: {}",
+                e.message
+            ),
+            retry: e.transient,
+        },
+    })
+}
+
+/// The environment's Secrets, read once per environment version and shared by its tenants.
+async fn environment_secrets(
+    env: &DigitalChannelsEnvironment,
+    ctx: &Context,
+) -> Result<ResolvedEnvironment, StepError> {
+    if let Some(resolved) = ctx.resolved_environments.get(env) {
+        return Ok(resolved);
+    }
+    let store = KubeSecretStore::new(
+        ctx.client.clone(),
+        &env.namespace().unwrap_or_default(),
+        None,
+    );
+    let epoch = ctx.resolved_environments.epoch();
+    let read = read_environment(env, &store).await;
+    if let Ok(resolved) = &read {
+        ctx.resolved_environments.keep(env, resolved, epoch);
+    }
+    read
 }
 
 /// A client secret rotated in its Secret but not yet pushed to GWS Auth would make every
@@ -163,14 +173,147 @@ async fn apply(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Error
     if super::new_reconcile_request(&t.metadata, previous.last_handled_reconcile_at.as_ref()) {
         ctx.succeeded(&key(t));
     }
-    if t.spec.suspend {
-        return suspended_pass(ctx, &api, t, &previous).await;
-    }
-    match gate(ctx, &api, t, &previous).await? {
-        Ok(env) => provision_pass(ctx, &api, t, &previous, env).await,
-        Err(action) => Ok(action),
+    match gate(dereference(t, ctx).await?) {
+        Gate::Proceed(env) => provision_pass(ctx, &api, t, &previous, env).await,
+        Gate::Suspended => suspended_pass(ctx, &api, t, &previous).await,
+        Gate::Waiting(Wait::Dependency { why, retry }) => {
+            environment_failing(ctx, &api, t, &previous, why, retry).await
+        }
+        held => held_pass(ctx, &api, t, &previous, &held).await,
     }
 }
+
+/// What the gate decides on: the spec, the environment with its Secrets (looked up only
+/// when the spec lets the pass go on), the caches, and a rival for the tenant name.
+async fn dereference(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+) -> Result<Facts<ResolvedEnvironment>, Error> {
+    let problems = tenant_problems_named(&t.name_any(), &t.spec);
+    let dependency = match t.spec.suspend || !problems.is_empty() {
+        true => Dependency::NotLookedUp,
+        false => environment_of(t, ctx).await?,
+    };
+    let caches_listed = match &dependency {
+        Dependency::Usable(_) => ctx.caches.ready(Duration::from_secs(30)).await,
+        _ => false,
+    };
+    // A tenant name is claimed whatever the contact center: said before any call. The
+    // contact center is compared once resolved, in the claim (`TenantClaim`).
+    let rival = match &dependency {
+        Dependency::Usable(env) if caches_listed => {
+            ctx.caches.tenant_rival(t, None, &env.spec.nexus_url, &[])
+        }
+        _ => None,
+    };
+    Ok(Facts {
+        suspended: t.spec.suspend,
+        problems,
+        dependency,
+        caches_listed,
+        rival,
+    })
+}
+
+/// A pass the gate held the same way for both kinds: its status, if any, and what next.
+async fn held_pass(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    verdict: &Gate<ResolvedEnvironment>,
+) -> Result<Action, Error> {
+    // `apply` sends only such verdicts here.
+    let Some(held) = hold(verdict, &previous.conditions, ctx.config.max_backoff) else {
+        return Ok(Action::await_change());
+    };
+    if let Some(conditions) = held.conditions {
+        write(ctx, api, t, previous, conditions, None).await?;
+    }
+    if held.not_ready {
+        ctx.set_ready(t, false);
+    }
+    Ok(held.action)
+}
+
+/// The environment fails: said on the tenant in a condition of its own. A tenant whose own
+/// effects hold (provisioned, its output Secret in place) stays Ready: its key keeps working
+/// with Nexus whatever the environment's operations password or GWS do meanwhile.
+async fn environment_failing(
+    ctx: &Context,
+    api: &Api<DigitalChannelsTenant>,
+    t: &DigitalChannelsTenant,
+    previous: &TenantStatus,
+    why: String,
+    retry: bool,
+) -> Result<Action, Error> {
+    let broken = match is_ready(&previous.conditions) {
+        true => {
+            claim_broken(
+                t,
+                ctx,
+                previous,
+                (
+                    "its environment fails",
+                    "it is rebuilt once the environment is Ready again",
+                ),
+            )
+            .await
+        }
+        false => Some(Ok(why.clone())),
+    };
+    let mut fresh: Vec<Condition> = previous
+        .conditions
+        .iter()
+        .filter(|c| {
+            ![types::READY, types::SUSPENDED, types::ENVIRONMENT_READY].contains(&c.type_.as_str())
+        })
+        .cloned()
+        .collect();
+    fresh.push(environment_condition(Err(&why)));
+    match &broken {
+        None => fresh.extend(find(&previous.conditions, types::READY).cloned()),
+        Some(Ok(message) | Err(message)) => fresh.push(Condition::new(
+            types::READY,
+            ConditionStatus::False,
+            Reason::WaitingForEnvironment.as_str(),
+            message,
+        )),
+    }
+    write(ctx, api, t, previous, fresh, None).await?;
+    ctx.set_ready(t, broken.is_none());
+    // The environment's changes trigger this tenant through the watch; a read that failed
+    // is tried again, since nothing watched will change.
+    Ok(match retry || matches!(broken, Some(Err(_))) {
+        true => Action::requeue(ctx.backoff(&key(t), None)),
+        false => Action::await_change(),
+    })
+}
+
+/// The tenant's own condition for its environment.
+fn environment_condition(state: Result<&str, &str>) -> Condition {
+    match state {
+        Ok(env_name) => Condition::new(
+            types::ENVIRONMENT_READY,
+            ConditionStatus::True,
+            Reason::Verified.as_str(),
+            format!(
+                "DigitalChannelsEnvironment {env_name} is Ready and its client secret is verified."
+            ),
+        ),
+        Err(why) => Condition::new(
+            types::ENVIRONMENT_READY,
+            ConditionStatus::False,
+            Reason::WaitingForEnvironment.as_str(),
+            why,
+        ),
+    }
+}
+
+const SUSPENDED_CLAIM: (&str, &str) = (
+    "spec.suspend is true",
+    "resume (spec.suspend: false) to rebuild it",
+);
 
 /// A suspended tenant: no external call; what Ready claims in the cluster is checked.
 async fn suspended_pass(
@@ -180,7 +323,7 @@ async fn suspended_pass(
     previous: &TenantStatus,
 ) -> Result<Action, Error> {
     let mut fresh = suspended(&previous.conditions);
-    let claim = suspended_claim_broken(t, ctx, previous).await;
+    let claim = claim_broken(t, ctx, previous, SUSPENDED_CLAIM).await;
     // A failed read is looked at again; a gone Secret's return is seen by the watch.
     let next = match &claim {
         Some(Err(_)) => Action::requeue(ctx.backoff(&key(t), None)),
@@ -194,70 +337,10 @@ async fn suspended_pass(
             Reason::Suspended.as_str(),
             why,
         ));
-        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
+        ctx.set_ready(t, false);
     }
     write(ctx, api, t, previous, fresh, None).await?;
     Ok(next)
-}
-
-/// What holds a tenant back before any upstream call: an invalid spec, its environment, the
-/// caches not listed yet, another tenant holding its name. `Err` is the action of a pass
-/// that stops here (its status written); `Ok` the environment to proceed with.
-async fn gate(
-    ctx: &Context,
-    api: &Api<DigitalChannelsTenant>,
-    t: &DigitalChannelsTenant,
-    previous: &TenantStatus,
-) -> Result<Result<ResolvedEnvironment, Action>, Error> {
-    let problems = tenant_problems_named(&t.name_any(), &t.spec);
-    if !problems.is_empty() {
-        let fresh = invalid_spec(&previous.conditions, &problems);
-        write(ctx, api, t, previous, fresh, None).await?;
-        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-        return Ok(Err(Action::await_change()));
-    }
-
-    let env = match ready_environment(t, ctx).await? {
-        Ok(env) => env,
-        Err(waiting) => {
-            let mut fresh: Vec<Condition> = previous
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != types::READY && c.type_ != types::SUSPENDED)
-                .cloned()
-                .collect();
-            fresh.push(Condition::new(
-                types::READY,
-                ConditionStatus::False,
-                Reason::WaitingForEnvironment.as_str(),
-                waiting.why,
-            ));
-            write(ctx, api, t, previous, fresh, None).await?;
-            ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-            // The environment's changes trigger this tenant through the watch; a read that
-            // failed is tried again, since nothing watched will change.
-            return Ok(Err(match waiting.retry {
-                true => Action::requeue(ctx.backoff(&key(t), None)),
-                false => Action::await_change(),
-            }));
-        }
-    };
-
-    if !ctx.caches.ready(Duration::from_secs(30)).await {
-        // Without complete caches a rival could go unseen: look again soon.
-        return Ok(Err(Action::requeue(Duration::from_secs(5))));
-    }
-    // A tenant name is claimed whatever the contact center: said before any call. The
-    // contact center is compared once resolved, in the claim (`TenantClaim`).
-    if let Some(why) = ctx.caches.tenant_rival(t, None, &env.spec.nexus_url, &[]) {
-        let fresh = conflict(&previous.conditions, &why);
-        write(ctx, api, t, previous, fresh, None).await?;
-        ctx.set_ready(KIND_TENANT, &key(t), Some(false));
-        // The other tenant's deletion is not watched from here: look again later.
-        return Ok(Err(Action::requeue(ctx.config.max_backoff)));
-    }
-
-    Ok(Ok(env))
 }
 
 /// The steps, with the tenant's claim made before the first upstream write, and their
@@ -321,6 +404,8 @@ async fn record_run(
         "The tenant is provisioned and its API key is in the output Secret.",
     ));
     all.push(designer_condition(&run.report, &previous.conditions));
+    // Beside Ready, not part of it: the environment was usable for this pass.
+    all.push(environment_condition(Ok(&t.spec.environment_ref.name)));
     let details = StatusDetails {
         contact_center_id: run.contact_center_id.clone(),
         operation_id: run.operation_id.clone(),
@@ -330,7 +415,7 @@ async fn record_run(
         credentials_fingerprint: run.credentials_fingerprint.clone(),
     };
     let is_ready = write(ctx, api, t, previous, all, Some(details)).await?;
-    ctx.set_ready(KIND_TENANT, &key(t), Some(is_ready));
+    ctx.set_ready(t, is_ready);
     Ok(next_action(
         ctx,
         (KIND_TENANT, TENANT_RULES),
@@ -394,23 +479,25 @@ impl ClaimBeforeWrites for TenantClaim<'_> {
     }
 }
 
-/// While suspended nothing external is checked, but what Ready claims in the cluster is: a
-/// provisioned tenant whose output Secret is gone is not Ready. `None` while it holds;
-/// `Err` when the Secret could not be read.
-async fn suspended_claim_broken(
+/// While suspended, or while the environment fails, nothing external is checked, but what
+/// Ready claims in the cluster is: a provisioned tenant whose output Secret is gone is not
+/// Ready. `None` while it holds; `Err` when the Secret could not be read. `while_` says why
+/// nothing external is checked, `remedy` how the Secret comes back.
+async fn claim_broken(
     t: &DigitalChannelsTenant,
     ctx: &Context,
     previous: &TenantStatus,
+    (while_, remedy): (&str, &str),
 ) -> Option<Result<String, String>> {
     let name = previous.output_secret_name.as_ref()?;
     let store = KubeSecretStore::new(ctx.client.clone(), &t.namespace().unwrap_or_default(), None);
     match crate::runbook::SecretStore::read_output(&store, name).await {
         Ok(Some(_)) => None,
         Ok(None) => Some(Ok(format!(
-            "spec.suspend is true and the output Secret {name} is gone: resume (spec.suspend: false) to rebuild it."
+            "{while_} and the output Secret {name} is gone: {remedy}."
         ))),
         Err(e) => Some(Err(format!(
-            "spec.suspend is true and the output Secret {name} cannot be read: {}",
+            "{while_} and the output Secret {name} cannot be read: {}",
             e.to_step_error("output").message
         ))),
     }
@@ -594,7 +681,7 @@ async fn deletion_blocked(
 
 /// Everything the process keeps about a tenant that is gone (see [`Context::forget`]).
 fn forget(ctx: &Context, t: &DigitalChannelsTenant) {
-    ctx.forget(KIND_TENANT, &key(t), t.metadata.uid.as_deref());
+    ctx.forget(&key(t), t.metadata.uid.as_deref());
 }
 
 /// For deletion the environment need not be Ready, only readable.

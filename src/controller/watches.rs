@@ -12,6 +12,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Api, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::keys::{ObjectKey, kind_of};
 use super::pass::error_policy;
 use super::*;
 use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
@@ -127,7 +128,7 @@ where
         }
         // Gone without a pass (it had no finalizer): nothing may keep counting it.
         Ok(watcher::Event::Delete(o)) => {
-            ctx.forget(kind_of::<K>(), &object_key(o), o.meta().uid.as_deref());
+            ctx.forget(&ObjectKey::of(o), o.meta().uid.as_deref());
         }
         _ => {}
     })
@@ -136,34 +137,15 @@ where
     (stream, store, synced)
 }
 
-/// The kind's name, as the readiness gauge and the backoff know it.
-pub(crate) fn kind_of<K: kube::Resource<DynamicType = ()>>() -> &'static str {
-    match K::kind(&()).as_ref() {
-        KIND_TENANT => KIND_TENANT,
-        _ => KIND_ENVIRONMENT,
-    }
-}
-
-/// The key of a resource in the backoff and readiness maps.
-pub(crate) fn object_key<K: kube::Resource<DynamicType = ()>>(o: &K) -> String {
-    let meta = o.meta();
-    format!(
-        "{}/{}/{}",
-        K::kind(&()),
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
-
 /// After a (re)list, forgets the resources that were deleted while the watch was down.
 pub(crate) fn forget_unlisted<K>(ctx: &Context, store: &Store<K>, namespace: Option<&str>)
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    let present: Vec<String> = store
+    let present: Vec<ObjectKey> = store
         .state()
         .iter()
-        .map(|o| object_key(o.as_ref()))
+        .map(|o| ObjectKey::of(o.as_ref()))
         .collect();
     ctx.keep_only(kind_of::<K>(), namespace, &present);
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{CallLog, Script, answer, lock, unauthorized};
+use super::{CallLog, Faked, Script, lock, unauthorized};
 use crate::secret::Credentials;
 use crate::upstream::environment::{ContactCenter, EnvironmentApi, Setting};
 use crate::upstream::error::Result;
@@ -90,11 +90,17 @@ impl FakeEnvironment {
     }
 }
 
+impl Faked for FakeEnvironment {
+    fn books(&self) -> (&CallLog, &Script, System) {
+        (&self.log, &self.script, SYSTEM)
+    }
+}
+
 #[async_trait]
 impl EnvironmentApi for FakeEnvironment {
     async fn list_contact_centers(&self, ops: &Credentials) -> Result<Vec<ContactCenter>> {
         const OP: &str = "list_contact_centers";
-        answer(&self.log, &self.script, SYSTEM, OP, "", || {
+        self.run(OP, "", || {
             self.check(ops, OP, None)?;
             Ok(lock(&self.state).centers.clone())
         })
@@ -106,17 +112,10 @@ impl EnvironmentApi for FakeEnvironment {
         contact_center_id: &str,
     ) -> Result<Vec<Setting>> {
         const OP: &str = "list_settings";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.check(ops, OP, Some(contact_center_id))?;
-                Ok(self.settings(contact_center_id))
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.check(ops, OP, Some(contact_center_id))?;
+            Ok(self.settings(contact_center_id))
+        })
     }
 
     /// Posting a name that exists overwrites it.
@@ -127,17 +126,10 @@ impl EnvironmentApi for FakeEnvironment {
         setting: &Setting,
     ) -> Result<()> {
         const OP: &str = "upsert_setting";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.check(ops, OP, Some(contact_center_id))?;
-                self.put_setting(contact_center_id, setting.clone());
-                Ok(())
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.check(ops, OP, Some(contact_center_id))?;
+            self.put_setting(contact_center_id, setting.clone());
+            Ok(())
+        })
     }
 }

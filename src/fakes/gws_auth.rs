@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{CallLog, Script, answer, lock, unauthorized};
+use super::{CallLog, Faked, Script, lock, unauthorized};
 use crate::secret::{Credentials, SecretString};
 use crate::upstream::error::Result;
 use crate::upstream::gws_auth::{ClientRegistration, Grant, GwsAuthApi, OAuthClient, Token};
@@ -115,15 +115,6 @@ impl FakeGwsAuth {
         } else {
             Err(unauthorized(SYSTEM, operation, "Bad credentials"))
         }
-    }
-
-    fn run<T>(
-        &self,
-        operation: &'static str,
-        target: &str,
-        effect: impl FnOnce() -> Result<T>,
-    ) -> Result<T> {
-        answer(&self.log, &self.script, SYSTEM, operation, target, effect)
     }
 
     /// Checks the grant and issues a token for it.
@@ -240,6 +231,12 @@ fn apply_update(client: &mut OAuthClient, secret: &mut SecretString, data: &Valu
     }
     if let Some(v) = data.get("client_secret").and_then(Value::as_str) {
         *secret = SecretString::new(v);
+    }
+}
+
+impl Faked for FakeGwsAuth {
+    fn books(&self) -> (&CallLog, &Script, System) {
+        (&self.log, &self.script, SYSTEM)
     }
 }
 

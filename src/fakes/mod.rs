@@ -184,22 +184,27 @@ impl Script {
     }
 }
 
-/// Runs one faked call: logs it, answers from the script, else runs `effect`; a lost answer
-/// runs `effect` and answers its error instead.
-fn answer<T>(
-    log: &CallLog,
-    script: &Script,
-    system: System,
-    operation: &'static str,
-    target: &str,
-    effect: impl FnOnce() -> crate::upstream::error::Result<T>,
-) -> crate::upstream::error::Result<T> {
-    log.record(system, operation, target);
-    match script.take(operation)? {
-        None => effect(),
-        Some(lost) => {
-            let _ = effect();
-            Err(lost)
+/// What every fake has: the log its calls go to, the script that answers them first, and the
+/// system it stands for.
+trait Faked {
+    fn books(&self) -> (&CallLog, &Script, System);
+
+    /// Runs one faked call: logs it, answers from the script, else runs `effect`; a lost
+    /// answer runs `effect` and answers its error instead.
+    fn run<T>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        effect: impl FnOnce() -> crate::upstream::error::Result<T>,
+    ) -> crate::upstream::error::Result<T> {
+        let (log, script, system) = self.books();
+        log.record(system, operation, target);
+        match script.take(operation)? {
+            None => effect(),
+            Some(lost) => {
+                let _ = effect();
+                Err(lost)
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{ApiKeyRow, CallLog, FakeGwsAuth, FakeNexusDb, Script, answer, lock, unauthorized};
+use super::{ApiKeyRow, CallLog, FakeGwsAuth, FakeNexusDb, Faked, Script, lock, unauthorized};
 use crate::secret::SecretString;
 use crate::upstream::error::Result;
 use crate::upstream::nexus::{NexusApi, ProvisionedTenant, TenantInfo, TenantRequest};
@@ -137,6 +137,12 @@ impl FakeNexus {
     }
 }
 
+impl Faked for FakeNexus {
+    fn books(&self) -> (&CallLog, &Script, System) {
+        (&self.log, &self.script, SYSTEM)
+    }
+}
+
 #[async_trait]
 impl NexusApi for FakeNexus {
     async fn register_ucs(
@@ -146,36 +152,22 @@ impl NexusApi for FakeNexus {
         ucs_url: &str,
     ) -> Result<()> {
         const OP: &str = "register_ucs";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.api_key(api_key, OP)?;
-                // A repeated registration replaces the service (as the simulator).
-                let key = contact_center_id.to_ascii_lowercase();
-                lock(&self.state).ucs.insert(key, ucs_url.to_string());
-                Ok(())
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.api_key(api_key, OP)?;
+            // A repeated registration replaces the service (as the simulator).
+            let key = contact_center_id.to_ascii_lowercase();
+            lock(&self.state).ucs.insert(key, ucs_url.to_string());
+            Ok(())
+        })
     }
 
     async fn delete_ucs(&self, api_key: &SecretString, contact_center_id: &str) -> Result<bool> {
         const OP: &str = "delete_ucs";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.api_key(api_key, OP)?;
-                let key = contact_center_id.to_ascii_lowercase();
-                Ok(lock(&self.state).ucs.remove(&key).is_some())
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.api_key(api_key, OP)?;
+            let key = contact_center_id.to_ascii_lowercase();
+            Ok(lock(&self.state).ucs.remove(&key).is_some())
+        })
     }
 
     async fn create_tenant(
@@ -184,17 +176,10 @@ impl NexusApi for FakeNexus {
         tenant: &TenantRequest,
     ) -> Result<ProvisionedTenant> {
         const OP: &str = "create_tenant";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            &tenant.contact_center_id,
-            || {
-                self.bearer(bearer, OP)?;
-                self.create(tenant)
-            },
-        )
+        self.run(OP, &tenant.contact_center_id, || {
+            self.bearer(bearer, OP)?;
+            self.create(tenant)
+        })
     }
 
     async fn get_tenant(
@@ -203,56 +188,35 @@ impl NexusApi for FakeNexus {
         contact_center_id: &str,
     ) -> Result<Option<TenantInfo>> {
         const OP: &str = "get_tenant";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.bearer(bearer, OP)?;
-                if lock(&self.state).no_tenant_get {
-                    return Ok(None);
-                }
-                Ok(self.tenant(contact_center_id))
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.bearer(bearer, OP)?;
+            if lock(&self.state).no_tenant_get {
+                return Ok(None);
+            }
+            Ok(self.tenant(contact_center_id))
+        })
     }
 
     async fn update_tenant(&self, bearer: &SecretString, tenant: &TenantRequest) -> Result<()> {
         const OP: &str = "update_tenant";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            &tenant.contact_center_id,
-            || {
-                self.bearer(bearer, OP)?;
-                let mut state = lock(&self.state);
-                let key = tenant.contact_center_id.to_ascii_lowercase();
-                let Some(found) = state.tenants.get_mut(&key) else {
-                    return Err(not_found(OP));
-                };
-                *found = (Self::info(tenant), tenant.password.expose().to_string());
-                Ok(())
-            },
-        )
+        self.run(OP, &tenant.contact_center_id, || {
+            self.bearer(bearer, OP)?;
+            let mut state = lock(&self.state);
+            let key = tenant.contact_center_id.to_ascii_lowercase();
+            let Some(found) = state.tenants.get_mut(&key) else {
+                return Err(not_found(OP));
+            };
+            *found = (Self::info(tenant), tenant.password.expose().to_string());
+            Ok(())
+        })
     }
 
     async fn delete_tenant(&self, bearer: &SecretString, contact_center_id: &str) -> Result<bool> {
         const OP: &str = "delete_tenant";
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            OP,
-            contact_center_id,
-            || {
-                self.bearer(bearer, OP)?;
-                let key = contact_center_id.to_ascii_lowercase();
-                Ok(lock(&self.state).tenants.remove(&key).is_some())
-            },
-        )
+        self.run(OP, contact_center_id, || {
+            self.bearer(bearer, OP)?;
+            let key = contact_center_id.to_ascii_lowercase();
+            Ok(lock(&self.state).tenants.remove(&key).is_some())
+        })
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{CallLog, Script, answer, lock};
+use super::{CallLog, Faked, Script, lock};
 use crate::api::common::same_url;
 use crate::secret::SecretString;
 use crate::upstream::System;
@@ -79,28 +79,27 @@ impl FakeNexusDb {
     }
 }
 
+impl Faked for FakeNexusDb {
+    fn books(&self) -> (&CallLog, &Script, System) {
+        (&self.log, &self.script, SYSTEM)
+    }
+}
+
 #[async_trait]
 impl NexusDb for FakeNexusDb {
     async fn find_gapis(&self, url: &str, client_id: &str) -> Result<Vec<GapiRow>> {
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            "find_gapis",
-            client_id,
-            || {
-                let state = lock(&self.state);
-                let rows = state.gapis.iter();
-                Ok(rows
-                    .filter(|r| r.client_id == client_id && same_url(&r.url, url))
-                    .cloned()
-                    .collect())
-            },
-        )
+        self.run("find_gapis", client_id, || {
+            let state = lock(&self.state);
+            let rows = state.gapis.iter();
+            Ok(rows
+                .filter(|r| r.client_id == client_id && same_url(&r.url, url))
+                .cloned()
+                .collect())
+        })
     }
 
     async fn insert_gapi(&self, url: &str, client_id: &str, secret: &SecretString) -> Result<()> {
-        answer(&self.log, &self.script, SYSTEM, "insert_gapi", url, || {
+        self.run("insert_gapi", url, || {
             self.put_gapi(url, client_id, secret.expose());
             Ok(())
         })
@@ -112,27 +111,20 @@ impl NexusDb for FakeNexusDb {
         client_id: &str,
         secret: &SecretString,
     ) -> Result<u64> {
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            "update_gapi_secret",
-            url,
-            || {
-                let mut state = lock(&self.state);
-                let rows = state.gapis.iter_mut();
-                let mut changed = 0;
-                for row in rows.filter(|r| r.url == url && r.client_id == client_id) {
-                    row.client_secret = secret.clone();
-                    changed += 1;
-                }
-                Ok(changed)
-            },
-        )
+        self.run("update_gapi_secret", url, || {
+            let mut state = lock(&self.state);
+            let rows = state.gapis.iter_mut();
+            let mut changed = 0;
+            for row in rows.filter(|r| r.url == url && r.client_id == client_id) {
+                row.client_secret = secret.clone();
+                changed += 1;
+            }
+            Ok(changed)
+        })
     }
 
     async fn delete_gapis(&self, url: &str, client_id: &str) -> Result<u64> {
-        answer(&self.log, &self.script, SYSTEM, "delete_gapis", url, || {
+        self.run("delete_gapis", url, || {
             let mut state = lock(&self.state);
             let before = state.gapis.len();
             state
@@ -143,23 +135,16 @@ impl NexusDb for FakeNexusDb {
     }
 
     async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>> {
-        answer(
-            &self.log,
-            &self.script,
-            SYSTEM,
-            "find_api_keys",
-            name,
-            || {
-                let state = lock(&self.state);
-                let ours = |r: &&ApiKeyRow| {
-                    r.name == name
-                        && r.tenant_id
-                            .as_deref()
-                            .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
-                };
-                let keys = state.api_keys.iter().filter(ours);
-                Ok(keys.map(|r| SecretString::new(r.id.clone())).collect())
-            },
-        )
+        self.run("find_api_keys", name, || {
+            let state = lock(&self.state);
+            let ours = |r: &&ApiKeyRow| {
+                r.name == name
+                    && r.tenant_id
+                        .as_deref()
+                        .is_none_or(|t| t.eq_ignore_ascii_case(tenant_id))
+            };
+            let keys = state.api_keys.iter().filter(ours);
+            Ok(keys.map(|r| SecretString::new(r.id.clone())).collect())
+        })
     }
 }

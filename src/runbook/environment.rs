@@ -824,8 +824,8 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     let observes = env.spec.management_policy.observes();
     if rows.is_empty() && observes {
         return Ok(Outcome::Missing(format!(
-            "nex_gapis has no row for url {url} and clientid {client_id}: Manage would insert it, with the secret of Secret {}, \
-             and restart spec.nexusDeployment if set (Nexus reads the table when it starts)",
+            "nex_gapis has no row for url {url} and clientid {client_id}: Manage would insert it, with the secret of Secret {}; \
+             Nexus reads the table only when it starts, so it is then restarted (spec.nexusDeployment) or asks to be",
             env.client_secret_ref.name
         )));
     }
@@ -841,7 +841,7 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     if observes {
         return Ok(Outcome::Drifted(format!(
             "the clientsecret of nex_gapis for url {url} and clientid {client_id} is not the secret of Secret {}: \
-             Manage would update it, and restart spec.nexusDeployment if set (Nexus reads the table when it starts)",
+             Manage would update it; Nexus reads the table only when it starts, so it is then restarted (spec.nexusDeployment) or asks to be",
             env.client_secret_ref.name
         )));
     }

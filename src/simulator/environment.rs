@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::app::{App, SharedApp};
 use super::reply::{ApiError, Envelope, parse_json, required};
 use super::seed::Seed;
-use super::state::{Setting, Write};
+use super::state::Setting;
 
 pub(crate) fn routes() -> Router<SharedApp> {
     Router::new()
@@ -162,12 +162,7 @@ async fn upsert_setting(
             .entry(cc_id.clone())
             .or_default()
             .insert(name.clone(), setting);
-        let write = if previous.is_some() {
-            Write::Update
-        } else {
-            Write::Create
-        };
-        state.count_write(OP, write);
+        state.count_upsert(OP, previous.is_some());
         Ok(Envelope::ok()
             .data(wire)
             .path(format!("/contact-centers/{cc_id}/settings/{name}"))

@@ -90,12 +90,7 @@ async fn register_ucs(
             .ucs
             .insert(cc_id.clone(), UcsService { url: url.clone() });
         // A repeated registration replaces the service instead of adding a second one.
-        let write = if previous.is_some() {
-            Write::Update
-        } else {
-            Write::Create
-        };
-        state.count_write(OP, write);
+        state.count_upsert(OP, previous.is_some());
         Ok(Envelope::ok()
             .data(json!({"id": cc_id, "url": url}))
             .operation_id(&new_operation_id())

@@ -207,6 +207,16 @@ impl State {
         *tally.entry(op.to_owned()).or_default() += 1;
     }
 
+    /// A write that created the entry, or `replaced` the one there.
+    pub(crate) fn count_upsert(&mut self, op: &str, replaced: bool) {
+        let write = if replaced {
+            Write::Update
+        } else {
+            Write::Create
+        };
+        self.count_write(op, write);
+    }
+
     /// Stores a new access token and answers it with its expiry.
     pub(crate) fn issue_access_token(
         &mut self,

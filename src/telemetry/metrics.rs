@@ -134,7 +134,7 @@ impl Metrics {
         );
         registry.register(
             "time_to_ready_seconds",
-            "Time from creation or spec change to Ready",
+            "Time to each transition into Ready, from creation or from when Ready last turned False",
             time_to_ready_seconds.clone(),
         );
         registry.register(

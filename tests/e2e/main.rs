@@ -8,6 +8,8 @@
 //! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
 
 mod adoption;
+#[path = "../common/argo_health.rs"]
+mod argo_health;
 mod bad_input;
 #[path = "../common/by_hand.rs"]
 mod by_hand;
@@ -17,6 +19,7 @@ mod cluster_opt_in;
 mod edges;
 mod environment_edges;
 mod harness;
+mod health;
 mod leader;
 mod namespace_deletion;
 mod output_secret;

@@ -102,6 +102,13 @@ fn outcome(run: &TenantRun, step: Step) -> Option<Result<Outcome, Reason>> {
     Some(result.clone().map_err(|e| e.reason))
 }
 
+/// Asserts each step's outcome, or its failure's reason.
+fn assert_outcomes(run: &TenantRun, expected: &[(Step, Result<Outcome, Reason>)]) {
+    for (step, result) in expected {
+        assert_eq!(outcome(run, *step), Some(result.clone()), "{step}");
+    }
+}
+
 fn message(run: &TenantRun, step: Step) -> String {
     match run.report.outcome_of(step) {
         Some(Err(e)) => e.message.clone(),
@@ -113,16 +120,17 @@ fn message(run: &TenantRun, step: Step) -> String {
 async fn a_first_pass_creates_the_setting_and_the_tenant_and_keeps_the_key() {
     let world = World::new().await;
     let run = world.pass(&t100()).await;
-    for (step, expected) in [
-        (Step::ContactCenterResolved, Outcome::Verified),
-        (Step::ChatServiceRegistered, Outcome::Created),
-        (Step::TenantToken, Outcome::Obtained),
-        (Step::TenantProvisioned, Outcome::Created),
-        (Step::OutputSecret, Outcome::Created),
-        (Step::DesignerEnvConfigured, Outcome::ManualStepRequired),
-    ] {
-        assert_eq!(outcome(&run, step), Some(Ok(expected)), "{step}");
-    }
+    assert_outcomes(
+        &run,
+        &[
+            (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+            (Step::ChatServiceRegistered, Ok(Outcome::Created)),
+            (Step::TenantToken, Ok(Outcome::Obtained)),
+            (Step::TenantProvisioned, Ok(Outcome::Created)),
+            (Step::OutputSecret, Ok(Outcome::Created)),
+            (Step::DesignerEnvConfigured, Ok(Outcome::ManualStepRequired)),
+        ],
+    );
     assert_eq!(outcome(&run, Step::UcsRegistered), None, "no spec.ucs");
     let log = &world.upstream.log;
     assert_eq!(log.count("create_tenant"), 1);
@@ -168,13 +176,12 @@ async fn after_a_restart_the_recorded_key_stands_without_a_create() {
     let key = world.key_in_secret();
     let restarted = samples::runbook(&world.upstream);
     let run = run_tenant(&restarted, &tenant, &world.env, &world.store).await;
-    assert_eq!(
-        outcome(&run, Step::TenantToken),
-        Some(Ok(Outcome::Obtained))
-    );
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::AlreadyRight))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantToken, Ok(Outcome::Obtained)),
+            (Step::TenantProvisioned, Ok(Outcome::AlreadyRight)),
+        ],
     );
     assert_eq!(world.upstream.log.count("create_tenant"), 0);
     assert_eq!(world.key_in_secret(), key);
@@ -196,13 +203,12 @@ async fn a_lost_create_answer_is_recovered_from_nex_apikeys_not_created_twice() 
     );
 
     let run = world.pass(&t100()).await;
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::Recovered))
-    );
-    assert_eq!(
-        outcome(&run, Step::OutputSecret),
-        Some(Ok(Outcome::Created))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantProvisioned, Ok(Outcome::Recovered)),
+            (Step::OutputSecret, Ok(Outcome::Created)),
+        ],
     );
     assert_eq!(world.upstream.log.count("create_tenant"), 1, "never twice");
     assert_eq!(
@@ -278,13 +284,12 @@ async fn an_edited_key_is_restored_from_the_recorded_row() {
     let original = world.key_in_secret().unwrap();
     edit_key(&world, "edited-by-hand");
     let run = world.pass(&tenant).await;
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::Recovered))
-    );
-    assert_eq!(
-        outcome(&run, Step::OutputSecret),
-        Some(Ok(Outcome::Updated))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantProvisioned, Ok(Outcome::Recovered)),
+            (Step::OutputSecret, Ok(Outcome::Updated)),
+        ],
     );
     assert_eq!(world.key_in_secret(), Some(original));
     assert_eq!(world.upstream.log.count("create_tenant"), 0);
@@ -409,13 +414,12 @@ async fn a_wrong_tenant_password_stops_the_token_chain_but_not_the_setting() {
         .store
         .put("t100-user", &[("username", "nexus"), ("password", "wrong")]);
     let run = world.pass(&t100()).await;
-    assert_eq!(
-        outcome(&run, Step::TenantToken),
-        Some(Err(Reason::UpstreamRejected))
-    );
-    assert_eq!(
-        outcome(&run, Step::ChatServiceRegistered),
-        Some(Ok(Outcome::Created))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantToken, Err(Reason::UpstreamRejected)),
+            (Step::ChatServiceRegistered, Ok(Outcome::Created)),
+        ],
     );
     assert_eq!(outcome(&run, Step::TenantProvisioned), None);
     assert_eq!(world.upstream.log.writes(), ["upsert_setting"]);
@@ -614,10 +618,12 @@ async fn a_cached_token_gws_forgot_is_replaced_once() {
     let tenant = world.provisioned(t100()).await;
     world.upstream.auth.forget_tokens();
     let run = world.pass(&tenant).await;
-    assert_eq!(outcome(&run, Step::TenantToken), Some(Ok(Outcome::Reused)));
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::AlreadyRight))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantToken, Ok(Outcome::Reused)),
+            (Step::TenantProvisioned, Ok(Outcome::AlreadyRight)),
+        ],
     );
     let log = &world.upstream.log;
     assert_eq!(
@@ -693,24 +699,22 @@ async fn a_key_whose_secret_write_failed_waits_and_is_written_next_pass() {
     let world = World::new().await;
     world.store.fail_writes(1);
     let run = world.pass(&t100()).await;
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::Created))
-    );
-    assert_eq!(
-        outcome(&run, Step::OutputSecret),
-        Some(Err(Reason::UpstreamUnavailable))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantProvisioned, Ok(Outcome::Created)),
+            (Step::OutputSecret, Err(Reason::UpstreamUnavailable)),
+        ],
     );
     assert_eq!(world.runbook.pending_keys.len(), 1, "the only copy, kept");
 
     let run = world.pass(&t100()).await;
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::AlreadyRight))
-    );
-    assert_eq!(
-        outcome(&run, Step::OutputSecret),
-        Some(Ok(Outcome::Created))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantProvisioned, Ok(Outcome::AlreadyRight)),
+            (Step::OutputSecret, Ok(Outcome::Created)),
+        ],
     );
     assert_eq!(
         world.key_in_secret(),
@@ -1001,13 +1005,12 @@ async fn a_deleted_output_secret_is_restored_from_the_recorded_row() {
     let key = world.key_in_secret();
     world.store.remove(OUTPUT);
     let run = world.pass(&tenant).await;
-    assert_eq!(
-        outcome(&run, Step::TenantProvisioned),
-        Some(Ok(Outcome::Recovered))
-    );
-    assert_eq!(
-        outcome(&run, Step::OutputSecret),
-        Some(Ok(Outcome::Created))
+    assert_outcomes(
+        &run,
+        &[
+            (Step::TenantProvisioned, Ok(Outcome::Recovered)),
+            (Step::OutputSecret, Ok(Outcome::Created)),
+        ],
     );
     assert_eq!(world.key_in_secret(), key);
     assert!(world.upstream.log.writes().is_empty(), "nothing upstream");
