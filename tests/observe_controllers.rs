@@ -175,6 +175,9 @@ async fn an_environment_enabled_by_hand_is_observed_then_taken_over_with_the_ann
         ("GapiRegistered", "True/InSync"),
         ("NexusRestarted", "True/InSync"),
         ("Ready", "False/Drifted"),
+        // kstatus: nothing changes until a person acts (upstream, or the switch to Manage).
+        ("Stalled", "True/Drifted"),
+        ("Reconciling", "False/Drifted"),
     ] {
         assert_eq!(reason_of(&status.conditions, type_), expected, "{type_}");
     }
