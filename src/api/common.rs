@@ -50,6 +50,33 @@ pub enum DeletionPolicy {
     Delete,
 }
 
+/// Whether the operator changes the external systems or only looks at them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Create what is missing, repair what drifted, and delete per `deletionPolicy`.
+    #[default]
+    Manage,
+    /// Look only: each step says whether what it would manage is in sync, drifted or missing,
+    /// and nothing is written upstream (GWS, Nexus, PostgreSQL), not even on deletion.
+    Observe,
+}
+
+impl ManagementPolicy {
+    /// True when the steps only look.
+    pub fn observes(self) -> bool {
+        self == ManagementPolicy::Observe
+    }
+
+    /// The deletion policy that applies: an observed resource never deletes upstream,
+    /// whatever its `deletionPolicy` says.
+    pub fn deletion(self, policy: DeletionPolicy) -> DeletionPolicy {
+        match self {
+            ManagementPolicy::Manage => policy,
+            ManagementPolicy::Observe => DeletionPolicy::Retain,
+        }
+    }
+}
+
 /// Pattern for `http://` and `https://` URLs: the API server checks it, so a typo is refused at apply time.
 pub const URL_PATTERN: &str = r"^https?://[^\s/$.?#][^\s]*$";
 /// Longest URL accepted.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{
     CredentialsSecretRef, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX,
-    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, cel_normal_url,
+    ManagementPolicy, SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, cel_normal_url,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -21,7 +21,7 @@ use super::conditions::{Condition, conditions_schema};
     shortname = "dce",
     status = "EnvironmentStatus",
     doc = "A GWS + Digital Channels (Nexus) deployment: the nexus_client OAuth client, its verification and the nex_gapis row.",
-    // Ready, Reason and Suspended come first, added by `api::crds` for both kinds.
+    // Ready, Reason, Policy and Suspended come first, added by `api::crds` for both kinds.
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -71,6 +71,9 @@ pub struct DigitalChannelsEnvironmentSpec {
     /// Retain (default) leaves the OAuth client and the nex_gapis row when the resource is deleted; Delete removes them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Manage (default) creates and repairs upstream; Observe only looks: each step condition says InSync, Drifted or Missing, nothing is written upstream, and a deletion leaves the OAuth client and the nex_gapis row in place whatever deletionPolicy says.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
     /// When true the operator makes no external calls for this environment.
     #[serde(default)]
     pub suspend: bool,

@@ -6,7 +6,7 @@ pub mod environment;
 pub mod tenant;
 pub mod validation;
 
-pub use common::{CredentialsSecretRef, DeletionPolicy, SecretKeyRef};
+pub use common::{CredentialsSecretRef, DeletionPolicy, ManagementPolicy, SecretKeyRef};
 pub use conditions::{Condition, ConditionStatus};
 pub use environment::{
     DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, EnvironmentStatus,
@@ -64,9 +64,9 @@ pub fn crds() -> [CustomResourceDefinition; 2] {
     })
 }
 
-/// The Ready condition's status and reason, and whether the resource is suspended: written
-/// once, so that the two kinds show them alike.
-fn shared_columns() -> [CustomResourceColumnDefinition; 3] {
+/// The Ready condition's status and reason, the management policy, and whether the resource
+/// is suspended: written once, so that the two kinds show them alike.
+fn shared_columns() -> [CustomResourceColumnDefinition; 4] {
     let column = |name: &str, type_: &str, json_path: &str| CustomResourceColumnDefinition {
         name: name.to_string(),
         type_: type_.to_string(),
@@ -74,9 +74,16 @@ fn shared_columns() -> [CustomResourceColumnDefinition; 3] {
         ..CustomResourceColumnDefinition::default()
     };
     let ready = r#".status.conditions[?(@.type=="Ready")]"#;
+    let policy = CustomResourceColumnDefinition {
+        description: Some(
+            "spec.managementPolicy: Manage, or Observe (looks, never writes upstream)".to_string(),
+        ),
+        ..column("Policy", "string", ".spec.managementPolicy")
+    };
     [
         column("Ready", "string", &format!("{ready}.status")),
         column("Reason", "string", &format!("{ready}.reason")),
+        policy,
         column("Suspended", "boolean", ".spec.suspend"),
     ]
 }

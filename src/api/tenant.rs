@@ -4,8 +4,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    CredentialsSecretRef, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX, SecretKeyRef,
-    TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, UUID_PATTERN,
+    CredentialsSecretRef, DNS_SUBDOMAIN_PATTERN, DeletionPolicy, INT32_MAX, ManagementPolicy,
+    SecretKeyRef, TRIMMED_PATTERN, URL_MAX_LENGTH, URL_PATTERN, UUID_PATTERN,
 };
 use super::conditions::{Condition, conditions_schema};
 
@@ -19,7 +19,7 @@ use super::conditions::{Condition, conditions_schema};
     shortname = "dct",
     status = "TenantStatus",
     doc = "A contact center enabled for Digital Channels: chatservice-uri, the Nexus tenant and its API key.",
-    // Ready, Reason and Suspended come first, added by `api::crds` for both kinds.
+    // Ready, Reason, Policy and Suspended come first, added by `api::crds` for both kinds.
     printcolumn(
         name = "Contact Center",
         type_ = "string",
@@ -76,6 +76,9 @@ pub struct DigitalChannelsTenantSpec {
     /// Retain (default) leaves the Nexus tenant when the resource is deleted; Delete removes it and its PlatformUCS service.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Manage (default) creates and repairs upstream; Observe only looks: each step condition says InSync, Drifted or Missing, nothing is written upstream, and a deletion leaves the Nexus tenant and its PlatformUCS service in place whatever deletionPolicy says.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
     /// When true the operator makes no external calls for this tenant.
     #[serde(default)]
     pub suspend: bool,

@@ -68,7 +68,16 @@ pub async fn provision_as(
     let env_run = run_environment_managed(runbook, env, &store, &management).await;
     print_report(&env_run.report, out);
     summary.changes += count_changes(&env_run.report);
-    let Some(resolved) = env_run.resolved.filter(|_| env_run.report.succeeded()) else {
+    summary.all_hold &= env_run.report.in_sync();
+    // Observed, a client that is not verified cannot give the tenants a token.
+    let verified = matches!(
+        env_run.report.outcome_of(crate::runbook::Step::ClientVerified),
+        Some(Ok(o)) if o.in_sync()
+    );
+    let Some(resolved) = env_run
+        .resolved
+        .filter(|_| env_run.report.succeeded() && verified)
+    else {
         summary.all_hold = false;
         if !bundle.tenants.is_empty() {
             let _ = writeln!(out, "Tenants not started: the environment is not ready.");
@@ -82,7 +91,7 @@ pub async fn provision_as(
         let run = run_tenant(runbook, tenant, &resolved, &store).await;
         print_report(&run.report, out);
         summary.changes += count_changes(&run.report);
-        summary.all_hold &= run.report.succeeded();
+        summary.all_hold &= run.report.in_sync();
         summary.tenants.push(TenantSummary {
             name,
             contact_center_id: run.contact_center_id.clone(),
@@ -143,6 +152,12 @@ pub fn print_report(report: &RunReport, out: &mut dyn Write) {
             Ok(Outcome::ManualStepRequired) => {
                 ("!", "manual step required".to_string(), s.detail.clone())
             }
+            // Observed: what Manage would change, or could not look at.
+            Ok(o) if o.observed_difference().is_some() => {
+                let mark = if o.in_sync() { "?" } else { "≠" };
+                let said = o.observed_difference().unwrap_or_default().to_string();
+                (mark, o.as_str().to_string(), said)
+            }
             Ok(o) => ("✓", o.as_str().to_string(), s.detail.clone()),
             Err(e) => (
                 "✗",
@@ -184,7 +199,7 @@ pub fn print_summary(summary: &ProvisionSummary, out: &mut dyn Write) {
     let verdict = if summary.all_hold {
         "every step holds"
     } else {
-        "some steps failed"
+        "some steps failed or are not in sync"
     };
     let _ = writeln!(
         out,

@@ -88,9 +88,10 @@ pub fn condition_of(rules: &[ConditionRule], step: Step) -> &'static str {
 }
 
 /// One condition per rule: False with the step's reason when one of its steps failed,
-/// True when all its steps that ran held, the last observed True or False when none of its
-/// steps ran this pass (a step it needs failed), else Unknown, naming the condition that
-/// holds it up this pass.
+/// False with `Drifted` or `Missing` when one observed a difference (Observe), Unknown with
+/// `NotObservable` when one could not look, True when all its steps that ran held (reason
+/// `InSync` under Observe), the last observed True or False when none of its steps ran this
+/// pass (a step it needs failed), else Unknown, naming the condition that holds it up.
 pub fn step_conditions(
     rules: &[ConditionRule],
     report: &RunReport,
@@ -113,14 +114,16 @@ pub fn step_conditions(
                     &error.message,
                 );
             }
+            if let Some(observed) = observed_condition(rule.type_, &ran) {
+                return observed;
+            }
             let last_step = *rule.steps.last().expect("rules name steps");
             if report.outcome_of(last_step).is_some() {
-                return Condition::new(
-                    rule.type_,
-                    ConditionStatus::True,
-                    rule.true_reason.as_str(),
-                    "",
-                );
+                let reason = match report.policy.observes() {
+                    true => Reason::InSync,
+                    false => rule.true_reason,
+                };
+                return Condition::new(rule.type_, ConditionStatus::True, reason.as_str(), "");
             }
             // Not reached this pass: keep what was observed; a pending one says anew what it
             // waits for.
@@ -140,9 +143,36 @@ pub fn step_conditions(
         .collect()
 }
 
+/// What an observation of the rule's steps found that Manage would change (False), or could
+/// not look at (Unknown); `None` when all its steps that ran are in sync.
+fn observed_condition(type_: &str, ran: &[&Result<Outcome, StepError>]) -> Option<Condition> {
+    let outcomes = || ran.iter().filter_map(|r| r.as_ref().ok());
+    let (status, reason, message) = match outcomes().find(|o| !o.in_sync()) {
+        Some(Outcome::Drifted(m)) => (ConditionStatus::False, Reason::Drifted, m),
+        Some(Outcome::Missing(m)) => (ConditionStatus::False, Reason::Missing, m),
+        _ => match outcomes().find_map(|o| match o {
+            Outcome::NotObservable(m) => Some(m),
+            _ => None,
+        }) {
+            Some(m) => (ConditionStatus::Unknown, Reason::NotObservable, m),
+            None => return None,
+        },
+    };
+    Some(Condition::new(type_, status, reason.as_str(), message))
+}
+
+/// What Ready says of an observed resource in sync.
+pub const OBSERVED_IN_SYNC: &str = "managementPolicy is Observe: everything observed is in sync, \
+     and nothing was written upstream.";
+
 /// `Ready`: True when every given condition is True, else False with the reason and
-/// message of the first that is not.
+/// message of the first that is not. A step that cannot be observed (`NotObservable`) does
+/// not hold it back: nothing can tell, and Manage registers it once. Under Observe (its step
+/// conditions say `InSync`) a True Ready says `InSync` too.
 pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
+    let unobservable = |c: &Condition| {
+        c.status == ConditionStatus::Unknown && c.reason == Reason::NotObservable.as_str()
+    };
     // A False condition says more than an Unknown one that merely waits behind it.
     let blocking = conditions
         .iter()
@@ -150,9 +180,18 @@ pub fn ready(conditions: &[Condition], ready_message: &str) -> Condition {
         .or_else(|| {
             conditions
                 .iter()
-                .find(|c| c.status != ConditionStatus::True)
+                .find(|c| c.status != ConditionStatus::True && !unobservable(c))
         });
+    let observed = conditions
+        .iter()
+        .any(|c| c.reason == Reason::InSync.as_str() || unobservable(c));
     match blocking {
+        None if observed => Condition::new(
+            types::READY,
+            ConditionStatus::True,
+            Reason::InSync.as_str(),
+            OBSERVED_IN_SYNC,
+        ),
         None => Condition::new(
             types::READY,
             ConditionStatus::True,
@@ -278,6 +317,98 @@ mod tests {
             assert_eq!(got, statuses.to_vec(), "case {i}");
             assert_eq!(ready(&conditions, "").reason, *ready_reason, "case {i}");
         }
+    }
+
+    type Ran = (Step, Result<Outcome, StepError>);
+    /// Outcomes; per tenant condition its status and reason; Ready's status and reason.
+    type ObservedCase = (
+        Vec<Ran>,
+        [(ConditionStatus, &'static str); 4],
+        ConditionStatus,
+        &'static str,
+    );
+
+    #[test]
+    #[allow(clippy::too_many_lines)] // one table
+    fn observed_outcomes_are_in_sync_drifted_missing_or_not_observable() {
+        use crate::api::ManagementPolicy;
+        let drifted = || Ok(Outcome::Drifted("chatservice-uri differs".into()));
+        let missing = || Ok(Outcome::Missing("no tenant".into()));
+        let unobservable = || Ok(Outcome::NotObservable("no read".into()));
+        let (t, f, u) = (
+            ConditionStatus::True,
+            ConditionStatus::False,
+            ConditionStatus::Unknown,
+        );
+        // (outcomes, [ContactCenter, ChatService, Ucs, TenantProvisioned], Ready, its reason)
+        let table: Vec<ObservedCase> = vec![
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, unobservable()),
+                    (Step::TenantProvisioned, Ok(Outcome::Recovered)),
+                    (Step::OutputSecret, Ok(Outcome::Created)),
+                ],
+                [
+                    (t, "InSync"),
+                    (t, "InSync"),
+                    (u, "NotObservable"),
+                    (t, "InSync"),
+                ],
+                t,
+                "InSync",
+            ),
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, drifted()),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantProvisioned, missing()),
+                ],
+                [(t, "InSync"), (f, "Drifted"), (t, "InSync"), (f, "Missing")],
+                f,
+                "Drifted",
+            ),
+            (
+                vec![
+                    (Step::ContactCenterResolved, Ok(Outcome::Verified)),
+                    (Step::ChatServiceRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantToken, Ok(Outcome::Obtained)),
+                    (Step::UcsRegistered, Ok(Outcome::AlreadyRight)),
+                    (Step::TenantProvisioned, missing()),
+                ],
+                [(t, "InSync"), (t, "InSync"), (t, "InSync"), (f, "Missing")],
+                f,
+                "Missing",
+            ),
+        ];
+        for (i, (steps, expected, ready_status, ready_reason)) in table.into_iter().enumerate() {
+            let mut r = report(&steps);
+            r.policy = ManagementPolicy::Observe;
+            let conditions = step_conditions(TENANT_RULES, &r, &[]);
+            let got: Vec<(ConditionStatus, &str)> = conditions
+                .iter()
+                .map(|c| (c.status, c.reason.as_str()))
+                .collect();
+            assert_eq!(got, expected.to_vec(), "case {i}");
+            let drift = conditions.iter().find(|c| c.reason == "Drifted");
+            assert!(drift.is_none_or(|c| c.message == "chatservice-uri differs"));
+            let ready = ready(&conditions, "provisioned");
+            assert_eq!(
+                (ready.status, ready.reason.as_str()),
+                (ready_status, ready_reason),
+                "case {i}"
+            );
+            if ready_status == t {
+                assert_eq!(ready.message, OBSERVED_IN_SYNC);
+            }
+        }
+        // The same outcomes under Manage hold with the rules' own reasons.
+        let r = report(&[(Step::ContactCenterResolved, Ok(Outcome::Verified))]);
+        assert_eq!(step_conditions(TENANT_RULES, &r, &[])[0].reason, "Resolved");
     }
 
     #[test]

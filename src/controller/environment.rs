@@ -178,17 +178,15 @@ async fn record_run(
         let row = run
             .resolved
             .as_ref()
-            .filter(|_| matches!(run.report.outcome_of(Step::GapiRegistered), Some(Ok(_))))
+            .filter(|_| matches!(run.report.outcome_of(Step::GapiRegistered), Some(Ok(o)) if o.in_sync()))
             .and_then(|r| r.gapi_digest());
-        let (condition, wait, record) = nexus_condition(
-            ctx,
-            &previous.conditions,
-            &nexus,
-            row,
-            &deployment_ns,
-            &deployment.name,
-        )
-        .await?;
+        let (condition, wait, record) = match env.spec.management_policy.observes() {
+            true => observed_nexus(&previous.conditions, &nexus, row),
+            false => {
+                let at = (deployment_ns.as_str(), deployment.name.as_str());
+                nexus_condition(ctx, &previous.conditions, &nexus, row, at.0, at.1).await?
+            }
+        };
         fresh.push(condition);
         requeue_soon = wait;
         nexus = record;
@@ -229,7 +227,8 @@ async fn restart_by_hand(
     let digest = run
         .resolved
         .as_ref()
-        .filter(|_| matches!(step, Some(Ok(_))))
+        // An observed row that differs is not the row the digest would name.
+        .filter(|_| matches!(step, Some(Ok(o)) if o.in_sync()))
         .and_then(|r| r.gapi_digest());
     let row = Row {
         digest: digest.as_deref(),
@@ -296,8 +295,11 @@ fn details_of(
     nexus: NexusRecord,
 ) -> StatusDetails {
     // Once GWS Auth verifiably holds the client secret, tenants may use it.
-    let verified = matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(_)));
-    let registered = matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(_)));
+    // Observed drift or absence holds nothing: nothing to record of it.
+    let verified =
+        matches!(run.report.outcome_of(Step::ClientVerified), Some(Ok(o)) if o.in_sync());
+    let registered =
+        matches!(run.report.outcome_of(Step::ClientRegistered), Some(Ok(o)) if o.in_sync());
     StatusDetails {
         managed_client_id: match run.client_ours {
             Some(true) => Some(Some(env.spec.client.id.clone())),
@@ -424,8 +426,9 @@ async fn nexus_condition(
         && find(previous, types::NEXUS_RESTARTED)
             .is_some_and(|c| c.status == ConditionStatus::True);
     if upgraded || record.loaded.as_deref() == Some(row.as_str()) {
+        // What Observe said of it is not what Manage says.
         let done = find(previous, types::NEXUS_RESTARTED)
-            .filter(|c| c.status == ConditionStatus::True)
+            .filter(|c| c.status == ConditionStatus::True && c.reason != Reason::InSync.as_str())
             .cloned()
             .unwrap_or_else(|| {
                 condition(
@@ -652,7 +655,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
         // The tenants' deletion triggers us through the watch; this is the safety net.
         return Ok(Action::requeue(Duration::from_secs(60)));
     }
-    if env.spec.deletion_policy == DeletionPolicy::Delete {
+    if deletion_policy(env) == DeletionPolicy::Delete {
         if let Some(wait) = delete_upstream(ctx, &api, env, &previous).await? {
             return Ok(wait);
         }
@@ -662,8 +665,7 @@ async fn cleanup(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Acti
             false,
             "Retained",
             "Cleanup",
-            "deletionPolicy Retain: the OAuth client and nex_gapis row are left in place."
-                .to_string(),
+            retained_note(env).to_string(),
         )
         .await;
     }
@@ -680,7 +682,7 @@ async fn blocking_tenants(
     env: &DigitalChannelsEnvironment,
 ) -> Result<Option<String>, Error> {
     let (ns, name) = (env.namespace().unwrap_or_default(), env.name_any());
-    let policy = env.spec.deletion_policy;
+    let policy = deletion_policy(env);
     let tenants: Api<DigitalChannelsTenant> = Api::namespaced(ctx.client.clone(), &ns);
     let users: Vec<String> = tenants
         .list(&ListParams::default())
@@ -688,7 +690,8 @@ async fn blocking_tenants(
         .into_iter()
         .filter(|t| t.spec.environment_ref.name == name)
         .filter(|t| {
-            policy == DeletionPolicy::Delete || t.spec.deletion_policy == DeletionPolicy::Delete
+            policy == DeletionPolicy::Delete
+                || super::tenant::deletion_policy(t) == DeletionPolicy::Delete
         })
         .map(|t| t.name_any())
         .collect();
@@ -773,6 +776,56 @@ async fn delete_upstream(
         }
     }
     Ok(None)
+}
+
+/// NexusRestarted under Observe, which restarts nothing: Nexus is taken to have read the
+/// `nex_gapis` row found in sync (`row`), so that Manage restarts it only for a row it changes.
+fn observed_nexus(
+    previous: &[Condition],
+    record: &NexusRecord,
+    row: Option<String>,
+) -> (Condition, Option<Duration>, NexusRecord) {
+    let Some(row) = row else {
+        let kept = find(previous, types::NEXUS_RESTARTED)
+            .cloned()
+            .unwrap_or_else(|| {
+                Condition::new(
+                    types::NEXUS_RESTARTED,
+                    ConditionStatus::Unknown,
+                    Reason::Pending.as_str(),
+                    "Waiting for nex_gapis to be in sync.",
+                )
+            });
+        return (kept, None, record.clone());
+    };
+    let taken = Condition::new(
+        types::NEXUS_RESTARTED,
+        ConditionStatus::True,
+        Reason::InSync.as_str(),
+        "managementPolicy Observe restarts nothing: Nexus is taken to have read the nex_gapis row as found, \
+         and Manage restarts it only after changing that row.",
+    );
+    let loaded = NexusRecord {
+        loaded: Some(row),
+        restart_for: None,
+    };
+    (taken, None, loaded)
+}
+
+/// The deletion policy that applies: an observed environment deletes nothing upstream.
+fn deletion_policy(env: &DigitalChannelsEnvironment) -> DeletionPolicy {
+    env.spec
+        .management_policy
+        .deletion(env.spec.deletion_policy)
+}
+
+fn retained_note(env: &DigitalChannelsEnvironment) -> &'static str {
+    match env.spec.management_policy.observes() {
+        true => {
+            "managementPolicy Observe: nothing is deleted upstream; the OAuth client and nex_gapis row are left in place."
+        }
+        false => "deletionPolicy Retain: the OAuth client and nex_gapis row are left in place.",
+    }
 }
 
 #[cfg(test)]

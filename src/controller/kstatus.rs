@@ -47,7 +47,12 @@ pub fn health_of(reason: Reason) -> Health {
         | Reason::Resolved
         | Reason::Acknowledged
         | Reason::UpToDate
-        | Reason::RolledOut => Health::InProgress,
+        | Reason::RolledOut
+        | Reason::InSync
+        | Reason::NotObservable => Health::InProgress,
+        // Observe: what differs stays so until a person fixes it upstream or switches the
+        // resource to Manage.
+        Reason::Drifted | Reason::Missing => Health::Stalled,
         // A person must act first.
         Reason::ManualStepRequired => Health::Stalled,
         // Fixed in the cluster: the spec or a Secret.
@@ -192,6 +197,8 @@ mod tests {
             (Reason::Verified, InProgress),
             (Reason::Resolved, InProgress),
             (Reason::Acknowledged, InProgress),
+            (Reason::InSync, InProgress),
+            (Reason::NotObservable, InProgress),
             (Reason::UpToDate, InProgress),
             (Reason::RolledOut, InProgress),
             (Reason::Pending, InProgress),
@@ -199,6 +206,8 @@ mod tests {
             (Reason::WaitingForEnvironment, InProgress),
             (Reason::ManualStepRequired, Stalled),
             (Reason::Suspended, Suspended),
+            (Reason::Drifted, Stalled),
+            (Reason::Missing, Stalled),
             (Reason::InvalidSpec, Stalled),
             (Reason::SecretNotFound, Stalled),
             (Reason::SecretKeyMissing, Stalled),

@@ -615,7 +615,7 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
         return Ok(Action::await_change());
     }
     let previous = t.status.clone().unwrap_or_default();
-    let (event, note) = if t.spec.deletion_policy == DeletionPolicy::Delete {
+    let (event, note) = if deletion_policy(t) == DeletionPolicy::Delete {
         let record = CreatedRecord::of(&previous);
         let outcome = match resolvable_environment(t, ctx).await? {
             Ok(env) => {
@@ -638,10 +638,7 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
             Err(e) => return deletion_blocked(ctx, &api, t, &previous, e).await,
         }
     } else {
-        (
-            "Retained",
-            "deletionPolicy Retain: the Nexus tenant is left in place.".to_string(),
-        )
+        ("Retained", retained_note(t).to_string())
     };
     tracing::info!(outcome = event, "{note}");
     ctx.event(
@@ -703,4 +700,18 @@ async fn resolvable_environment(
     };
     let store = KubeSecretStore::new(ctx.client.clone(), &t.namespace().unwrap_or_default(), None);
     Ok(read_environment(&env, &store).await)
+}
+
+/// The deletion policy that applies: an observed tenant deletes nothing upstream.
+pub(crate) fn deletion_policy(t: &DigitalChannelsTenant) -> DeletionPolicy {
+    t.spec.management_policy.deletion(t.spec.deletion_policy)
+}
+
+fn retained_note(t: &DigitalChannelsTenant) -> &'static str {
+    match t.spec.management_policy.observes() {
+        true => {
+            "managementPolicy Observe: nothing is deleted upstream; the Nexus tenant is left in place."
+        }
+        false => "deletionPolicy Retain: the Nexus tenant is left in place.",
+    }
 }

@@ -105,3 +105,27 @@ pub fn failure(report: &RunReport) -> Option<(Step, Reason, bool)> {
     let (step, e) = report.failure()?;
     Some((step.step, e.reason, e.transient))
 }
+
+/// The writes (as [`super::WRITES`] names them) that the Observe outcomes of `report`
+/// announce Manage would make, one per step that is not in sync, sorted: what a switch to
+/// Manage must make, no more and no less.
+pub fn announced_writes(report: &RunReport) -> Vec<&'static str> {
+    use crate::runbook::Outcome::{Drifted, Missing, NotObservable};
+    let mut writes: Vec<&'static str> = report
+        .steps
+        .iter()
+        .filter_map(|s| match (s.step, s.result.as_ref().ok()?) {
+            (Step::ClientRegistered, Missing(_)) => Some("create_client"),
+            (Step::ClientRegistered | Step::ClientVerified, Drifted(_)) => Some("update_client"),
+            (Step::GapiRegistered, Missing(_)) => Some("insert_gapi"),
+            (Step::GapiRegistered, Drifted(_)) => Some("update_gapi_secret"),
+            (Step::ChatServiceRegistered, Missing(_) | Drifted(_)) => Some("upsert_setting"),
+            (Step::UcsRegistered, NotObservable(_) | Drifted(_)) => Some("register_ucs"),
+            (Step::TenantProvisioned, Missing(_)) => Some("create_tenant"),
+            (Step::TenantProvisioned, Drifted(_)) => Some("update_tenant"),
+            _ => None,
+        })
+        .collect();
+    writes.sort_unstable();
+    writes
+}

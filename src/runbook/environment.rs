@@ -7,7 +7,9 @@ use super::Runbook;
 use super::report::{Outcome, Reason, RunReport, Step, StepError};
 use super::secrets::{SecretError, SecretStore};
 use crate::api::common::normal_url;
-use crate::api::{DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, SecretKeyRef};
+use crate::api::{
+    DigitalChannelsEnvironment, DigitalChannelsEnvironmentSpec, ManagementPolicy, SecretKeyRef,
+};
 use crate::secret::{Credentials, SecretString};
 use crate::upstream::gws_auth::{ClientRegistration, Grant, OAuthClient};
 use crate::upstream::{ErrorKind, GwsAuthApi};
@@ -86,6 +88,8 @@ impl Default for Management {
 struct Claimant<'a> {
     management: &'a Management,
     journal: Option<&'a dyn CreateJournal>,
+    /// Observe: look, create and update nothing.
+    policy: ManagementPolicy,
     /// Status records that this environment made or adopted the client.
     recorded: bool,
 }
@@ -195,7 +199,8 @@ pub async fn resolve_environment(
     let started = Instant::now();
     let secret_ref = spec.client_secret_ref(&name);
     let status = env.status.clone().unwrap_or_default();
-    let resolved = read_client_secrets(store, &name, &secret_ref, &status, generate).await;
+    let modes = (generate, spec.management_policy);
+    let resolved = read_client_secrets(store, &name, &secret_ref, &status, modes).await;
     let (client_secret, fingerprint_key) = match resolved {
         Ok((secret, key, outcome)) => {
             report.push(
@@ -235,13 +240,16 @@ async fn read_client_secrets(
     name: &str,
     secret_ref: &SecretKeyRef,
     status: &crate::api::EnvironmentStatus,
-    generate: bool,
+    (generate, policy): (bool, ManagementPolicy),
 ) -> Result<(SecretString, Option<SecretString>, Outcome), StepError> {
     let key_ref = fingerprint_key_ref(name);
-    let generate_secret = generate && may_generate_client_secret(status, &secret_ref.name);
+    // Observed: a generated secret would not be the one the existing client holds.
+    let generate_secret =
+        generate && !policy.observes() && may_generate_client_secret(status, &secret_ref.name);
     let (secret, outcome) = read_or_generate(store, secret_ref, generate_secret, "client secret")
         .await
-        .map_err(|e| moved_to_missing_secret(e, status, secret_ref))?;
+        .map_err(|e| moved_to_missing_secret(e, status, secret_ref))
+        .map_err(|e| observed_missing_secret(e, policy, secret_ref))?;
     let key = match read_or_generate(store, &key_ref, generate, "fingerprint key").await {
         Ok((key, _)) => Some(key),
         // Not made yet: only a reader that needs it (a tenant's pass) waits for it.
@@ -321,6 +329,27 @@ fn moved_to_missing_secret(
         }
         _ => error,
     }
+}
+
+/// Under Observe, an absent client secret is `Missing`, with what to supply: nothing is
+/// generated, for a new secret would not be the one the OAuth client holds.
+fn observed_missing_secret(
+    error: StepError,
+    policy: ManagementPolicy,
+    at: &SecretKeyRef,
+) -> StepError {
+    if !policy.observes() || error.reason != Reason::SecretNotFound {
+        return error;
+    }
+    StepError::permanent(
+        Reason::Missing,
+        format!(
+            "Secret {} (key {}) with the OAuth client's secret does not exist. Under Observe none is generated: \
+             a new one would not be the secret of a client made by hand. Create the Secret with the client's \
+             current secret (Manage would generate one, which an existing client does not hold)",
+            at.name, at.key
+        ),
+    )
 }
 
 /// A CA bundle that cannot be used, said where it is read: the HTTP clients built from it
@@ -441,13 +470,11 @@ pub async fn run_environment_journaled(
     journal: Option<&dyn CreateJournal>,
 ) -> EnvironmentRun {
     let mut run = EnvironmentRun::default();
+    let policy = env.spec.management_policy;
+    run.report.policy = policy;
     let Some(resolved) = resolve_environment(env, store, true, &mut run.report).await else {
         return run;
     };
-    let ops_hint = format!(
-        "Check the ops user in Secret {}",
-        resolved.spec.ops_credentials_secret.name
-    );
     let auth = match runbook
         .connector
         .gws_auth(&resolved.spec.auth_url, resolved.ca())
@@ -468,24 +495,30 @@ pub async fn run_environment_journaled(
     let claimant = Claimant {
         management,
         journal,
+        policy,
         // Whether status records that this environment made or adopted the client.
         recorded: env
             .status
             .as_ref()
             .is_some_and(|s| s.records_client(&env.spec.client.id)),
     };
-    let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant, &ops_hint).await;
-    run.client_ours = ours;
+    let (registered, ours) = register_client(auth.as_ref(), &resolved, &claimant).await;
+    // Observed, the client is not made nor adopted: nothing to record as this one's.
+    run.client_ours = ours.filter(|_| !policy.observes());
     let Ok((outcome, detail)) = registered.map_err(|e| {
         run.report.push(Step::ClientRegistered, started, Err(e), "");
     }) else {
         return run;
     };
+    let absent = matches!(outcome, Outcome::Missing(_));
     run.report
         .push(Step::ClientRegistered, started, Ok(outcome), detail);
 
     let started = Instant::now();
-    let verified = verify_client(runbook, auth.as_ref(), &resolved, &management.manager).await;
+    let verified = match absent {
+        true => Ok(absent_client(&resolved)),
+        false => verify_client(runbook, auth.as_ref(), &resolved, &management.manager).await,
+    };
     let failed = verified.is_err();
     run.report.push(Step::ClientVerified, started, verified, "");
     if failed {
@@ -497,6 +530,14 @@ pub async fn run_environment_journaled(
     run.report.push(Step::GapiRegistered, started, gapi, "");
     run.resolved = Some(resolved);
     run
+}
+
+/// The verification of a client observed absent: no client to ask a token of.
+fn absent_client(env: &ResolvedEnvironment) -> Outcome {
+    Outcome::Missing(format!(
+        "OAuth client {} does not exist, so its secret cannot be verified: Manage would create it with the secret of Secret {}",
+        env.spec.client.id, env.client_secret_ref.name
+    ))
 }
 
 fn hint_for<'a>(error: &crate::upstream::UpstreamError, hint: &'a str) -> &'a str {
@@ -513,17 +554,27 @@ async fn register_client(
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
     claimant: &Claimant<'_>,
-    ops_hint: &str,
 ) -> (Result<(Outcome, String), StepError>, Option<bool>) {
+    let ops_hint = format!(
+        "Check the ops user in Secret {}",
+        env.spec.ops_credentials_secret.name
+    );
     let upstream =
-        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, ops_hint));
+        |e: crate::upstream::UpstreamError| StepError::from_upstream(&e, hint_for(&e, &ops_hint));
     let wanted = env.registration(&claimant.management.manager);
-    let existing = match get_or_create(auth, env, &wanted, claimant.journal, upstream).await {
-        Ok(None) => {
+    let existing = match get_or_create(auth, env, &wanted, claimant, upstream).await {
+        Ok(Found::Created) => {
             let made = format!("client {}", wanted.client_id);
             return (Ok((Outcome::Created, made)), Some(true));
         }
-        Ok(Some(existing)) => existing,
+        Ok(Found::Absent) => {
+            let missing = format!(
+                "OAuth client {} does not exist in GWS Auth: Manage would create it, with the secret of Secret {} and the redirect URI {}",
+                wanted.client_id, env.client_secret_ref.name, wanted.redirect_uri
+            );
+            return (Ok((Outcome::Missing(missing), String::new())), None);
+        }
+        Ok(Found::Existing(existing)) => *existing,
         Err((e, ours)) => return (Err(e), ours),
     };
     let claim = claim_of(
@@ -539,6 +590,21 @@ async fn register_client(
     if differences.is_empty() {
         let right = format!("client {}{adopted}", wanted.client_id);
         return (Ok((Outcome::AlreadyRight, right)), Some(true));
+    }
+    if claimant.policy.observes() {
+        let how = match (&claim, adopted.is_empty()) {
+            (_, true) => "",
+            (Claim::Unclaimed, _) if !claimant.management.take_over => {
+                ", adopting the client, which holds the client secret already"
+            }
+            _ => ", taking the client over",
+        };
+        let drift = format!(
+            "OAuth client {} differs: {}. Manage would update these fields{how}",
+            wanted.client_id,
+            wanted.explain_differences(&existing).join("; "),
+        );
+        return (Ok((Outcome::Drifted(drift), String::new())), None);
     }
     let body = wanted.update_body(&existing, false);
     if let Err(e) = auth.update_client(&env.ops, &wanted.client_id, &body).await {
@@ -556,22 +622,34 @@ pub trait CreateJournal: Send + Sync {
     async fn before_create(&self, client_id: &str) -> Result<(), String>;
 }
 
-/// The client as it is, or `None` when this call created it. A failure says whether the
-/// client may be ours all the same (`Some(true)`: a create whose answer was lost, a time-out
-/// or a 5xx, may have made it, and a cleanup must look for it; `Some(false)`: refused, so
-/// surely not made).
+/// What the client GET, and under Manage the create, found.
+enum Found {
+    Existing(Box<OAuthClient>),
+    /// This call created it.
+    Created,
+    /// Absent, and left so (Observe).
+    Absent,
+}
+
+/// The client as it is, or that this call created it (under Observe, that it is absent). A
+/// failure says whether the client may be ours all the same (`Some(true)`: a create whose
+/// answer was lost, a time-out or a 5xx, may have made it, and a cleanup must look for it;
+/// `Some(false)`: refused, so surely not made).
 async fn get_or_create(
     auth: &dyn GwsAuthApi,
     env: &ResolvedEnvironment,
     wanted: &ClientRegistration,
-    journal: Option<&dyn CreateJournal>,
+    claimant: &Claimant<'_>,
     to_step: impl Fn(crate::upstream::UpstreamError) -> StepError,
-) -> Result<Option<OAuthClient>, (StepError, Option<bool>)> {
+) -> Result<Found, (StepError, Option<bool>)> {
     let existing = auth.get_client(&env.ops, &wanted.client_id).await;
     if let Some(existing) = existing.map_err(|e| (to_step(e), None))? {
-        return Ok(Some(existing));
+        return Ok(Found::Existing(Box::new(existing)));
     }
-    if let Some(journal) = journal {
+    if claimant.policy.observes() {
+        return Ok(Found::Absent);
+    }
+    if let Some(journal) = claimant.journal {
         journal
             .before_create(&wanted.client_id)
             .await
@@ -585,11 +663,11 @@ async fn get_or_create(
             })?;
     }
     match auth.create_client(&env.ops, wanted).await {
-        Ok(_) => Ok(None),
+        Ok(_) => Ok(Found::Created),
         // Created by someone else between our GET and POST: judged like any other.
         Err(e) if e.kind == ErrorKind::Conflict => {
             match auth.get_client(&env.ops, &wanted.client_id).await {
-                Ok(Some(client)) => Ok(Some(client)),
+                Ok(Some(client)) => Ok(Found::Existing(Box::new(client))),
                 Ok(None) => Err((to_step(e), None)),
                 Err(e) => Err((to_step(e), None)),
             }
@@ -677,6 +755,13 @@ async fn verify_client(
         .await;
     match first {
         Ok(_) => Ok(Outcome::Verified),
+        Err(e) if e.kind == ErrorKind::Unauthorized && env.spec.management_policy.observes() => {
+            Ok(Outcome::Drifted(format!(
+                "GWS Auth refuses the secret of Secret {} for OAuth client {client_id}: Manage would set the client's secret \
+                 to it (a running Nexus keeps the old one until restarted). To keep the client's secret, put it in that Secret instead",
+                env.client_secret_ref.name
+            )))
+        }
         Err(e) if e.kind == ErrorKind::Unauthorized => {
             runbook.tokens.invalidate(&env.spec.auth_url, client_id);
             let wanted = env.registration(manager);
@@ -736,6 +821,14 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     let (url, client_id) = (normal_url(&env.spec.gws_url), env.spec.client.id.as_str());
     // Rows under any spelling of this GWS URL are this row: matched, never added beside.
     let rows = db.find_gapis(&url, client_id).await.map_err(to_step)?;
+    let observes = env.spec.management_policy.observes();
+    if rows.is_empty() && observes {
+        return Ok(Outcome::Missing(format!(
+            "nex_gapis has no row for url {url} and clientid {client_id}: Manage would insert it, with the secret of Secret {}; \
+             Nexus reads the table only when it starts, so it is then restarted (spec.nexusDeployment) or asks to be",
+            env.client_secret_ref.name
+        )));
+    }
     if rows.is_empty() {
         db.insert_gapi(&url, client_id, &env.client_secret)
             .await
@@ -744,6 +837,13 @@ async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<O
     }
     if rows.iter().all(|r| r.client_secret == env.client_secret) {
         return Ok(Outcome::AlreadyRight);
+    }
+    if observes {
+        return Ok(Outcome::Drifted(format!(
+            "the clientsecret of nex_gapis for url {url} and clientid {client_id} is not the secret of Secret {}: \
+             Manage would update it; Nexus reads the table only when it starts, so it is then restarted (spec.nexusDeployment) or asks to be",
+            env.client_secret_ref.name
+        )));
     }
     for stored in stored_urls(&rows) {
         db.update_gapi_secret(&stored, client_id, &env.client_secret)
@@ -900,3 +1000,7 @@ mod claim_tests {
 #[cfg(test)]
 #[path = "environment_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "environment_observe_tests.rs"]
+mod observe_tests;

@@ -86,7 +86,10 @@ impl StepRecorder {
     pub fn into_report(self) -> RunReport {
         let mut steps = self.steps.into_inner().unwrap_or_else(|e| e.into_inner());
         steps.sort_by_key(|s| s.step);
-        RunReport { steps }
+        RunReport {
+            steps,
+            ..RunReport::default()
+        }
     }
 }
 

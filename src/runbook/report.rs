@@ -83,6 +83,12 @@ pub enum Outcome {
     Reused,
     /// A person must act; the report's detail says what.
     ManualStepRequired,
+    /// Observe: it exists but differs; says what differs and what Manage would do.
+    Drifted(String),
+    /// Observe: it does not exist; says what Manage would create.
+    Missing(String),
+    /// Observe: no read is known (PlatformUCS); says what Manage would do.
+    NotObservable(String),
 }
 
 impl Outcome {
@@ -96,7 +102,24 @@ impl Outcome {
             Outcome::Obtained => "obtained",
             Outcome::Reused => "reused",
             Outcome::ManualStepRequired => "manual step required",
+            Outcome::Drifted(_) => "drifted",
+            Outcome::Missing(_) => "missing",
+            Outcome::NotObservable(_) => "not observable",
         }
+    }
+
+    /// What an observation found that differs from the spec (Observe only), in words.
+    pub fn observed_difference(&self) -> Option<&str> {
+        match self {
+            Outcome::Drifted(m) | Outcome::Missing(m) | Outcome::NotObservable(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// False when an observation found something Manage would change. One that could not
+    /// look (PlatformUCS) does not count: it cannot tell, and must not hold Ready back.
+    pub fn in_sync(&self) -> bool {
+        !matches!(self, Outcome::Drifted(_) | Outcome::Missing(_))
     }
 
     /// True when the step wrote something external.
@@ -116,6 +139,10 @@ pub enum Reason {
     Resolved,
     /// The DesignerEnv step, acknowledged by the user's annotation.
     Acknowledged,
+    /// Observe: what the step would manage is as the spec wants it.
+    InSync,
+    /// Observe: no read of it is known, so it is not looked at (PlatformUCS).
+    NotObservable,
     /// Nexus has loaded the current `nex_gapis` row.
     UpToDate,
     RolledOut,
@@ -127,6 +154,11 @@ pub enum Reason {
     // Nothing wrong, but a person has something to do or said so.
     ManualStepRequired,
     Suspended,
+    // Observe: what Manage would change, shown for a person to decide.
+    /// It exists but differs from the spec.
+    Drifted,
+    /// It does not exist.
+    Missing,
     // Failures.
     InvalidSpec,
     SecretNotFound,
@@ -173,6 +205,8 @@ impl Reason {
         Reason::Verified,
         Reason::Resolved,
         Reason::Acknowledged,
+        Reason::InSync,
+        Reason::NotObservable,
         Reason::UpToDate,
         Reason::RolledOut,
         Reason::Pending,
@@ -180,6 +214,8 @@ impl Reason {
         Reason::WaitingForEnvironment,
         Reason::ManualStepRequired,
         Reason::Suspended,
+        Reason::Drifted,
+        Reason::Missing,
         Reason::InvalidSpec,
         Reason::SecretNotFound,
         Reason::SecretKeyMissing,
@@ -206,6 +242,10 @@ impl Reason {
             Reason::Verified => "Verified",
             Reason::Resolved => "Resolved",
             Reason::Acknowledged => "Acknowledged",
+            Reason::InSync => "InSync",
+            Reason::NotObservable => "NotObservable",
+            Reason::Drifted => "Drifted",
+            Reason::Missing => "Missing",
             Reason::UpToDate => "UpToDate",
             Reason::RolledOut => "RolledOut",
             Reason::Pending => "Pending",
@@ -256,6 +296,8 @@ impl Reason {
                 | Reason::Verified
                 | Reason::Resolved
                 | Reason::Acknowledged
+                | Reason::InSync
+                | Reason::NotObservable
                 | Reason::UpToDate
                 | Reason::RolledOut
                 | Reason::ManualStepRequired
@@ -277,7 +319,11 @@ impl Reason {
             | Reason::SecretKeyMissing
             | Reason::InvalidSecret
             | Reason::WaitingForEnvironment
-            | Reason::ClientExists => FixedIn::Kubernetes,
+            | Reason::ClientExists
+            // Observe: fixed by hand upstream (the resync looks again) or by switching to
+            // Manage, a change the watches see.
+            | Reason::Drifted
+            | Reason::Missing => FixedIn::Kubernetes,
             _ => FixedIn::Upstream,
         }
     }
@@ -363,10 +409,12 @@ pub struct StepReport {
     pub duration: Duration,
 }
 
-/// The steps of one run, in order.
+/// The steps of one run, in order, and whether they only looked.
 #[derive(Clone, Debug, Default)]
 pub struct RunReport {
     pub steps: Vec<StepReport>,
+    /// The policy the steps ran under: under Observe a step that holds is in sync.
+    pub policy: crate::api::ManagementPolicy,
 }
 
 impl RunReport {
@@ -401,6 +449,13 @@ impl RunReport {
             .iter()
             .find(|s| s.step == step)
             .map(|s| &s.result)
+    }
+
+    /// True when no step failed and none observed a difference (Observe).
+    pub fn in_sync(&self) -> bool {
+        self.steps
+            .iter()
+            .all(|s| matches!(&s.result, Ok(o) if o.in_sync()))
     }
 
     /// True when any step wrote something external.
@@ -441,6 +496,10 @@ mod reason_tests {
             (Reason::Conflict, false, true, Upstream),
             (Reason::TenantMissing, false, true, Upstream),
             (Reason::RestartFailed, false, true, Upstream),
+            (Reason::InSync, false, false, Nothing),
+            (Reason::NotObservable, false, false, Nothing),
+            (Reason::Drifted, false, true, Kubernetes),
+            (Reason::Missing, false, true, Kubernetes),
         ];
         for (reason, progress, warning, fixed) in table {
             assert_eq!(reason.is_progress(), progress, "{reason:?}");

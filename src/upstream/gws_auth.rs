@@ -138,6 +138,55 @@ impl ClientRegistration {
         diffs
     }
 
+    /// [`Self::differences`] in words: each field as it is and as an update would set it
+    /// (no secret is among them), for a person deciding whether to let it happen.
+    pub fn explain_differences(&self, actual: &OAuthClient) -> Vec<String> {
+        let quote = |text: &str| {
+            let short: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+            format!("{short:?}")
+        };
+        let list = |items: &[String]| format!("[{}]", items.join(", "));
+        self.differences(actual)
+            .into_iter()
+            .map(|field| match field {
+                "authorizedGrantTypes" => {
+                    let missing: Vec<String> = REQUIRED_GRANT_TYPES
+                        .iter()
+                        .filter(|g| !actual.authorized_grant_types.iter().any(|a| a == *g))
+                        .map(|g| g.to_string())
+                        .collect();
+                    format!("authorizedGrantTypes lacks {}", list(&missing))
+                }
+                "redirectURIs" => format!(
+                    "redirectURIs {} -> {}",
+                    list(&actual.redirect_uris),
+                    list(&self.redirect_uris(actual))
+                ),
+                "scope" => format!("scope {} -> [*]", list(&actual.scope)),
+                "authorities" => format!(
+                    "authorities {} -> [ROLE_INTERNAL_CLIENT]",
+                    list(&actual.authorities)
+                ),
+                "description" => format!(
+                    "description {} -> {}",
+                    quote(actual.description.as_deref().unwrap_or_default()),
+                    quote(&self.description)
+                ),
+                "accessTokenExpirationTimeout" => format!(
+                    "accessTokenExpirationTimeout {} -> {}",
+                    actual.access_token_expiration_timeout.unwrap_or_default(),
+                    self.access_token_expiration_timeout
+                ),
+                "refreshTokenExpirationTimeout" => format!(
+                    "refreshTokenExpirationTimeout {} -> {}",
+                    actual.refresh_token_expiration_timeout.unwrap_or_default(),
+                    self.refresh_token_expiration_timeout
+                ),
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
     /// The client's redirect URIs as they should be: those others set, and the current
     /// `nexusUrl`, in their order; the one this operator set before is dropped.
     fn redirect_uris(&self, actual: &OAuthClient) -> Vec<String> {

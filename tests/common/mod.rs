@@ -277,6 +277,7 @@ spec:
     ))
     .expect("sample tenant parses")
 }
+pub mod by_hand;
 pub mod fake_apiserver;
 pub mod operator;
 

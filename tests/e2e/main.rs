@@ -7,9 +7,12 @@
 //! `helm template` renders, with exactly the chart's RBAC applied to the cluster, against its own
 //! `dc-operator simulate` and database. Any Forbidden answer fails the scenario and names it.
 
+mod adoption;
 #[path = "../common/argo_health.rs"]
 mod argo_health;
 mod bad_input;
+#[path = "../common/by_hand.rs"]
+mod by_hand;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
 mod cluster_opt_in;

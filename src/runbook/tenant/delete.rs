@@ -64,7 +64,8 @@ impl Deleted {
 /// that this tenant's record proves it created, never another resource's by contact center
 /// alone. Without a record (a pass ended between the create and its status write), a Nexus
 /// tenant is taken for this one's only when it bears this tenant's name at the contact center
-/// this tenant resolves to. "Already gone" counts as done.
+/// this tenant resolves to. "Already gone" counts as done. An observed tenant deletes
+/// nothing, whatever its record says.
 pub async fn delete_tenant(
     runbook: &Runbook,
     tenant: &DigitalChannelsTenant,
@@ -72,6 +73,9 @@ pub async fn delete_tenant(
     store: &dyn SecretStore,
     record: &CreatedRecord,
 ) -> Result<Deleted, StepError> {
+    if tenant.spec.management_policy.observes() {
+        return Ok(Deleted::default());
+    }
     let cc = match record.proven_contact_center() {
         Some(cc) => cc.to_string(),
         None => match contact_center_for_cleanup(runbook, tenant, env, record).await? {

@@ -131,8 +131,11 @@ pub async fn run_tenant_claiming(
     };
     pass.run(&recorder, &mut run).await;
     run.report = recorder.into_report();
+    run.report.policy = tenant.spec.management_policy;
     run
 }
 
+#[cfg(test)]
+mod observe_tests;
 #[cfg(test)]
 mod tests;

@@ -90,13 +90,16 @@ pub(super) struct Records<'a> {
     /// Where the tenant GET is known to answer, and this Nexus's URL.
     pub reads: &'a TenantReads,
     pub nexus_url: &'a str,
+    /// Observe: look, create and update nothing.
+    pub observe: bool,
 }
 
 /// Creates the tenant once and keeps its key. When the tenant exists but its key was
 /// never recorded (the create's answer was lost), the key is recovered from
 /// `nex_apikeys` rather than provisioning twice. A rotated tenant password is pushed
 /// with the (assumed) update; the tenant is never deleted and re-created, which would
-/// change its key under every consumer.
+/// change its key under every consumer. Under Observe nothing is created or updated: an
+/// absent tenant is `Missing` (no key), a rotated password `Drifted` (the key found).
 pub(super) async fn provision_tenant(
     nexus: &dyn NexusApi,
     db: &dyn crate::upstream::NexusDb,
@@ -104,8 +107,7 @@ pub(super) async fn provision_tenant(
     request: &TenantRequest,
     previous: &OutputRecord,
     records: &Records<'_>,
-) -> Result<(Outcome, SecretString, Option<String>), StepError> {
-    let recorded_digest = records.api_key_digest;
+) -> Result<(Outcome, Option<SecretString>, Option<String>), StepError> {
     let to_step = upstream("Check the tenant user's rights in Nexus");
     // A pending key is the newest create answer: it wins over what the Secret still holds.
     let known_key = records
@@ -114,19 +116,53 @@ pub(super) async fn provision_tenant(
         .or_else(|| previous.value(keys::API_KEY).cloned());
     let previous_op = previous.annotations.get(annotations::OPERATION_ID).cloned();
     let exists = tenant_exists(nexus, db, token, request, known_key.is_some(), records).await?;
+    if !exists && records.observe {
+        let missing = format!(
+            "Nexus has no tenant {} ({}) and nex_apikeys no key for it: Manage would create the tenant and keep its new key \
+             in the output Secret",
+            request.contact_center_id, request.name
+        );
+        return Ok((Outcome::Missing(missing), None, previous_op));
+    }
     if !exists {
         match nexus.create_tenant(token, request).await {
-            Ok(created) => return Ok((Outcome::Created, created.api_key, created.operation_id)),
+            Ok(created) => {
+                return Ok((
+                    Outcome::Created,
+                    Some(created.api_key),
+                    created.operation_id,
+                ));
+            }
             Err(e) if e.kind == ErrorKind::Conflict => {}
             Err(e) => return Err(to_step(e)),
         }
     }
-    // The tenant exists and its create answer is not in this pass. The key the operator
-    // recorded stands; one edited in the output Secret, or a lost one, is recovered from
-    // the tenant's own nex_apikeys row, and only if that row is the key once recorded.
+    let (key, outcome) = existing_key(db, request, known_key, records.api_key_digest).await?;
+    let rotated = !records.credentials.is_empty()
+        && records
+            .credentials
+            .iter()
+            .all(|f| *f != records.current_credentials && *f != records.legacy_credentials);
+    if rotated && outcome == Outcome::AlreadyRight {
+        let outcome = push_credentials(nexus, token, request, records.observe).await?;
+        return Ok((outcome, Some(key), previous_op));
+    }
+    Ok((outcome, Some(key), previous_op))
+}
+
+/// The key of a tenant that exists and whose create answer is not in this pass. The key
+/// the operator recorded stands; one edited in the output Secret, or a lost one, is
+/// recovered from the tenant's own nex_apikeys row, and only if that row is the key once
+/// recorded.
+async fn existing_key(
+    db: &dyn crate::upstream::NexusDb,
+    request: &TenantRequest,
+    known_key: Option<SecretString>,
+    recorded_digest: Option<&str>,
+) -> Result<(SecretString, Outcome), StepError> {
     let edited = |k: &SecretString| recorded_digest.is_some_and(|d| api_key_digest(k) != d);
-    let (key, outcome) = match known_key {
-        Some(known) if !edited(&known) => (known, Outcome::AlreadyRight),
+    match known_key {
+        Some(known) if !edited(&known) => Ok((known, Outcome::AlreadyRight)),
         known => {
             let key = recover_api_key(db, request).await?;
             // Unless the Secret and Nexus's table agree on a new key (an administrator rotated
@@ -142,31 +178,40 @@ pub(super) async fn provision_tenant(
                     ),
                 ));
             }
-            (key, Outcome::Recovered)
+            Ok((key, Outcome::Recovered))
         }
-    };
-    let rotated = !records.credentials.is_empty()
-        && records
-            .credentials
-            .iter()
-            .all(|f| *f != records.current_credentials && *f != records.legacy_credentials);
-    if rotated && outcome == Outcome::AlreadyRight {
-        return match nexus.update_tenant(token, request).await {
-            Ok(()) => Ok((Outcome::Updated, key, previous_op)),
-            Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => {
-                Err(StepError::permanent(
-                    Reason::TenantUpdateUnsupported,
-                    format!(
-                        "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
-                     token in Nexus by hand, then restore the previous password or recreate the output Secret",
-                        e.detail
-                    ),
-                ))
-            }
-            Err(e) => Err(to_step(e)),
-        };
     }
-    Ok((outcome, key, previous_op))
+}
+
+/// Rotated credentials, pushed with the (assumed) tenant update; under Observe, said as
+/// drift instead.
+async fn push_credentials(
+    nexus: &dyn NexusApi,
+    token: &SecretString,
+    request: &TenantRequest,
+    observe: bool,
+) -> Result<Outcome, StepError> {
+    if observe {
+        return Ok(Outcome::Drifted(format!(
+            "the tenant user's credentials are not those recorded for Nexus tenant {} ({}): Manage would update the \
+             tenant with them",
+            request.contact_center_id, request.name
+        )));
+    }
+    match nexus.update_tenant(token, request).await {
+        Ok(()) => Ok(Outcome::Updated),
+        Err(e) if matches!(e.kind, ErrorKind::Rejected | ErrorKind::NotFound) => {
+            Err(StepError::permanent(
+                Reason::TenantUpdateUnsupported,
+                format!(
+                    "the tenant user's credentials changed but Nexus refused the tenant update ({}); update the tenant's \
+                     token in Nexus by hand, then restore the previous password or recreate the output Secret",
+                    e.detail
+                ),
+            ))
+        }
+        Err(e) => Err(upstream("Check the tenant user's rights in Nexus")(e)),
+    }
 }
 
 /// Whether the tenant exists in Nexus. The GET is an assumed endpoint: when Nexus refuses
@@ -188,6 +233,16 @@ async fn tenant_exists(
         Ok(Some(_)) => {
             records.reads.confirm(records.nexus_url);
             Ok(true)
+        }
+        // Observed with no key known: Manage would send the create, whose 409 tells that
+        // the tenant exists; the look instead is its key row, which recovery would take.
+        Ok(None)
+        | Err(UpstreamError {
+            kind: ErrorKind::Rejected,
+            ..
+        }) if records.observe && !key_known && !records.reads.confirmed(records.nexus_url) => {
+            let rows = db.find_api_keys(cc, name).await.map_err(&to_step)?;
+            Ok(!rows.is_empty())
         }
         Ok(None) if key_known => {
             let rows = db.find_api_keys(cc, name).await.map_err(&to_step)?;

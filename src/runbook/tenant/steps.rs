@@ -94,6 +94,11 @@ impl<'a> TenantPass<'a> {
         }
     }
 
+    /// Observe: every step looks and none writes upstream.
+    fn observes(&self) -> bool {
+        self.tenant.spec.management_policy.observes()
+    }
+
     /// Runs the steps, each once its inputs hold; `None` when one failed (it is recorded).
     /// Each Secret is read by the step that needs it, so that its failure shows there.
     pub async fn run(&self, steps: &StepRecorder, run: &mut TenantRun) -> Option<()> {
@@ -206,6 +211,7 @@ impl<'a> TenantPass<'a> {
             c.steps
                 .run(Step::UcsRegistered, ucs.url.clone(), with_token)
                 .await
+                .flatten()
         }
         .await;
         *c.ucs_done.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
@@ -222,10 +228,11 @@ impl<'a> TenantPass<'a> {
         };
         let with_token = self.with_token(c.clients, c.cc, &c.inputs.user, c.token, provision);
         let name = self.tenant.spec.tenant_name.clone();
+        // No key when observed missing: nothing to write.
         let provisioned = c
             .steps
             .run(Step::TenantProvisioned, name, with_token)
-            .await?;
+            .await??;
         let ucs_so_far = c.ucs_done.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let previous = c.inputs.previous;
         let record = self.output_record(c.cc, previous, &provisioned, ucs_so_far.flatten());
@@ -331,6 +338,9 @@ impl<'a> TenantPass<'a> {
             {
                 return Ok(Outcome::AlreadyRight);
             }
+            if self.observes() {
+                return Ok(observed_setting(current, cc, nexus_url));
+            }
             let wanted = Setting {
                 name: super::CHAT_SERVICE_SETTING.to_string(),
                 location: "/".to_string(),
@@ -426,7 +436,7 @@ impl<'a> TenantPass<'a> {
     }
 
     /// PlatformUCS. No GET is known, so the registered URL is remembered (status, annotation).
-    /// Gives the URL registered.
+    /// Gives the URL registered; none when observed (nothing registered, so nothing to record).
     async fn register_ucs(
         &self,
         clients: &Clients,
@@ -434,14 +444,17 @@ impl<'a> TenantPass<'a> {
         key: &SecretString,
         cc: &str,
         ucs: &UcsSpec,
-    ) -> Result<(Outcome, String), StepError> {
+    ) -> Result<(Outcome, Option<String>), StepError> {
         let registered = self.recorded(
             inputs.previous,
             |s| s.ucs_url.as_ref(),
             annotations::UCS_URL,
         );
         if registered.is_some_and(|u| normal_url(u) == normal_url(&ucs.url)) {
-            return Ok((Outcome::AlreadyRight, ucs.url.clone()));
+            return Ok((Outcome::AlreadyRight, Some(ucs.url.clone())));
+        }
+        if self.observes() {
+            return Ok((observed_ucs(registered, &ucs.url), None));
         }
         let outcome = match clients.nexus.register_ucs(key, cc, &ucs.url).await {
             Ok(_) if registered.is_some() => Outcome::Updated,
@@ -457,7 +470,7 @@ impl<'a> TenantPass<'a> {
                 )(e));
             }
         };
-        Ok((outcome, ucs.url.clone()))
+        Ok((outcome, Some(ucs.url.clone())))
     }
 
     /// The Nexus tenant, created once; its key kept (see [`provision_tenant`]).
@@ -467,7 +480,7 @@ impl<'a> TenantPass<'a> {
         inputs: &Inputs<'_>,
         token: &SecretString,
         cc: &str,
-    ) -> Result<(Outcome, Provisioned), StepError> {
+    ) -> Result<(Outcome, Option<Provisioned>), StepError> {
         let (env, user) = (self.env, &inputs.user);
         let Some(fingerprint) = credentials_fingerprint(env, user) else {
             return Err(StepError::transient(
@@ -496,6 +509,7 @@ impl<'a> TenantPass<'a> {
             pending_key: pending,
             reads: &self.runbook.tenant_reads,
             nexus_url: &env.spec.nexus_url,
+            observe: self.observes(),
         };
         let (outcome, api_key, operation_id) = provision_tenant(
             clients.nexus.as_ref(),
@@ -506,18 +520,27 @@ impl<'a> TenantPass<'a> {
             &records,
         )
         .await?;
+        let Some(api_key) = api_key else {
+            return Ok((outcome, None));
+        };
         if outcome == Outcome::Created {
             // The only copy until the output Secret holds it.
             self.runbook
                 .pending_keys
                 .keep(self.pending_slot(cc), &api_key);
         }
+        // Observed drift of the credentials: the record stays, so the drift stays in view
+        // and Manage pushes them.
+        let fingerprint = match (&outcome, records.credentials.first()) {
+            (Outcome::Drifted(_), Some(recorded)) => recorded.to_string(),
+            _ => fingerprint,
+        };
         let provisioned = Provisioned {
             api_key,
             operation_id,
             fingerprint,
         };
-        Ok((outcome, provisioned))
+        Ok((outcome, Some(provisioned)))
     }
 
     /// The create (and update) body of the Nexus tenant, with `backendurl` in normal form.
@@ -647,5 +670,41 @@ impl<'a> TenantPass<'a> {
             .as_ref()
             .and_then(from_status)
             .or_else(|| previous.annotations.get(annotation))
+    }
+}
+
+/// What an observed `chatservice-uri` that is not right is, and what Manage would do.
+fn observed_setting(current: Option<&Setting>, cc: &str, nexus_url: &str) -> Outcome {
+    let wanted = normal_url(nexus_url);
+    match current {
+        None => Outcome::Missing(format!(
+            "contact center {cc} has no {} setting: Manage would create it with the value {wanted} at location /",
+            super::CHAT_SERVICE_SETTING
+        )),
+        Some(s) => {
+            let value: String = match &s.value {
+                serde_json::Value::String(v) => v.chars().take(200).collect(),
+                other => other.to_string().chars().take(200).collect(),
+            };
+            Outcome::Drifted(format!(
+                "the {} setting of contact center {cc} is {value:?} at location {:?}: Manage would set it to {wanted} at /",
+                super::CHAT_SERVICE_SETTING,
+                s.location
+            ))
+        }
+    }
+}
+
+/// PlatformUCS under Observe, its record not the spec's URL: no read of the service is
+/// known, so only the operator's own record can be compared.
+fn observed_ucs(registered: Option<&String>, wanted: &str) -> Outcome {
+    match registered {
+        Some(old) => Outcome::Drifted(format!(
+            "PlatformUCS was registered with {old} (as recorded): Manage would register {wanted}"
+        )),
+        None => Outcome::NotObservable(format!(
+            "PlatformUCS has no known read, so it cannot be observed. Manage will register it once with {wanted} \
+             (a service that exists already is answered as such, and counts as done). This does not hold Ready back"
+        )),
     }
 }
