@@ -200,3 +200,45 @@ async fn an_environment_enabled_by_hand_is_observed_then_taken_over_with_the_ann
     );
     h.stop().await;
 }
+
+/// A team's first look at an estate enabled by hand: the environment and its tenants observed
+/// at once. The environment's one drift (the client's description, which only Manage sets)
+/// must not hold its tenants back: the client secret is verified and the row is in place,
+/// which is all a tenant needs. Every key lands in its Secret, nothing is written upstream.
+#[tokio::test]
+async fn an_estate_enabled_by_hand_is_observed_whole_before_any_switch() {
+    let h = Harness::start().await;
+    let rb = common::runbook();
+    let hand = [HandTenant {
+        name: "t100",
+        contact_center_id: DEMO_CC_T100,
+        ucs: false,
+    }];
+    let url = h.sim.url();
+    let place = HandPlace {
+        base_url: &url,
+        gws_url: &format!("{url}/gws"),
+        database_url: &h.sim.db.url,
+    };
+    enable_by_hand(&rb, &place, &hand).await;
+    let from = h.sim.handle.requests().len();
+    h.secret("prod-nexus-client", &[("client-secret", HAND_SECRET)]);
+    h.env(|e| e.spec.management_policy = OBSERVE);
+    h.tenant(|t| t.spec.management_policy = OBSERVE);
+    h.env_condition("ClientRegistered", ConditionStatus::False, Some("Drifted"))
+        .await;
+    let t = h
+        .tenant_condition("Ready", ConditionStatus::True, Some("InSync"))
+        .await;
+    assert_eq!(
+        reason_of(&conditions(&t), "TenantProvisioned"),
+        "True/InSync"
+    );
+    assert!(
+        h.output_key().is_some(),
+        "the key found lands in the output Secret"
+    );
+    h.settle().await;
+    assert_eq!(writes_since(&h, from), Vec::<String>::new());
+    h.stop().await;
+}

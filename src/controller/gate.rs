@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 
-use super::conditions::{conflict, invalid_spec};
-use crate::api::conditions::Condition;
+use super::conditions::{conflict, invalid_spec, types};
+use crate::api::ManagementPolicy;
+use crate::api::conditions::{Condition, ConditionStatus, find};
 
 /// What a pass has looked up before it decides whether to go on.
 #[derive(Debug)]
@@ -132,10 +133,24 @@ pub fn hold<E>(verdict: &Gate<E>, previous: &[Condition], max_backoff: Duration)
     }
 }
 
+/// Whether an environment serves its tenants: when Ready; or, observed, when its client
+/// secret is verified, its `nex_gapis` row in place and (with a Deployment) loaded. What else
+/// an observed environment finds drifted (the client's description, which only Manage sets)
+/// is nothing a tenant needs, and must not keep a whole estate from being observed.
+pub fn environment_serves_tenants(policy: ManagementPolicy, conditions: &[Condition]) -> bool {
+    let is = |type_: &str, status: ConditionStatus| {
+        find(conditions, type_).is_some_and(|c| c.status == status)
+    };
+    is(types::READY, ConditionStatus::True)
+        || (policy.observes()
+            && is(types::CLIENT_VERIFIED, ConditionStatus::True)
+            && is(types::GAPI_REGISTERED, ConditionStatus::True)
+            && !is(types::NEXUS_RESTARTED, ConditionStatus::False))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::conditions::{ConditionStatus, find};
 
     fn facts(dependency: Dependency<&'static str>) -> Facts<&'static str> {
         Facts {
@@ -305,6 +320,77 @@ mod tests {
             }),
         ] {
             assert_eq!(hold(&kind_handles_it, &[], max), None);
+        }
+    }
+
+    type Given = Vec<(&'static str, ConditionStatus)>;
+
+    /// An observed environment enabled by hand: only the client's description differs.
+    const DRIFTED_DESCRIPTION: [(&str, ConditionStatus); 4] = [
+        ("Ready", ConditionStatus::False),
+        ("ClientRegistered", ConditionStatus::False),
+        ("ClientVerified", ConditionStatus::True),
+        ("GapiRegistered", ConditionStatus::True),
+    ];
+
+    #[test]
+    fn which_environments_serve_their_tenants() {
+        use ConditionStatus::{False, True};
+        let (observe, manage) = (ManagementPolicy::Observe, ManagementPolicy::Manage);
+        let drifted = DRIFTED_DESCRIPTION;
+        let cases: Vec<(&str, ManagementPolicy, Given, bool)> = vec![
+            ("Ready", manage, vec![("Ready", True)], true),
+            ("Ready, observed", observe, vec![("Ready", True)], true),
+            (
+                "observed, only the description drifted",
+                observe,
+                drifted.to_vec(),
+                true,
+            ),
+            (
+                "managed, same conditions: Manage fixes it first",
+                manage,
+                drifted.to_vec(),
+                false,
+            ),
+            (
+                "observed, the secret not verified",
+                observe,
+                vec![
+                    ("Ready", False),
+                    ("ClientVerified", False),
+                    ("GapiRegistered", True),
+                ],
+                false,
+            ),
+            (
+                "observed, no row",
+                observe,
+                vec![
+                    ("Ready", False),
+                    ("ClientVerified", True),
+                    ("GapiRegistered", False),
+                ],
+                false,
+            ),
+            (
+                "observed, row not loaded by Nexus",
+                observe,
+                [drifted.to_vec(), vec![("NexusRestarted", False)]].concat(),
+                false,
+            ),
+            ("no status yet", observe, vec![], false),
+        ];
+        for (name, policy, given, want) in cases {
+            let conditions: Vec<Condition> = given
+                .iter()
+                .map(|(t, s)| Condition::new(t, *s, "R", ""))
+                .collect();
+            assert_eq!(
+                environment_serves_tenants(policy, &conditions),
+                want,
+                "{name}"
+            );
         }
     }
 }

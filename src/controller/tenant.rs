@@ -25,7 +25,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::conditions::{TENANT_RULES, ready, step_conditions, suspended, types};
 use super::context::Context;
-use super::gate::{Dependency, Facts, Gate, Wait, gate, hold};
+use super::gate::{Dependency, Facts, Gate, Wait, environment_serves_tenants, gate, hold};
 use super::identity::{Claimant, Claims};
 use super::keys::ObjectKey;
 use super::pass::{next_action, publish_status};
@@ -98,7 +98,8 @@ async fn environment_of(
     }
     let status = env.status.clone().unwrap_or_default();
     let current = status.observed_generation == env.metadata.generation;
-    match (current, is_ready(&status.conditions)) {
+    let serves = environment_serves_tenants(env.spec.management_policy, &status.conditions);
+    match (current, serves) {
         (true, true) => {}
         // Its status change wakes the tenant; saying "not Ready" meanwhile would only flap.
         (false, true) => return Ok(Dependency::CatchingUp),
