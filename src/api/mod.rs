@@ -47,7 +47,7 @@ pub fn managed_labels() -> std::collections::BTreeMap<String, String> {
     .collect()
 }
 
-/// Both CRDs, each with the columns both kinds show first ([`shared_columns`]): what
+/// Both CRDs, each with the columns both kinds show first (`shared_columns`): what
 /// `crds/` holds. Take a CRD from here, not from `crd()`, which lacks those columns.
 pub fn crds() -> [CustomResourceDefinition; 2] {
     use kube::CustomResourceExt;
