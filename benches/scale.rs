@@ -21,6 +21,8 @@ mod cluster_gate;
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
 mod common;
+#[path = "scale/floor.rs"]
+mod floor;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -331,29 +333,21 @@ mod cluster {
                 .expect("Secret");
         }
         let mut operator = Operator::start(&ns, args.concurrency);
+        operator.serving().await;
+        let writes_before = operator.kubernetes_writes().await;
+        let reads_before = operator.kubernetes_requests(&["get"]).await;
+        // The environment and its tenants applied together, as a GitOps apply does.
         let envs: Api<DigitalChannelsEnvironment> = Api::namespaced(client.clone(), &ns);
         let mut env = common::environment(&sim.url());
         env.metadata = kube::api::ObjectMeta {
             name: Some("prod".into()),
             ..Default::default()
         };
+        let applied = Instant::now();
         envs.create(&PostParams::default(), &env)
             .await
             .expect("environment");
-        wait(
-            Duration::from_secs(120),
-            "the environment to be Ready",
-            || async {
-                let e = envs.get("prod").await.ok()?;
-                ready(&e.status?.conditions).then_some(())
-            },
-        )
-        .await;
-        let writes_before = operator.kubernetes_writes().await;
-        let reads_before = operator.kubernetes_requests(&["get"]).await;
-
         let tenants: Api<DigitalChannelsTenant> = Api::namespaced(client.clone(), &ns);
-        let applied = Instant::now();
         futures::stream::iter(0..args.tenants)
             .map(|i| {
                 let tenants = tenants.clone();
@@ -373,6 +367,7 @@ mod cluster {
             .buffer_unordered(32)
             .collect::<Vec<_>>()
             .await;
+        let first_pass = operator.first_pass().await;
         let mut ready_at: BTreeMap<String, Duration> = BTreeMap::new();
         while ready_at.len() < args.tenants {
             assert!(
@@ -422,6 +417,19 @@ mod cluster {
         );
         let mut times: Vec<Duration> = ready_at.values().copied().collect();
         println!("time to Ready per tenant: {}", percentiles(&mut times));
+        println!(
+            "start-up to first pass: {:.2} s (process start to its first reconcile)",
+            first_pass.as_secs_f64()
+        );
+        let upstream = args.latency * CRITICAL_PATH_CALLS;
+        let ideal = floor::measure(&client, args.tenants, args.concurrency, upstream).await;
+        println!(
+            "floor (a plain client making only the unavoidable requests, {} at a time, same cluster, same run): \
+             {:.2} s; the operator takes {:.2} x the floor",
+            args.concurrency,
+            ideal.as_secs_f64(),
+            wall.as_secs_f64() / ideal.as_secs_f64()
+        );
         println!(
             "Kubernetes API writes per tenant to provision: {:.2} (events apart), plus {:.2} events; by resource: {provisioning:?}",
             others as f64 / n,
@@ -558,10 +566,35 @@ mod cluster {
     struct Operator {
         child: std::process::Child,
         metrics: String,
+        started: Instant,
         _log: tempfile::NamedTempFile,
     }
 
     impl Operator {
+        /// Waits until the metrics endpoint answers.
+        async fn serving(&self) {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while reqwest::get(&self.metrics).await.is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the operator never served /metrics"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        /// The time from the process's start to its first reconcile of any kind.
+        async fn first_pass(&self) -> Duration {
+            loop {
+                let (_, envs) = self.reconcile_seconds("DigitalChannelsEnvironment").await;
+                let (_, tenants) = self.reconcile_seconds("DigitalChannelsTenant").await;
+                if envs + tenants > 0.0 {
+                    return self.started.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
         fn start(ns: &str, concurrency: usize) -> Operator {
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -584,6 +617,7 @@ mod cluster {
                 .expect("dc-operator run");
             Operator {
                 child,
+                started: Instant::now(),
                 metrics: format!("http://127.0.0.1:{port}/metrics"),
                 _log: log,
             }
