@@ -469,8 +469,13 @@ async fn a_permanent_failure_sets_the_reason_and_does_not_loop() {
         .await;
     let ready = find(&conditions(&t), "Ready").unwrap().clone();
     assert_eq!(ready.reason, "Unauthorized");
+    // Counted once the pass returns, just after its status write.
+    let counted = h
+        .api
+        .wait_for(WAIT, |_| (failed_passes() > failed_before).then_some(()))
+        .await;
     assert!(
-        failed_passes() > failed_before,
+        counted.is_some(),
         "a pass that leaves the tenant not Ready counts as failed"
     );
     // The refused token grant: on TenantProvisioned, and so named in the metric.

@@ -116,3 +116,42 @@ async fn an_environment_edit_makes_its_tenants_neither_flap_nor_write() {
     );
     h.stop().await;
 }
+
+/// Applied together with its environment (as a GitOps apply does), a tenant writes its status
+/// once and publishes one event: it says nothing while the environment works on its first
+/// pass, and its Ready event points at the step left by hand instead of a second event.
+#[tokio::test]
+async fn a_tenant_applied_with_its_environment_writes_its_status_once_and_one_event() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.settle_from_here().await;
+    let writes = h.writes_since_apply();
+    let statuses = writes
+        .iter()
+        .filter(|w| {
+            w.resource == "digitalchannelstenants" && w.subresource.as_deref() == Some("status")
+        })
+        .count();
+    let events: Vec<_> = writes
+        .iter()
+        .filter(|w| {
+            w.resource == "events" && w.name.as_deref().is_some_and(|n| n.starts_with("t100."))
+        })
+        .filter_map(|w| w.body.as_ref().map(|b| b["reason"].clone()))
+        .collect();
+    assert_eq!(statuses, 1, "{writes:#?}");
+    assert_eq!(events, [serde_json::json!("Provisioned")]);
+    let t = h
+        .api
+        .get_as::<DigitalChannelsTenant>(NS, "t100")
+        .expect("tenant");
+    let ready = find(&conditions(&t), "Ready").cloned().expect("Ready");
+    assert!(
+        ready.message.contains("DesignerEnvConfigured"),
+        "{}",
+        ready.message
+    );
+    h.stop().await;
+}

@@ -101,9 +101,10 @@ async fn environment_of(
     let serves = environment_serves_tenants(env.spec.management_policy, &status.conditions);
     match (current, serves) {
         (true, true) => {}
-        // Its status change wakes the tenant; saying "not Ready" meanwhile would only flap.
-        (false, true) => return Ok(Dependency::CatchingUp),
-        (_, false) => {
+        // Working on its spec (a new environment's first pass, or an edit): its status write
+        // wakes the tenant, and saying "not Ready" meanwhile would only write and flap.
+        (false, _) => return Ok(Dependency::CatchingUp),
+        (true, false) => {
             let why = find(&status.conditions, types::READY)
                 // The reason only: its message may change from pass to pass, and copying it
                 // would rewrite every tenant's status each time.
@@ -399,12 +400,17 @@ async fn record_run(
             &previous.conditions,
         ));
     }
+    let designer = designer_condition(&run.report, &previous.conditions);
+    // The Ready event says what is left by hand, so that it need not be a second event.
+    let ready_message = match designer.reason == Reason::ManualStepRequired.as_str() {
+        true => {
+            "The tenant is provisioned and its API key is in the output Secret. One step is left to do by hand: see DesignerEnvConfigured."
+        }
+        false => "The tenant is provisioned and its API key is in the output Secret.",
+    };
     let mut all = fresh.clone();
-    all.push(ready(
-        &fresh,
-        "The tenant is provisioned and its API key is in the output Secret.",
-    ));
-    all.push(designer_condition(&run.report, &previous.conditions));
+    all.push(ready(&fresh, ready_message));
+    all.push(designer);
     // Beside Ready, not part of it: the environment was usable for this pass.
     all.push(environment_condition(Ok(&t.spec.environment_ref.name)));
     let details = StatusDetails {
@@ -591,9 +597,13 @@ async fn write(
     let reference = t.object_ref(&());
     let designer_before =
         find(&previous.conditions, types::DESIGNER_ENV_CONFIGURED).map(|c| &c.reason);
+    // Turning Ready, the Ready event already points at the step left by hand.
+    let became_ready = super::status::ready_transition(&previous.conditions, &status.conditions)
+        .is_some_and(|c| c.status == ConditionStatus::True);
     if let Some(c) = find(&status.conditions, types::DESIGNER_ENV_CONFIGURED)
         && c.reason == Reason::ManualStepRequired.as_str()
         && designer_before != Some(&c.reason)
+        && !became_ready
     {
         ctx.event(
             &reference,
