@@ -155,3 +155,60 @@ async fn a_tenant_applied_with_its_environment_writes_its_status_once_and_one_ev
     );
     h.stop().await;
 }
+
+/// A suspended environment's status is as last applied while its spec may have been edited
+/// since: its tenants make no call with it. Found by review.
+#[tokio::test]
+async fn a_suspended_environment_serves_no_tenant_pass() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.env(|e| e.spec.suspend = true);
+    let t = h
+        .tenant_condition(
+            "EnvironmentReady",
+            ConditionStatus::False,
+            Some("WaitingForEnvironment"),
+        )
+        .await;
+    let said = find(&conditions(&t), "EnvironmentReady")
+        .cloned()
+        .expect("said");
+    assert!(said.message.contains("suspended"), "{}", said.message);
+    assert_eq!(
+        find(&conditions(&t), "Ready").map(|c| c.status),
+        Some(ConditionStatus::True),
+        "its own effects hold"
+    );
+    h.stop().await;
+}
+
+/// A Ready tenant edited while its environment fails keeps no Ready for the spec it could not
+/// apply. Found by review.
+#[tokio::test]
+async fn an_edited_tenant_is_not_ready_for_a_spec_its_failing_environment_kept_it_from_applying() {
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|_| {});
+    h.both_ready().await;
+    h.secret(
+        "gws-ops",
+        &[("username", "ops"), ("password", "not-the-password")],
+    );
+    h.tenant_condition("EnvironmentReady", ConditionStatus::False, None)
+        .await;
+    h.tenant(|t| t.spec.genesys_tenant_id = 2);
+    let t = h
+        .tenant_condition(
+            "Ready",
+            ConditionStatus::False,
+            Some("WaitingForEnvironment"),
+        )
+        .await;
+    assert_eq!(
+        t.status.as_ref().and_then(|s| s.observed_generation),
+        t.metadata.generation
+    );
+    h.stop().await;
+}

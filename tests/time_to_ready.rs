@@ -4,8 +4,8 @@
 mod common;
 
 use common::operator::{Harness, NS, WAIT};
-use digital_channels_operator::api::DigitalChannelsEnvironment;
 use digital_channels_operator::api::conditions::{ConditionStatus, find};
+use digital_channels_operator::api::{DigitalChannelsEnvironment, ManagementPolicy};
 use digital_channels_operator::telemetry::metrics::metrics;
 
 /// How many times Ready was reached, by kind, as `/metrics` says it.
@@ -51,6 +51,16 @@ async fn each_way_to_ready_counts_once() {
         .await;
     h.secret("gws-ops", &[("username", "ops"), ("password", "ops")]);
     h.env_condition("Ready", ConditionStatus::True, None).await;
+    h.settle().await;
+    assert_eq!((ready_count(env_kind), ready_count(tenant_kind)), (2, 1));
+
+    // A policy switch changes Ready's reason, not its status: no way into Ready (review).
+    h.env(|e| {
+        e.spec.client.access_token_expiration_timeout = 3600;
+        e.spec.management_policy = ManagementPolicy::Observe;
+    });
+    h.env_condition("Ready", ConditionStatus::True, Some("InSync"))
+        .await;
     h.settle().await;
     assert_eq!((ready_count(env_kind), ready_count(tenant_kind)), (2, 1));
     h.stop().await;

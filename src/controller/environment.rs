@@ -447,9 +447,7 @@ async fn nexus_condition(
         loaded: record.loaded.clone(),
         restart_for: Some(row.clone()),
     };
-    let old = find(previous, types::NEXUS_RESTARTED)
-        .filter(|_| record.restart_for.as_deref() == Some(row.as_str()))
-        .cloned();
+    let old = restart_in_flight(previous, record, &row);
     // Owed and not in flight for this row (new, changed again, or a pass that restarted
     // could not record it): restart.
     let Some(old) = old else {
@@ -505,6 +503,20 @@ async fn restart_nexus(
             Some(ctx.backoff(backoff_key, None)),
         ),
     }
+}
+
+/// The condition of a restart in flight for `row`: only as a restart says it (not a restart
+/// owed by hand before the Deployment was set, nor an observation); anything else restarts.
+fn restart_in_flight(previous: &[Condition], record: &NexusRecord, row: &str) -> Option<Condition> {
+    find(previous, types::NEXUS_RESTARTED)
+        .filter(|_| record.restart_for.as_deref() == Some(row))
+        .filter(|c| {
+            matches!(
+                Reason::parse(&c.reason),
+                Some(Reason::RestartFailed | Reason::RollingOut | Reason::RolloutStuck)
+            )
+        })
+        .cloned()
 }
 
 /// A restart in flight: retry a failed one, follow a rollout.
@@ -798,6 +810,23 @@ fn observed_nexus(
             });
         return (kept, None, record.clone());
     };
+    // A restart still owed for this row (one that failed, or one owed by hand) is not
+    // forgotten by looking: Manage makes it once switched back.
+    let owed = record.restart_for.as_deref() == Some(row.as_str())
+        || record.loaded.as_deref().is_some_and(|loaded| loaded != row);
+    if owed {
+        let drifted = Condition::new(
+            types::NEXUS_RESTARTED,
+            ConditionStatus::False,
+            Reason::Drifted.as_str(),
+            "Nexus has not been seen to load the current nex_gapis row: Manage would restart it.",
+        );
+        let kept = NexusRecord {
+            loaded: record.loaded.clone(),
+            restart_for: Some(row),
+        };
+        return (drifted, None, kept);
+    }
     let taken = Condition::new(
         types::NEXUS_RESTARTED,
         ConditionStatus::True,
@@ -889,5 +918,91 @@ mod tests {
             );
             assert!(c.message.contains("nexus/nexus"), "{}", c.message);
         }
+    }
+}
+
+/// Found by review: a restart owed by hand, then a Deployment set; a restart owed under
+/// Manage, then a detour through Observe.
+#[cfg(test)]
+mod restart_owed_tests {
+    use super::*;
+    use crate::controller::context::ControllerConfig;
+
+    fn context() -> Context {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
+        let client = kube::Client::try_from(config).expect("a client, never connected");
+        let connector = crate::runbook::RealConnector::new(Default::default());
+        Context::new(
+            client,
+            crate::runbook::Runbook::new(std::sync::Arc::new(connector)),
+            ControllerConfig::default(),
+        )
+    }
+
+    /// A restart owed by hand (no nexusDeployment), then the user follows the message's own
+    /// advice and sets spec.nexusDeployment: the operator must restart Nexus (or at least
+    /// not keep NexusRestarted False ManualStepRequired forever).
+    #[tokio::test]
+    async fn adding_nexus_deployment_while_a_manual_restart_is_owed_restarts_nexus() {
+        let ctx = context();
+        let (old, row) = (
+            "OLDdigest0000000000".to_string(),
+            "NEWdigest0000000000".to_string(),
+        );
+        let record = NexusRecord {
+            loaded: Some(old.clone()),
+            restart_for: None,
+        };
+        // The pass without nexusDeployment: owed.
+        let (owed, condition) = manual_restart(
+            &record,
+            Row {
+                digest: Some(&row),
+                written: true,
+            },
+            None,
+            ("ns", "prod"),
+        );
+        let condition = condition.expect("owed");
+        assert!(
+            condition
+                .message
+                .contains("Or set spec.nexusDeployment and the operator restarts it")
+        );
+        // The next pass, now with nexusDeployment: previous conditions and record as written.
+        let previous = vec![condition];
+        let (c, _wait, after) =
+            nexus_condition(&ctx, &previous, &owed, Some(row.clone()), "nexus", "nexus")
+                .await
+                .expect("no error");
+        // Fails today: the ManualStepRequired condition is returned unchanged, no restart is
+        // attempted (a restart against 127.0.0.1:9 would say RestartFailed), and the record
+        // stays in flight: Ready stays False for ever.
+        assert_ne!(c.reason, "ManualStepRequired", "stuck: {c:?} {after:?}");
+    }
+
+    /// A restart owed under Manage (RestartFailed: RBAC missing) survives a detour through
+    /// Observe: Observe writes nothing, but must not forget that Nexus still runs the old row.
+    #[test]
+    fn observe_does_not_forget_a_restart_owed_under_manage() {
+        let (old, row) = ("OLDdigest".to_string(), "NEWdigest".to_string());
+        let previous = vec![Condition::new(
+            types::NEXUS_RESTARTED,
+            ConditionStatus::False,
+            "RestartFailed",
+            "Cannot restart Deployment nexus/nexus (403 Forbidden)",
+        )];
+        let owed = NexusRecord {
+            loaded: Some(old),
+            restart_for: Some(row.clone()),
+        };
+        let (c, _, after) = observed_nexus(&previous, &owed, Some(row.clone()));
+        // Fails today: True InSync, and the record says Nexus loaded the new row, so the
+        // switch back to Manage finds loaded == row and never restarts Nexus.
+        assert_ne!(
+            after.loaded.as_deref(),
+            Some(row.as_str()),
+            "{c:?} {after:?}"
+        );
     }
 }

@@ -298,7 +298,9 @@ where
         )
         .await;
         // Only a way into Ready counts: a planned step on the way (not a warning) is not one.
-        if c.status == ConditionStatus::True {
+        // A new reason on a Ready that stays True (a policy switch) is no way into Ready.
+        let was_ready = find(before, "Ready").is_some_and(|r| r.status == ConditionStatus::True);
+        if c.status == ConditionStatus::True && !was_ready {
             observe_time_to_ready(&K::kind(&()), meta, before);
         }
     }

@@ -96,6 +96,13 @@ async fn environment_of(
             "DigitalChannelsEnvironment {env_name} is being deleted."
         )));
     }
+    // Its status is as last applied, but its spec may have been edited since: a tenant must
+    // not act on a spec the environment itself has not applied.
+    if env.spec.suspend {
+        return Ok(failing(format!(
+            "DigitalChannelsEnvironment {env_name} is suspended (spec.suspend): its tenants make no call either."
+        )));
+    }
     let status = env.status.clone().unwrap_or_default();
     let current = status.observed_generation == env.metadata.generation;
     let serves = environment_serves_tenants(env.spec.management_policy, &status.conditions);
@@ -249,7 +256,9 @@ async fn environment_failing(
     why: String,
     retry: bool,
 ) -> Result<Action, Error> {
-    let broken = match is_ready(&previous.conditions) {
+    // Ready is kept only for the spec it was computed for: an edit waits for the environment.
+    let same_spec = previous.observed_generation == t.metadata.generation;
+    let broken = match is_ready(&previous.conditions) && same_spec {
         true => {
             claim_broken(
                 t,
@@ -300,7 +309,7 @@ fn environment_condition(state: Result<&str, &str>) -> Condition {
             ConditionStatus::True,
             Reason::Verified.as_str(),
             format!(
-                "DigitalChannelsEnvironment {env_name} is Ready and its client secret is verified."
+                "DigitalChannelsEnvironment {env_name} serves its tenants: its client secret is verified and nex_gapis holds it."
             ),
         ),
         Err(why) => Condition::new(

@@ -219,12 +219,18 @@ impl ClientRegistration {
             }
         }
         let redirects = self.redirect_uris(actual);
+        // Lists that already hold what is needed are kept as they are: an update writes
+        // only what `differences` announced (a person may have added a scope).
+        let kept_or = |actual: &[String], needed: &str| match actual.iter().any(|a| a == needed) {
+            true => actual.to_vec(),
+            false => vec![needed.to_string()],
+        };
         let mut data = json!({
             "authorizedGrantTypes": grants,
             "redirectURIs": redirects,
             "description": self.description,
-            "scope": ["*"],
-            "authorities": ["ROLE_INTERNAL_CLIENT"],
+            "scope": kept_or(&actual.scope, "*"),
+            "authorities": kept_or(&actual.authorities, "ROLE_INTERNAL_CLIENT"),
             "accessTokenExpirationTimeout": self.access_token_expiration_timeout,
             "refreshTokenExpirationTimeout": self.refresh_token_expiration_timeout,
         });
@@ -526,6 +532,52 @@ mod redirect_tests {
         assert_eq!(
             w.update_body(&actual, false)["data"]["redirectURIs"],
             serde_json::json!(["https://other.example.com", "https://new.example.com"])
+        );
+    }
+}
+
+/// Found by review: an update writes only what the differences announced.
+#[cfg(test)]
+mod announced_update_tests {
+    use super::*;
+
+    /// A client made by hand that differs only in its description (all Observe announces),
+    /// but also carries a scope and an authority of its own: the update Manage then sends
+    /// replaces scope and authorities wholesale, writes Observe never announced.
+    #[test]
+    fn the_update_writes_only_what_observe_announced() {
+        let wanted = ClientRegistration {
+            client_id: "nexus_client".into(),
+            secret: "s".into(),
+            description: "managed by dc-operator: DigitalChannelsEnvironment dc/prod".into(),
+            redirect_uri: "https://nexus.example.com".into(),
+            previous_redirect_uri: None,
+            access_token_expiration_timeout: 43200,
+            refresh_token_expiration_timeout: 2592000,
+        };
+        let by_hand = OAuthClient {
+            client_id: "nexus_client".into(),
+            description: Some("nexus_client".into()),
+            authorized_grant_types: REQUIRED_GRANT_TYPES.iter().map(|g| g.to_string()).collect(),
+            redirect_uris: vec!["https://nexus.example.com".into()],
+            scope: vec!["*".into(), "chat".into()],
+            authorities: vec!["ROLE_INTERNAL_CLIENT".into(), "ROLE_CHAT_ADMIN".into()],
+            access_token_expiration_timeout: None,
+            refresh_token_expiration_timeout: None,
+            ..Default::default()
+        };
+        let announced = wanted.explain_differences(&by_hand);
+        assert_eq!(announced.len(), 1, "{announced:?}");
+        let body = wanted.update_body(&by_hand, false);
+        assert_eq!(
+            body["data"]["scope"],
+            serde_json::json!(["*", "chat"]),
+            "{body}"
+        );
+        assert_eq!(
+            body["data"]["authorities"],
+            serde_json::json!(["ROLE_INTERNAL_CLIENT", "ROLE_CHAT_ADMIN"]),
+            "{body}"
         );
     }
 }
