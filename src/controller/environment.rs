@@ -240,9 +240,23 @@ async fn restart_by_hand(
         ns.as_str(),
         env.metadata.name.as_deref().unwrap_or_default(),
     );
-    let (after, condition) = manual_restart(record, row, acknowledged.map(String::as_str), at);
+    let unknown = row.digest.is_none();
+    let (after, mut condition) = manual_restart(record, row, acknowledged.map(String::as_str), at);
+    let before = env
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let said_before = find(before, types::NEXUS_RESTARTED)
+        .filter(|c| c.reason == Reason::ManualStepRequired.as_str())
+        .cloned();
+    // The row step did not run this pass: what was owed is still owed, and still said.
+    if unknown && after.restart_for.is_some() {
+        condition = condition.or_else(|| said_before.clone());
+    }
+    // Said once, when it first shows (a new row, or a Deployment removed while one was owed).
     if let Some(c) = &condition
-        && after.restart_for != record.restart_for
+        && (said_before.is_none() || after.restart_for != record.restart_for)
     {
         let reference = env.object_ref(&());
         let note = c.message.clone();
