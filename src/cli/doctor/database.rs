@@ -103,13 +103,13 @@ pub fn login(target: &DbTarget, secret_name: &str, result: &Result<bool, DbFailu
     let sslmode = &target.sslmode;
     match result {
         Ok(true) => Verdict::ok(format!(
-            "logged in as {}, over TLS (sslmode={sslmode})",
-            target.user
+            "logged in as {} to {}, over TLS (sslmode={sslmode})",
+            target.user, target.database
         )),
         Ok(false) => Verdict::warning(
             format!(
-                "logged in as {}; the connection is not encrypted (sslmode={sslmode})",
-                target.user
+                "logged in as {} to {}; the connection is not encrypted (sslmode={sslmode})",
+                target.user, target.database
             ),
             format!("set sslmode=require or verify-full {in_url}, with TLS on the server"),
         ),
@@ -294,12 +294,12 @@ mod tests {
             (
                 Ok(true),
                 Good,
-                "logged in as nexus, over TLS (sslmode=require)",
+                "logged in as nexus to nexus, over TLS (sslmode=require)",
             ),
             (
                 Ok(false),
                 Warning,
-                "logged in as nexus; the connection is not encrypted (sslmode=require)",
+                "logged in as nexus to nexus; the connection is not encrypted (sslmode=require)",
             ),
             (
                 Err(DbFailure::AuthRefused(

@@ -403,12 +403,13 @@ async fn endpoint(
         return;
     }
     let started = Instant::now();
-    let outcome = if e.url.scheme() == "https" {
-        let origin = e.url.origin().ascii_serialization();
-        probe::tls(&origin, bundle, probes.timeout).await
-    } else {
-        TlsOutcome::Plain
-    };
+    if e.url.scheme() != "https" {
+        let verdict = verdicts::tls(&host, e.field, &TlsOutcome::Plain, ca);
+        scope.push(report, &tls_id, &title, verdict);
+        return;
+    }
+    let origin = e.url.origin().ascii_serialization();
+    let outcome = probe::tls(&origin, bundle, probes.timeout).await;
     let verdict = verdicts::tls(&host, e.field, &outcome, ca);
     scope.push_timed(report, &tls_id, &title, verdict, started);
 }
@@ -432,13 +433,7 @@ async fn login(
         secret,
         &result.as_ref().map(|(_, tls)| *tls).map_err(Clone::clone),
     );
-    scope.push_timed(
-        report,
-        "database",
-        &format!("{title} {}", target.label()),
-        verdict,
-        started,
-    );
+    scope.push_timed(report, "database", title, verdict, started);
     // The title names the target; `needs` go by id.
     result.ok().map(|(pool, _)| pool)
 }
