@@ -269,10 +269,10 @@ DigitalChannelsEnvironment dc/prod
   ✓ nex_apikeys               readable
 
 DigitalChannelsTenant dc/t100
-  ✓ Spec                      valid
-  ✓ Secret t100-user          tenant user: keys username, password
-  ✓ Contact center            578ec98e-f07c-46ad-9675-f36c22f3ba9f (domains: t100)
-  ✓ Tenant user               578ec98e-f07c-46ad-9675-f36c22f3ba9f\\nexus accepted (password grant)
+  ✓ Spec              valid
+  ✓ Secret t100-user  tenant user: keys username, password
+  ✓ Contact center    578ec98e-f07c-46ad-9675-f36c22f3ba9f (domains: t100)
+  ✓ Tenant user       578ec98e-f07c-46ad-9675-f36c22f3ba9f\\nexus accepted (password grant)
 
 <summary>, 0 failures, 0 skipped
 ";
@@ -377,10 +377,10 @@ DigitalChannelsEnvironment dc/prod
       fix: Nexus creates nex_gapis and nex_apikeys at its first start: check the database name in the URL, or start Nexus on this database first
 
 DigitalChannelsTenant dc/t100
-  ✓ Spec                      valid
-  ✓ Secret t100-user          tenant user: keys username, password
-  ✓ Contact center            578ec98e-f07c-46ad-9675-f36c22f3ba9f (spec.contactCenterId; not looked up)
-  ✗ Tenant user               GWS Auth refused 578ec98e-f07c-46ad-9675-f36c22f3ba9f\\nexus (password grant): HTTP 400: invalid_grant: Bad credentials
+  ✓ Spec              valid
+  ✓ Secret t100-user  tenant user: keys username, password
+  ✓ Contact center    578ec98e-f07c-46ad-9675-f36c22f3ba9f (spec.contactCenterId; not looked up)
+  ✗ Tenant user       GWS Auth refused 578ec98e-f07c-46ad-9675-f36c22f3ba9f\\nexus (password grant): HTTP 400: invalid_grant: Bad credentials
       fix: put the username and password of a Person of that contact center in Secret t100-user
 
 <summary>, 6 failures, 2 skipped

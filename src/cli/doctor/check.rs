@@ -177,14 +177,18 @@ impl Report {
     /// message, the fix under a warning or failure, and the counts.
     pub fn text(&self) -> String {
         let mut out = String::new();
-        let width = self
-            .checks
-            .iter()
-            .map(|c| c.title.chars().count())
-            .max()
-            .unwrap_or(0);
+        // Titles line up within a group: one long title elsewhere does not push them all.
+        let width = |group: &str| {
+            self.checks
+                .iter()
+                .filter(|c| c.group == group)
+                .map(|c| c.title.chars().count())
+                .max()
+                .unwrap_or(0)
+        };
         let mut group = None;
         for c in &self.checks {
+            let width = width(&c.group);
             if group != Some(&c.group) {
                 if group.is_some() {
                     out.push('\n');
