@@ -37,6 +37,10 @@ async fn run(cli: Cli) -> Result<bool, String> {
             simulate::simulate(args).await.map(|_| true)
         }
         Command::Provision(args) => provision_files(args).await,
+        Command::Doctor(args) => {
+            telemetry::init_logging(LogFormat::Text, "warn");
+            digital_channels_operator::cli::doctor::doctor(args, &mut std::io::stdout()).await
+        }
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "simulator")]
 pub mod demo;
+pub mod doctor;
 pub mod file_store;
 pub mod manifests;
 pub mod provision;
@@ -49,6 +50,8 @@ pub enum Command {
     Demo(NotInThisBuild),
     /// Run the controllers against the cluster of the in-cluster config or KUBECONFIG.
     Run(RunArgs),
+    /// Check an environment before it is applied: names, TLS, credentials, client, tables, users.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// A subcommand of the `simulator` feature in a build without it: any arguments are taken, so
