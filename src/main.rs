@@ -5,7 +5,7 @@
 #![warn(clippy::too_many_lines)]
 
 use clap::Parser;
-use digital_channels_operator::cli::{Cli, Command, provision};
+use digital_channels_operator::cli::{Cli, Command, import, plan, provision};
 #[cfg(feature = "simulator")]
 use digital_channels_operator::cli::{demo, simulate};
 use digital_channels_operator::runbook::{RealConnector, Runbook};
@@ -37,6 +37,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
             simulate::simulate(args).await.map(|_| true)
         }
         Command::Provision(args) => provision_files(args).await,
+        // Exit codes of its own (terraform's -detailed-exitcode): 0 no change, 2 changes, 1 error.
+        Command::Plan(args) => std::process::exit(plan::command(args).await.into()),
+        Command::Import(args) => import::command(args).await,
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
@@ -72,6 +75,9 @@ fn crds(args: digital_channels_operator::cli::CrdsArgs) -> Result<(), String> {
 async fn provision_files(
     args: digital_channels_operator::cli::ProvisionArgs,
 ) -> Result<bool, String> {
+    if args.dry_run {
+        std::process::exit(plan::dry_run(&args).await.into());
+    }
     telemetry::init_logging(LogFormat::Text, "warn");
     let bundle = provision_bundle(&args.files)?;
     let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);
