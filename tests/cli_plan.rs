@@ -12,6 +12,7 @@ use std::sync::Arc;
 use common::by_hand::{HAND_DESCRIPTION, HAND_SECRET, HandPlace, HandTenant, enable_by_hand};
 use common::{MemoryStore, Sim, environment, http_config, sample_store, tenant};
 use digital_channels_operator::api::{DigitalChannelsTenant, ManagementPolicy};
+use digital_channels_operator::cli::import;
 use digital_channels_operator::cli::manifests::{Bundle, SecretManifest, secret_manifest};
 use digital_channels_operator::cli::plan::{self, Plan, PlanFormat};
 use digital_channels_operator::runbook::{Connector, RealConnector};
@@ -428,4 +429,296 @@ async fn a_deletion_shows_what_its_cleanup_would_delete() {
     let observed = plan_writing_nothing(&estate, ManagementPolicy::Observe).await;
     assert_eq!(changes(&observed), Vec::<String>::new());
     assert!(observed.resources[1].notes[0].contains("Observe deletes nothing upstream"));
+}
+
+/// The tenant user the runbook by hand used at every contact center.
+fn put_tenant_user(store: &MemoryStore, name: &str) {
+    store.put(
+        name,
+        &[("username", "nexus"), ("password", "nexus_password")],
+    );
+}
+
+/// Imported manifests, applied with Observe (here through `provision`, which reads the
+/// policy from them as the controller does), find every key; nothing is written upstream.
+#[tokio::test]
+async fn import_of_an_estate_enabled_by_hand_yields_manifests_that_find_every_key() {
+    let (estate, keys) = Estate::enabled_by_hand().await;
+    put_tenant_user(&estate.store, "nexus-user");
+    let env = environment(&estate.sim.url());
+    let (from, before) = (estate.requests(), estate.everything().await);
+    let decision = import::import(
+        estate.upstream(),
+        &env,
+        &estate.store,
+        &[],
+        Some("nexus-user"),
+    )
+    .await
+    .expect("reads");
+    assert_eq!(estate.writes_since(from), Vec::<String>::new());
+    assert_eq!(estate.everything().await, before);
+    assert_eq!(decision.undecided, Vec::<String>::new());
+    let text = import::text(&env, &decision);
+    assert!(
+        text.contains("# Before applying, create Secret t100-nexus-user"),
+        "{text}"
+    );
+
+    // A person creates the user Secrets the manifests name, then applies them.
+    let mut bundle = Bundle::default();
+    bundle.add_yaml(&text, "import").expect("valid manifests");
+    let imported: Vec<(String, Option<String>, String, ManagementPolicy)> = bundle
+        .tenants
+        .iter()
+        .map(|t| {
+            let s = &t.spec;
+            let name = t.metadata.name.clone().unwrap();
+            (
+                name,
+                s.contact_center_id.clone(),
+                s.tenant_name.clone(),
+                s.management_policy,
+            )
+        })
+        .collect();
+    let observe = ManagementPolicy::Observe;
+    assert_eq!(
+        imported,
+        [
+            (
+                "t100".into(),
+                Some(DEMO_CC_T100.into()),
+                "t100".into(),
+                observe
+            ),
+            (
+                "t200".into(),
+                Some(DEMO_CC_T200.into()),
+                "t200".into(),
+                observe
+            ),
+        ]
+    );
+    put_tenant_user(&estate.store, "t100-nexus-user");
+    put_tenant_user(&estate.store, "t200-nexus-user");
+    let mut applied = estate.bundle(observe);
+    applied.tenants = bundle.tenants;
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    let from = estate.requests();
+    let summary = digital_channels_operator::cli::provision::provision(
+        &common::runbook(),
+        &applied,
+        dir.path(),
+        &mut out,
+    )
+    .await
+    .unwrap();
+    assert_eq!(estate.writes_since(from), Vec::<String>::new());
+    for (t, key) in summary.tenants.iter().zip(&keys) {
+        let mut written = Bundle::default();
+        written.add_file(&t.output_file).unwrap();
+        let data = &written.secrets[0].data;
+        let said = String::from_utf8_lossy(&out);
+        assert_eq!(data["xapikey"].expose(), key, "{}: {said}", t.name);
+    }
+}
+
+/// What import cannot decide it says, and writes only what is certain.
+#[tokio::test]
+async fn import_says_what_it_could_not_decide() {
+    use digital_channels_operator::simulator::{Seed, SimulatorConfig, generated_contact_center};
+    let config = SimulatorConfig {
+        seed: Seed::with_contact_centers(1),
+        ..SimulatorConfig::default()
+    };
+    let (estate, _) = Estate::by_hand_on(Sim::start_with(config).await).await;
+    // A key row left at a contact center that has no Nexus tenant, and one of a contact
+    // center GWS does not list.
+    let cc0 = generated_contact_center(0);
+    for (id, name, cc) in [
+        ("k-orphan", "orphan", cc0.as_str()),
+        ("k-gone", "gone", "00000000-0000-4000-8000-0000000000ff"),
+    ] {
+        sqlx::query("INSERT INTO nex_apikeys (id, name, tenantid) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(cc)
+            .execute(&estate.sim.db.pool)
+            .await
+            .unwrap();
+    }
+    put_tenant_user(&estate.store, "nexus-user");
+    let env = environment(&estate.sim.url());
+    let decision = import::import(
+        estate.upstream(),
+        &env,
+        &estate.store,
+        &[],
+        Some("nexus-user"),
+    )
+    .await
+    .unwrap();
+    let names: Vec<&str> = decision
+        .tenants
+        .iter()
+        .map(|t| t.tenant_name.as_str())
+        .collect();
+    assert_eq!(names, ["t100", "t200"]);
+    assert_eq!(decision.undecided.len(), 2, "{:?}", decision.undecided);
+    assert!(decision.undecided[0].contains(&format!("contact center {cc0} has key rows")));
+    assert!(decision.undecided[1].contains("which the Environment API does not list"));
+    let text = import::text(&env, &decision);
+    assert!(text.starts_with("# Could not decide: "), "{text}");
+
+    // Without a tenant user, nex_apikeys alone decides, and the manifests say so; the
+    // orphan row then looks like a tenant's, which is why the Nexus read is worth having.
+    let decision = import::import(estate.upstream(), &env, &estate.store, &[], None)
+        .await
+        .unwrap();
+    let names: Vec<&str> = decision
+        .tenants
+        .iter()
+        .map(|t| t.tenant_name.as_str())
+        .collect();
+    assert_eq!(names, ["orphan", "t100", "t200"]);
+    assert!(decision.tenants[1].remarks[0].contains("no --tenant-user-secret given"));
+}
+
+/// The manifests as files: the environment, the tenants and every Secret of the store.
+fn write_manifests(estate: &Estate, dir: &Path, with_tenants: bool) -> std::path::PathBuf {
+    let bundle = estate.bundle(ManagementPolicy::Manage);
+    let mut docs = vec![serde_yaml_ng::to_string(&bundle.environments[0]).unwrap()];
+    if with_tenants {
+        docs.extend(
+            bundle
+                .tenants
+                .iter()
+                .map(|t| serde_yaml_ng::to_string(t).unwrap()),
+        );
+    }
+    for s in &bundle.secrets {
+        docs.push(secret_manifest(
+            &s.name,
+            Some("dc"),
+            &s.data,
+            &s.annotations,
+        ));
+    }
+    let path = dir.join(if with_tenants {
+        "estate.yaml"
+    } else {
+        "environment.yaml"
+    });
+    std::fs::write(&path, docs.join("---\n")).unwrap();
+    path
+}
+
+/// `dc-operator ARGS`: exit code and stdout.
+fn dc_operator(args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+// The simulator serves on the test's runtime while the command runs: two threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_exit_codes_and_provision_dry_run_is_plan() {
+    let estate = Estate::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = write_manifests(&estate, dir.path(), true);
+    let (manifests, out) = (manifests.to_str().unwrap(), dir.path().join("out"));
+    let out = out.to_str().unwrap();
+    let plan_f = ["plan", "-f", manifests, "--output-dir", out];
+    let from = estate.requests();
+
+    let (code, planned, _) = dc_operator(&plan_f);
+    assert_eq!(code, 2, "changes pending: {planned}");
+    assert!(
+        planned.ends_with("Plan: 11 to create, 0 to update, 0 to delete.\n"),
+        "{planned}"
+    );
+    let dry = [
+        "provision",
+        "--dry-run",
+        "-f",
+        manifests,
+        "--output-dir",
+        out,
+    ];
+    let (code, dry_run, _) = dc_operator(&dry);
+    assert_eq!(
+        (code, dry_run),
+        (2, planned),
+        "provision --dry-run is plan -f"
+    );
+    assert_eq!(estate.writes_since(from), Vec::<String>::new());
+    assert!(!Path::new(out).exists(), "no output written");
+
+    let (code, said, _) = dc_operator(&["provision", "-f", manifests, "--output-dir", out]);
+    assert_eq!(code, 0, "{said}");
+    let (code, planned, _) = dc_operator(&plan_f);
+    assert_eq!(code, 0, "nothing to change: {planned}");
+    let (code, json, _) = dc_operator(&[&plan_f[..], &["-o", "json"]].concat());
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!((code, json["exitCode"].as_i64()), (0, Some(0)));
+
+    // An error of any kind is 1: here the ops user's Secret is missing.
+    estate.store.remove("gws-ops");
+    let broken = write_manifests(&estate, dir.path(), true);
+    let (code, planned, _) =
+        dc_operator(&["plan", "-f", broken.to_str().unwrap(), "--output-dir", out]);
+    assert_eq!(code, 1, "{planned}");
+    assert!(
+        planned.contains("✗ Credentials: SecretNotFound: Secret gws-ops"),
+        "{planned}"
+    );
+    let (code, _, said) = dc_operator(&["plan", "-f", "/no/such/file.yaml"]);
+    assert_eq!(code, 1, "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_import_writes_manifests_and_says_what_it_left_out() {
+    let (estate, _) = Estate::enabled_by_hand().await;
+    put_tenant_user(&estate.store, "nexus-user");
+    let dir = tempfile::tempdir().unwrap();
+    let env_only = write_manifests(&estate, dir.path(), false);
+    let args = [
+        "import",
+        "-f",
+        env_only.to_str().unwrap(),
+        "--tenant-user-secret",
+        "nexus-user",
+    ];
+    let (code, yaml, said) = dc_operator(&args);
+    assert_eq!(code, 0, "{said}");
+    let mut bundle = Bundle::default();
+    bundle.add_yaml(&yaml, "stdout").unwrap();
+    assert_eq!(bundle.tenants.len(), 2);
+
+    // With the tenants' manifests beside, they exist already: left out, and said.
+    let estate_file = write_manifests(&estate, dir.path(), true);
+    let into = dir.path().join("imported");
+    let args = [
+        "import",
+        "-f",
+        estate_file.to_str().unwrap(),
+        "--tenant-user-secret",
+        "nexus-user",
+        "--output-dir",
+        into.to_str().unwrap(),
+    ];
+    let (code, _, said) = dc_operator(&args);
+    assert_eq!(code, 0, "{said}");
+    assert_eq!(said.matches("DigitalChannelsTenant t").count(), 2, "{said}");
+    assert!(files(&into).is_empty());
+    let (code, _, said) = dc_operator(&["import", "-f", "/no/such/file.yaml"]);
+    assert_eq!(code, 2, "an input error: {said}");
 }

@@ -298,3 +298,7 @@ fn name_tenants(found: &Found, mut d: Decision) -> Decision {
     }
     d
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

@@ -163,7 +163,7 @@ impl Reader<'_> {
 }
 
 /// The tenants that exist already: their names, and the contact centers they name (in
-/// lower case).
+/// lower case): by id, as recorded, or by domain among those listed.
 fn existing(
     env: &DigitalChannelsEnvironment,
     tenants: &[DigitalChannelsTenant],
@@ -175,7 +175,19 @@ fn existing(
             continue;
         }
         let recorded = t.status.as_ref().and_then(|s| s.contact_center_id.clone());
-        if let Some(cc) = t.spec.contact_center_id.clone().or(recorded) {
+        let by_domain = || {
+            let domain = t.spec.contact_center_domain.as_deref()?;
+            let chosen =
+                crate::runbook::contact_center::choose(&found.contact_centers, None, Some(domain));
+            chosen.ok().map(|c| c.id.clone())
+        };
+        let cc = t
+            .spec
+            .contact_center_id
+            .clone()
+            .or(recorded)
+            .or_else(by_domain);
+        if let Some(cc) = cc {
             found.existing.insert(cc.to_lowercase(), t.name_any());
         }
     }
@@ -274,7 +286,9 @@ async fn source(args: &super::ImportArgs) -> Result<Source, String> {
         let env = match bundle.environments.as_slice() {
             [one] => one.clone(),
             _ => {
-                return Err("the files must hold exactly one DigitalChannelsEnvironment".to_string());
+                return Err(
+                    "the files must hold exactly one DigitalChannelsEnvironment".to_string()
+                );
             }
         };
         // No output directory: import reads the manifests' Secrets only.

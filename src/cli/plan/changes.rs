@@ -521,3 +521,7 @@ pub fn deleted(attempt: &super::guard::Attempt, client_found: bool) -> Option<Ch
         true,
     ))
 }
+
+#[cfg(test)]
+#[path = "changes_tests.rs"]
+mod tests;

@@ -368,17 +368,19 @@ mod tests {
         }
     }
 
-    /// Calls every write; the operations answered Ok, sorted.
-    async fn write_everything(c: &GuardedConnector) -> Vec<&'static str> {
-        let ops = Credentials {
-            username: "ops".into(),
-            password: SecretString::new("ops"),
-        };
+    fn sample() -> (
+        Credentials,
+        SecretString,
+        ClientRegistration,
+        TenantRequest,
+        Setting,
+    ) {
         let s = SecretString::new("s");
         let url = "https://x.example.com";
-        let auth = c.gws_auth(url, None).unwrap();
-        let env = c.environment(url, None).unwrap();
-        let (nexus, db) = (c.nexus(url, None).unwrap(), c.nexus_db(&s).unwrap());
+        let ops = Credentials {
+            username: "ops".into(),
+            password: s.clone(),
+        };
         let reg = ClientRegistration {
             client_id: "c".into(),
             secret: s.clone(),
@@ -403,6 +405,16 @@ mod tests {
             value: Value::Null,
             shared: false,
         };
+        (ops, s, reg, request, setting)
+    }
+
+    /// Calls every write; the operations answered Ok, sorted.
+    async fn write_everything(c: &GuardedConnector) -> Vec<&'static str> {
+        let (ops, s, reg, request, setting) = sample();
+        let url = "https://x.example.com";
+        let auth = c.gws_auth(url, None).unwrap();
+        let env = c.environment(url, None).unwrap();
+        let (nexus, db) = (c.nexus(url, None).unwrap(), c.nexus_db(&s).unwrap());
         let answers = [
             (
                 "create_client",
