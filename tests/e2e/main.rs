@@ -13,6 +13,7 @@ mod argo_health;
 mod bad_input;
 #[path = "../common/by_hand.rs"]
 mod by_hand;
+mod cli_plan;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
 mod cluster_opt_in;

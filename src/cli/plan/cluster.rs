@@ -104,9 +104,11 @@ fn pick<'t>(
             Vec::new(),
         );
     }
+    // Picked by its environment (before any group a tenant's own name adds), or by name.
+    let by_environment: Vec<Key> = groups.keys().cloned().collect();
     for t in tenants {
         let key = env_of(t);
-        if groups.contains_key(&key) || name.is_none_or(|n| t.name_any() == n) {
+        if by_environment.contains(&key) || name.is_none_or(|n| t.name_any() == n) {
             groups.entry(key).or_default().push(t);
         }
     }
@@ -183,4 +185,36 @@ fn users(env: &DigitalChannelsEnvironment, all: &[DigitalChannelsTenant]) -> Vec
         })
         .map(ResourceExt::name_any)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::samples;
+
+    #[test]
+    fn a_name_picks_an_environment_with_its_tenants_or_a_tenant_with_its_environment() {
+        let envs = [samples::environment()];
+        let mut elsewhere = samples::tenant("t300", None);
+        elsewhere.spec.environment_ref.name = "other".into();
+        let tenants = [
+            samples::tenant("t100", None),
+            samples::tenant("t200", None),
+            elsewhere,
+        ];
+        let picked = |name: Option<&str>| -> Vec<String> {
+            pick(&envs, &tenants, name)
+                .into_iter()
+                .map(|((_, env), ts)| {
+                    let names: Vec<String> = ts.iter().map(|t| t.name_any()).collect();
+                    format!("{env}: {}", names.join(" "))
+                })
+                .collect()
+        };
+        assert_eq!(picked(None), ["other: t300", "prod: t100 t200"]);
+        assert_eq!(picked(Some("prod")), ["prod: t100 t200"]);
+        assert_eq!(picked(Some("t100")), ["prod: t100"]);
+        assert_eq!(picked(Some("t300")), ["other: t300"]);
+        assert_eq!(picked(Some("nothing")), Vec::<String>::new());
+    }
 }
