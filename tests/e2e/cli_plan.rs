@@ -2,18 +2,20 @@
 //! (everything to create), after the operator made them Ready (nothing), after a drift by
 //! hand (that update), and for a tenant being deleted (what its cleanup would delete), with
 //! terraform's exit codes; no Kubernetes object changes (every resourceVersion stays) and no
-//! write request reaches the simulator.
+//! write request reaches the simulator. And `dc-operator import ENV -n` of an estate enabled
+//! by hand: its manifests, applied with `kubectl apply`, find every key once observed.
 
 use std::process::Command;
 
 use digital_channels_operator::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
-use digital_channels_operator::simulator::DEMO_CC_T200;
+use digital_channels_operator::simulator::{DEMO_CC_T100, DEMO_CC_T200};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams};
 use serde_json::{Value, json};
 
-use crate::harness::{OPERATOR_BIN, Scenario, Scope, cluster};
+use crate::by_hand::{HAND_SECRET, HandPlace, HandTenant, enable_by_hand};
+use crate::harness::{OPERATOR_BIN, Scenario, Scope, cluster, kubectl_stdin};
 
 /// Every object plan could touch in the namespace, with its resourceVersion.
 async fn versions(s: &Scenario) -> Vec<String> {
@@ -213,5 +215,104 @@ async fn plan_previews_a_namespace_and_changes_no_object() {
         )),
         "{said}"
     );
+    s.finish().await;
+}
+
+async fn secret(s: &Scenario, name: &str, data: Value) {
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data});
+    s.apply::<Secret>(secret).await;
+}
+
+#[tokio::test]
+async fn import_of_an_estate_enabled_by_hand_yields_manifests_that_find_every_key() {
+    let Some(client) =
+        cluster("import_of_an_estate_enabled_by_hand_yields_manifests_that_find_every_key").await
+    else {
+        return;
+    };
+    let mut s = Scenario::new(client, "import", Scope::Namespaces).await;
+    let http = digital_channels_operator::upstream::http::HttpConfig::default();
+    let rb = digital_channels_operator::runbook::Runbook::new(std::sync::Arc::new(
+        digital_channels_operator::runbook::RealConnector::new(http),
+    ));
+    let place = HandPlace {
+        base_url: &s.sim.url,
+        gws_url: &s.sim.url,
+        database_url: &s.sim.database_url,
+    };
+    let hand = [("t100", DEMO_CC_T100), ("t200", DEMO_CC_T200)].map(|(name, cc)| HandTenant {
+        name,
+        contact_center_id: cc,
+        ucs: false,
+    });
+    let keys = enable_by_hand(&rb, &place, &hand).await;
+    let user = json!({"username": "nexus", "password": "nexus_password"});
+    secret(&s, "gws-ops", json!({"username": "ops", "password": "ops"})).await;
+    secret(&s, "nexus-db", json!({"url": s.sim.database_url})).await;
+    secret(
+        &s,
+        "prod-nexus-client",
+        json!({"client-secret": HAND_SECRET}),
+    )
+    .await;
+    secret(&s, "nexus-user", user.clone()).await;
+    let env = json!({
+        "apiVersion": "digitalchannels.dev/v1alpha1",
+        "kind": "DigitalChannelsEnvironment",
+        "metadata": {"name": "prod"},
+        "spec": {
+            "authUrl": s.sim.url, "gwsUrl": s.sim.url, "nexusUrl": s.sim.url,
+            "opsCredentialsSecret": {"name": "gws-ops"},
+            "database": {"urlSecret": {"name": "nexus-db", "key": "url"}},
+            "managementPolicy": "Observe",
+        }
+    });
+    s.apply::<DigitalChannelsEnvironment>(env).await;
+    let written = writes(&s).await;
+
+    let ns = s.ns.clone();
+    let args = [
+        "import",
+        "prod",
+        "-n",
+        &ns,
+        "--tenant-user-secret",
+        "nexus-user",
+    ];
+    let output = Command::new(OPERATOR_BIN)
+        .args(args)
+        .output()
+        .expect("import");
+    let yaml = String::from_utf8_lossy(&output.stdout).into_owned();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{said}{yaml}");
+    // The user Secrets the manifests name, then the manifests as they are.
+    for name in ["t100", "t200"] {
+        secret(&s, &format!("{name}-nexus-user"), user.clone()).await;
+    }
+    let applied = kubectl_stdin(&["apply", "-f", "-"], &yaml);
+    let applied_said = String::from_utf8_lossy(&applied.stderr);
+    assert!(applied.status.success(), "{applied_said}\n{yaml}");
+
+    s.start_operator("replica-a");
+    for (name, key) in ["t100", "t200"].iter().zip(&keys) {
+        let t = s.wait_tenant_ready(name).await;
+        assert_eq!(
+            t.spec.management_policy,
+            digital_channels_operator::api::ManagementPolicy::Observe
+        );
+        let output = s
+            .api::<Secret>()
+            .get(&format!("{name}-digital-channels"))
+            .await
+            .expect("output Secret");
+        let data = output.data.expect("data");
+        assert_eq!(
+            data["xapikey"].0,
+            key.expose().as_bytes(),
+            "{name}: the key made by hand"
+        );
+    }
+    assert_eq!(writes(&s).await, written, "nothing written upstream");
     s.finish().await;
 }
