@@ -722,3 +722,48 @@ async fn the_command_line_import_writes_manifests_and_says_what_it_left_out() {
     let (code, _, said) = dc_operator(&["import", "-f", "/no/such/file.yaml"]);
     assert_eq!(code, 2, "an input error: {said}");
 }
+
+/// import's read of `nex_apikeys`, on PostgreSQL: names and contact centers, never a key;
+/// a table without the `tenantid` column gives names alone.
+#[tokio::test]
+async fn the_key_rows_are_listed_without_their_keys_with_or_without_tenantid() {
+    use digital_channels_operator::upstream::NexusDb;
+    use digital_channels_operator::upstream::nexus_db::{ApiKeyName, PgNexusDb};
+    for with_column in [true, false] {
+        let db = common::TestDb::new().await;
+        let table = match with_column {
+            true => {
+                "CREATE TABLE nex_apikeys (id text PRIMARY KEY, name text NOT NULL, tenantid text)"
+            }
+            false => "CREATE TABLE nex_apikeys (id text PRIMARY KEY, name text NOT NULL)",
+        };
+        sqlx::query(table).execute(&db.pool).await.unwrap();
+        for (id, name) in [("secret-key-1", "t100"), ("secret-key-2", "t100-Designer")] {
+            let insert = match with_column {
+                true => "INSERT INTO nex_apikeys (id, name, tenantid) VALUES ($1, $2, 'cc-1')",
+                false => "INSERT INTO nex_apikeys (id, name) VALUES ($1, $2)",
+            };
+            sqlx::query(insert)
+                .bind(id)
+                .bind(name)
+                .execute(&db.pool)
+                .await
+                .unwrap();
+        }
+        let rows = PgNexusDb::from_pool(db.pool.clone())
+            .list_api_key_names()
+            .await
+            .unwrap();
+        let cc = with_column.then(|| "cc-1".to_string());
+        let row = |name: &str| ApiKeyName {
+            name: name.into(),
+            tenant_id: cc.clone(),
+        };
+        assert_eq!(
+            rows,
+            [row("t100"), row("t100-Designer")],
+            "tenantid column: {with_column}"
+        );
+        assert!(!format!("{rows:?}").contains("secret-key"));
+    }
+}

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
@@ -145,12 +146,20 @@ async fn plan_group(
             state = env_state;
         }
     }
-    for t in picked {
-        let ns = t.namespace().unwrap_or_default();
-        let store = KubeSecretStore::new(client.clone(), &ns, t.controller_owner_ref(&()));
-        plan.resources
-            .push(planner.tenant(t, env, &state, &store).await);
-    }
+    let stores: Vec<KubeSecretStore> = picked
+        .iter()
+        .map(|t| {
+            let ns = t.namespace().unwrap_or_default();
+            KubeSecretStore::new(client.clone(), &ns, t.controller_owner_ref(&()))
+        })
+        .collect();
+    let tenants = picked.iter().zip(&stores);
+    let planned = futures::stream::iter(tenants)
+        .map(|(t, store)| planner.tenant(t, env, &state, store))
+        .buffered(super::TENANTS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    plan.resources.extend(planned);
 }
 
 /// As the controller manages the client: for this resource, taking over only when asked.

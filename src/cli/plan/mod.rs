@@ -19,6 +19,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use serde::Serialize;
 
 pub use resource::Planner;
@@ -223,6 +224,10 @@ impl Plan {
     }
 }
 
+/// Tenants looked at side by side (in the order shown): an estate of hundreds plans in
+/// minutes, not hours, without a burst on the upstreams.
+pub const TENANTS_AT_ONCE: usize = 8;
+
 /// The plan of what `provision` would do with these manifests (and what an earlier run
 /// left in `output_dir`): `plan -f` and `provision --dry-run`.
 pub async fn plan_bundle(
@@ -253,10 +258,13 @@ pub async fn plan_bundle(
             env_state
         }
     };
-    for tenant in &bundle.tenants {
-        let t = planner.tenant(tenant, Some(env), &env_state, &store).await;
-        plan.resources.push(t);
-    }
+    let store = &store;
+    let planned = futures::stream::iter(&bundle.tenants)
+        .map(|t| planner.tenant(t, Some(env), &env_state, store))
+        .buffered(TENANTS_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await;
+    plan.resources.extend(planned);
     planner.check_no_write(&mut plan);
     Ok(plan)
 }
