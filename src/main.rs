@@ -4,7 +4,6 @@
 // No function over 60 lines (clippy.toml): code is read more than written.
 #![warn(clippy::too_many_lines)]
 
-use clap::Parser;
 use digital_channels_operator::cli::{Cli, Command, import, plan, provision};
 #[cfg(feature = "simulator")]
 use digital_channels_operator::cli::{demo, simulate};
@@ -15,7 +14,7 @@ use digital_channels_operator::upstream::http::{RetryPolicy, install_crypto_prov
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = plan::parse_command_line();
     match run(cli).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,

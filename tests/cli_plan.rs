@@ -682,6 +682,11 @@ async fn the_command_line_exit_codes_and_provision_dry_run_is_plan() {
     );
     let (code, _, said) = dc_operator(&["plan", "-f", "/no/such/file.yaml"]);
     assert_eq!(code, 1, "{said}");
+    // A usage error is an error too, not "changes pending".
+    let (code, _, said) = dc_operator(&["plan", "-f", manifests, "-n", "dc"]);
+    assert_eq!(code, 1, "{said}");
+    let (code, _, _) = dc_operator(&["plan", "--help"]);
+    assert_eq!(code, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

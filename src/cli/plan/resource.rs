@@ -432,3 +432,41 @@ fn token_refused(report: &RunReport) -> bool {
         Some(Err(e)) if e.reason == crate::runbook::report::Reason::Unauthorized
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{FakeConnector, samples};
+
+    /// A write asked for while observing is not sent, and the plan fails saying so.
+    #[tokio::test]
+    async fn a_write_asked_for_fails_the_plan() {
+        let fakes = Arc::new(FakeConnector::default());
+        let planner = Planner::new(fakes.clone(), changes::KUBERNETES);
+        let mut plan = Plan::default();
+        let env = samples::environment();
+        let meta = &env.metadata;
+        plan.resources.push(ResourcePlan::new(
+            ENVIRONMENT,
+            meta,
+            ManagementPolicy::Manage,
+        ));
+        planner.check_no_write(&mut plan);
+        assert_eq!(plan.exit_code(), 0, "no write, no error");
+
+        let auth = planner
+            .runbook
+            .connector
+            .gws_auth("https://a", None)
+            .unwrap();
+        let ops = crate::secret::Credentials {
+            username: "ops".into(),
+            password: "ops".into(),
+        };
+        assert!(auth.delete_client(&ops, "nexus_client").await.is_err());
+        planner.check_no_write(&mut plan);
+        assert_eq!(plan.exit_code(), 1);
+        assert!(plan.resources[0].errors[0].contains("delete_client nexus_client"));
+        assert_eq!(fakes.log.writes(), Vec::<&str>::new());
+    }
+}
