@@ -4,8 +4,7 @@
 // No function over 60 lines (clippy.toml): code is read more than written.
 #![warn(clippy::too_many_lines)]
 
-use clap::Parser;
-use digital_channels_operator::cli::{Cli, Command, provision};
+use digital_channels_operator::cli::{Cli, Command, import, plan, provision};
 #[cfg(feature = "simulator")]
 use digital_channels_operator::cli::{demo, simulate};
 use digital_channels_operator::runbook::{RealConnector, Runbook};
@@ -15,7 +14,7 @@ use digital_channels_operator::upstream::http::{RetryPolicy, install_crypto_prov
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = plan::parse_command_line();
     match run(cli).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
@@ -41,6 +40,9 @@ async fn run(cli: Cli) -> Result<bool, String> {
             telemetry::init_logging(LogFormat::Text, "warn");
             digital_channels_operator::cli::doctor::doctor(args, &mut std::io::stdout()).await
         }
+        // Exit codes of its own (terraform's -detailed-exitcode): 0 no change, 2 changes, 1 error.
+        Command::Plan(args) => std::process::exit(plan::command(args).await.into()),
+        Command::Import(args) => import::command(args).await,
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
@@ -76,6 +78,9 @@ fn crds(args: digital_channels_operator::cli::CrdsArgs) -> Result<(), String> {
 async fn provision_files(
     args: digital_channels_operator::cli::ProvisionArgs,
 ) -> Result<bool, String> {
+    if args.dry_run {
+        std::process::exit(plan::dry_run(&args).await.into());
+    }
     telemetry::init_logging(LogFormat::Text, "warn");
     let bundle = provision_bundle(&args.files)?;
     let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);

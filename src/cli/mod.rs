@@ -6,7 +6,9 @@
 pub mod demo;
 pub mod doctor;
 pub mod file_store;
+pub mod import;
 pub mod manifests;
+pub mod plan;
 pub mod provision;
 #[cfg(feature = "simulator")]
 pub mod simulate;
@@ -52,6 +54,10 @@ pub enum Command {
     Run(RunArgs),
     /// Check an environment before it is applied: names, TLS, credentials, client, tables, users.
     Doctor(doctor::DoctorArgs),
+    /// Show what a pass would create, update or delete, writing nothing (exit 0 no change, 2 changes, 1 error).
+    Plan(PlanArgs),
+    /// Write Observe manifests for the tenants an environment's upstreams already have.
+    Import(ImportArgs),
 }
 
 /// A subcommand of the `simulator` feature in a build without it: any arguments are taken, so
@@ -174,6 +180,58 @@ pub struct ProvisionArgs {
     /// run fails saying what it found.
     #[arg(long)]
     pub take_over: bool,
+    /// Write nothing: show what the run would change, as `plan -f` (exit 0 no change, 2 changes, 1 error).
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// An environment (with its tenants) or a tenant (with its environment) in the cluster.
+    #[arg(conflicts_with = "files")]
+    pub name: Option<String>,
+    /// Namespace of the resources; default: the kubeconfig's.
+    #[arg(short = 'n', long, conflicts_with_all = ["files", "all_namespaces"])]
+    pub namespace: Option<String>,
+    /// The resources of every namespace.
+    #[arg(short = 'A', long, conflicts_with = "files")]
+    pub all_namespaces: bool,
+    /// Manifest files instead of a cluster, as `provision` takes them.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// With -f: where `provision` keeps its output Secrets (read, never written).
+    #[arg(long, default_value = "./dc-output", requires = "files")]
+    pub output_dir: PathBuf,
+    /// With -f: plan as `provision --take-over` would run.
+    #[arg(long, requires = "files")]
+    pub take_over: bool,
+    /// text, or json.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: plan::PlanFormat,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The DigitalChannelsEnvironment in the cluster whose upstreams to read.
+    #[arg(conflicts_with = "files", required_unless_present = "files")]
+    pub environment: Option<String>,
+    /// Its namespace; default: the kubeconfig's.
+    #[arg(short = 'n', long, conflicts_with = "files")]
+    pub namespace: Option<String>,
+    /// Manifest files instead of a cluster: the environment and the Secrets it references.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    /// A Secret (username, password) of a tenant user that logs in at every contact center:
+    /// with it each contact center's Nexus tenant is read; without, only nex_apikeys is.
+    #[arg(long)]
+    pub tenant_user_secret: Option<String>,
+    /// One file per tenant in this directory instead of one multi-document YAML on stdout.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
 }

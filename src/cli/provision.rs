@@ -103,7 +103,7 @@ pub async fn provision_as(
 }
 
 /// The bundle's one environment, once every resource in it is valid; else what is wrong.
-fn checked_environment(bundle: &Bundle) -> Result<&DigitalChannelsEnvironment, String> {
+pub(crate) fn checked_environment(bundle: &Bundle) -> Result<&DigitalChannelsEnvironment, String> {
     let env = match bundle.environments.as_slice() {
         [one] => one,
         [] => return Err("the files hold no DigitalChannelsEnvironment".to_string()),

@@ -9,7 +9,7 @@ use crate::api::common::same_url;
 use crate::secret::SecretString;
 use crate::upstream::System;
 use crate::upstream::error::Result;
-use crate::upstream::nexus_db::{GapiRow, NexusDb};
+use crate::upstream::nexus_db::{ApiKeyName, GapiRow, NexusDb};
 
 const SYSTEM: System = System::NexusDb;
 
@@ -145,6 +145,22 @@ impl NexusDb for FakeNexusDb {
             };
             let keys = state.api_keys.iter().filter(ours);
             Ok(keys.map(|r| SecretString::new(r.id.clone())).collect())
+        })
+    }
+
+    async fn list_api_key_names(&self) -> Result<Vec<ApiKeyName>> {
+        self.run("list_api_key_names", "", || {
+            let state = lock(&self.state);
+            let mut rows: Vec<ApiKeyName> = state
+                .api_keys
+                .iter()
+                .map(|r| ApiKeyName {
+                    name: r.name.clone(),
+                    tenant_id: r.tenant_id.clone(),
+                })
+                .collect();
+            rows.sort();
+            Ok(rows)
         })
     }
 }

@@ -46,6 +46,17 @@ pub trait NexusDb: Send + Sync {
     /// and, where the table has a `tenantid` column, of its contact center. Normally one;
     /// the caller refuses to choose among several.
     async fn find_api_keys(&self, tenant_id: &str, name: &str) -> Result<Vec<SecretString>>;
+    /// Every `nex_apikeys` row's name and contact center, never its `id` (the key itself):
+    /// which tenants Nexus has keys for, as `dc-operator import` reads them.
+    async fn list_api_key_names(&self) -> Result<Vec<ApiKeyName>>;
+}
+
+/// A `nex_apikeys` row without its key: its `name` and, where the table has the column, its
+/// `tenantid` (the contact center).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiKeyName {
+    pub name: String,
+    pub tenant_id: Option<String>,
 }
 
 /// The sqlx implementation. Connections are opened lazily and kept in a small pool.
@@ -366,6 +377,24 @@ impl NexusDb for PgNexusDb {
         Ok(rows
             .into_iter()
             .map(|(id,)| SecretString::new(id))
+            .collect())
+    }
+
+    async fn list_api_key_names(&self) -> Result<Vec<ApiKeyName>> {
+        let by_tenant = self.has_tenant_column().await?;
+        let rows: Vec<(String, Option<String>)> = self
+            .run("list_api_key_names", |mut c| async move {
+                let query = if by_tenant {
+                    "SELECT name, tenantid::text FROM nex_apikeys ORDER BY tenantid, name"
+                } else {
+                    "SELECT name, NULL::text FROM nex_apikeys ORDER BY name"
+                };
+                sqlx::query_as(query).fetch_all(&mut *c).await
+            })
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, tenant_id)| ApiKeyName { name, tenant_id })
             .collect())
     }
 }

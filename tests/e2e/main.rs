@@ -14,6 +14,7 @@ mod bad_input;
 #[path = "../common/by_hand.rs"]
 mod by_hand;
 mod cli_doctor;
+mod cli_plan;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
 mod cluster_opt_in;
