@@ -4,8 +4,7 @@
 // No function over 60 lines (clippy.toml): code is read more than written.
 #![warn(clippy::too_many_lines)]
 
-use clap::Parser;
-use digital_channels_operator::cli::{Cli, Command, provision};
+use digital_channels_operator::cli::{Cli, Command, plugin, provision};
 #[cfg(feature = "simulator")]
 use digital_channels_operator::cli::{demo, simulate};
 use digital_channels_operator::runbook::{RealConnector, Runbook};
@@ -15,7 +14,8 @@ use digital_channels_operator::upstream::http::{RetryPolicy, install_crypto_prov
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_crypto_provider();
-    let cli = Cli::parse();
+    // Named `kubectl dc` in help and usage when run as the kubectl plugin.
+    let cli = plugin::parse();
     match run(cli).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
@@ -37,6 +37,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
             simulate::simulate(args).await.map(|_| true)
         }
         Command::Provision(args) => provision_files(args).await,
+        Command::Status(args) => digital_channels_operator::cli::status::status(&args).await,
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)
