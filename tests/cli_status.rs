@@ -3,10 +3,16 @@
 //! `status.nextRetryAt` it shows, as both controllers write it.
 
 mod common;
+#[path = "common/status_estates.rs"]
+mod status_estates;
 
 use common::operator::{Harness, conditions};
 use digital_channels_operator::api::conditions::{ConditionStatus, find};
 use digital_channels_operator::simulator::DEMO_CC_T100;
+use status_estates::{
+    HEALTHY_TREE, broken_tree, cond, env_object, in_an_hour, normalised, ready_tenant_conditions,
+    tenant_object, waiting_conditions,
+};
 
 /// How far `at` is from now, in seconds (negative: in the past).
 fn seconds_from_now(at: &str) -> f64 {
@@ -88,105 +94,6 @@ async fn a_failure_awaiting_a_change_has_no_next_retry() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_dc-operator");
 const STATUS_NS: &str = "digital-channels";
-
-/// A condition, flipped long ago (ages are normalised in the comparisons).
-fn cond(type_: &str, status: &str, reason: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({"type": type_, "status": status, "reason": reason, "message": message,
-                       "lastTransitionTime": "2024-01-01T00:00:00Z", "observedGeneration": 1})
-}
-
-fn env_object(ready: bool, retry_at: Option<&str>) -> serde_json::Value {
-    let refused = "GWS Auth refused the ops credentials of Secret gws-ops (401).";
-    let conditions = match ready {
-        true => vec![
-            cond("ClientRegistered", "True", "Provisioned", "Registered."),
-            cond("ClientVerified", "True", "Verified", "Verified."),
-            cond(
-                "GapiRegistered",
-                "True",
-                "Provisioned",
-                "nex_gapis holds GWS.",
-            ),
-            cond("Ready", "True", "Provisioned", "All holds."),
-            cond("Reconciling", "False", "Provisioned", ""),
-            cond("Stalled", "False", "Provisioned", ""),
-        ],
-        false => vec![
-            cond("ClientRegistered", "False", "Unauthorized", refused),
-            cond(
-                "ClientVerified",
-                "Unknown",
-                "Pending",
-                "Waits for ClientRegistered.",
-            ),
-            cond(
-                "GapiRegistered",
-                "Unknown",
-                "Pending",
-                "Waits for ClientVerified.",
-            ),
-            cond(
-                "Ready",
-                "False",
-                "Unauthorized",
-                &format!("ClientRegistered: {refused}"),
-            ),
-            cond("Reconciling", "False", "Unauthorized", ""),
-            cond("Stalled", "True", "Unauthorized", "ClientRegistered: ..."),
-        ],
-    };
-    let mut status = serde_json::json!({"observedGeneration": 1, "conditions": conditions});
-    if let Some(at) = retry_at {
-        status["nextRetryAt"] = serde_json::json!(at);
-    }
-    serde_json::json!({
-        "apiVersion": "digitalchannels.dev/v1alpha1", "kind": "DigitalChannelsEnvironment",
-        "metadata": {"name": "prod", "namespace": STATUS_NS},
-        "spec": {"authUrl": "https://auth.example.com", "gwsUrl": "https://gws.example.com",
-                 "nexusUrl": "https://nexus.example.com", "opsCredentialsSecret": {"name": "gws-ops"},
-                 "database": {"urlSecret": {"name": "nexus-db", "key": "url"}}},
-        "status": status
-    })
-}
-
-fn tenant_object(name: &str, env: &str, conditions: Vec<serde_json::Value>) -> serde_json::Value {
-    serde_json::json!({
-        "apiVersion": "digitalchannels.dev/v1alpha1", "kind": "DigitalChannelsTenant",
-        "metadata": {"name": name, "namespace": STATUS_NS},
-        "spec": {"environmentRef": {"name": env}, "tenantName": name,
-                 "credentialsSecret": {"name": "t100-user"}},
-        "status": {"observedGeneration": 1, "conditions": conditions}
-    })
-}
-
-fn ready_tenant_conditions() -> Vec<serde_json::Value> {
-    vec![
-        cond("EnvironmentReady", "True", "Verified", "prod is Ready."),
-        cond("ContactCenterResolved", "True", "Resolved", "Found."),
-        cond("ChatServiceRegistered", "True", "Provisioned", "Set."),
-        cond("TenantProvisioned", "True", "Provisioned", "Provisioned."),
-        cond("Ready", "True", "Provisioned", "The tenant is provisioned."),
-        cond(
-            "DesignerEnvConfigured",
-            "True",
-            "Acknowledged",
-            "Acknowledged.",
-        ),
-        cond("Reconciling", "False", "Provisioned", ""),
-        cond("Stalled", "False", "Provisioned", ""),
-    ]
-}
-
-fn waiting_conditions() -> Vec<serde_json::Value> {
-    let why = "DigitalChannelsEnvironment staging does not exist in namespace digital-channels.";
-    vec![
-        cond("EnvironmentReady", "False", "WaitingForEnvironment", why),
-        cond("Ready", "False", "WaitingForEnvironment", why),
-        cond("Reconciling", "True", "WaitingForEnvironment", why),
-        cond("Stalled", "False", "WaitingForEnvironment", ""),
-    ]
-}
-
 fn kinds() -> (
     common::fake_apiserver::ResourceKey,
     common::fake_apiserver::ResourceKey,
@@ -203,10 +110,10 @@ fn kinds() -> (
 async fn healthy_server() -> common::fake_apiserver::FakeApiServer {
     let api = common::fake_apiserver::FakeApiServer::start().await;
     let (envs, tenants) = kinds();
-    api.insert(&envs, env_object(true, None));
+    api.insert(&envs, env_object(STATUS_NS, true, None));
     api.insert(
         &tenants,
-        tenant_object("t100", "prod", ready_tenant_conditions()),
+        tenant_object(STATUS_NS, "t100", "prod", ready_tenant_conditions()),
     );
     api
 }
@@ -238,69 +145,6 @@ async fn run(program: &str, kubeconfig: &std::path::Path, args: &[&str]) -> Run 
     }
 }
 
-/// `kubectl get`-style ages (`5y150d`, `3m20s`, `45s`) as `<age>`, and each run of spaces
-/// as one: ages change the columns' widths from one day to the next.
-fn normalised(text: &str) -> String {
-    let is_age = |t: &str| {
-        t.starts_with(|c: char| c.is_ascii_digit())
-            && t.ends_with(['y', 'd', 'h', 'm', 's'])
-            && t.chars().all(|c| c.is_ascii_digit() || "ydhms".contains(c))
-    };
-    text.lines()
-        .map(|line| {
-            line.split_whitespace()
-                .map(|t| if is_age(t) { "<age>" } else { t })
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-const HEALTHY_TREE: &str = "\
-NAME READY REASON STATE POLICY AGE MESSAGE
-DigitalChannelsEnvironment/prod True Provisioned Current Manage <age>
-├─ ClientRegistered True Provisioned <age>
-├─ ClientVerified True Verified <age>
-├─ GapiRegistered True Provisioned <age>
-└─ DigitalChannelsTenant/t100 True Provisioned Current Manage <age>
-├─ EnvironmentReady True Verified <age>
-├─ ContactCenterResolved True Resolved <age>
-├─ ChatServiceRegistered True Provisioned <age>
-├─ TenantProvisioned True Provisioned <age>
-└─ DesignerEnvConfigured True Acknowledged <age>";
-
-const BROKEN_TREE: &str = "\
-NAME READY REASON STATE POLICY AGE MESSAGE
-DigitalChannelsEnvironment/prod False Unauthorized Stalled Manage <age> ClientRegistered: GWS Auth refused the ops credentials of Secret gws-ops (401).
-│ to do: fix the Secret named in the message (ops user, tenant user, database URL)
-│ next retry: in <age>
-├─ ClientRegistered False Unauthorized <age> GWS Auth refused the ops credentials of Secret gws-ops (401).
-├─ ClientVerified Unknown Pending <age> Waits for ClientRegistered.
-├─ GapiRegistered Unknown Pending <age> Waits for ClientVerified.
-└─ DigitalChannelsTenant/t100 True Provisioned Current Manage <age>
-├─ EnvironmentReady True Verified <age>
-├─ ContactCenterResolved True Resolved <age>
-├─ ChatServiceRegistered True Provisioned <age>
-├─ TenantProvisioned True Provisioned <age>
-└─ DesignerEnvConfigured True Acknowledged <age>
-
-DigitalChannelsEnvironment/staging - NotFound - - - missing environment: no DigitalChannelsEnvironment staging in namespace digital-channels
-│ to do: create DigitalChannelsEnvironment staging in namespace digital-channels, or point these tenants' environmentRef at one that exists
-└─ DigitalChannelsTenant/t400 False WaitingForEnvironment Reconciling Manage <age> DigitalChannelsEnvironment staging does not exist in namespace digital-channels.
-│ to do: fix the environment; the tenant proceeds at once when it turns Ready
-└─ EnvironmentReady False WaitingForEnvironment <age> DigitalChannelsEnvironment staging does not exist in namespace digital-channels.";
-
-/// In an hour: the next retry of the broken environment.
-fn in_an_hour() -> String {
-    jiff::Timestamp::now()
-        .checked_add(jiff::SignedDuration::from_secs(3600))
-        .unwrap()
-        .round(jiff::Unit::Second)
-        .unwrap()
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_healthy_and_a_broken_estate_and_their_exit_codes() {
     let api = healthy_server().await;
@@ -317,15 +161,15 @@ async fn a_healthy_and_a_broken_estate_and_their_exit_codes() {
     assert_eq!(healthy.code, Some(0), "all Ready: {}", healthy.stderr);
 
     let (envs, tenants) = kinds();
-    api.insert(&envs, env_object(false, Some(&in_an_hour())));
+    api.insert(&envs, env_object(STATUS_NS, false, Some(&in_an_hour())));
     api.insert(
         &tenants,
-        tenant_object("t400", "staging", waiting_conditions()),
+        tenant_object(STATUS_NS, "t400", "staging", waiting_conditions(STATUS_NS)),
     );
     let broken = run(BIN, &kubeconfig, &["status", "-n", STATUS_NS]).await;
     assert_eq!(
         normalised(&broken.stdout),
-        BROKEN_TREE,
+        broken_tree(STATUS_NS),
         "\n{}",
         broken.stdout
     );
@@ -458,6 +302,7 @@ async fn watch_draws_again_on_a_change_and_stops_on_ctrl_c() {
     api.insert(
         &tenants,
         tenant_object(
+            STATUS_NS,
             "t100",
             "prod",
             vec![
@@ -575,7 +420,7 @@ async fn linked_as_kubectl_dc_it_is_the_kubectl_plugin() {
     let (_, tenants) = kinds();
     api.insert(
         &tenants,
-        tenant_object("t400", "staging", waiting_conditions()),
+        tenant_object(STATUS_NS, "t400", "staging", waiting_conditions(STATUS_NS)),
     );
     let out = through_kubectl(&["dc", "status", "-n", STATUS_NS])
         .await
@@ -585,4 +430,49 @@ async fn linked_as_kubectl_dc_it_is_the_kubectl_plugin() {
         Some(1),
         "kubectl passes the plugin's exit code on"
     );
+}
+
+/// The krew manifest template: every placeholder documented in its header, and once filled
+/// a plugin `dc` whose every platform installs the binary as `kubectl-dc`.
+#[test]
+fn the_krew_manifest_template_fills_into_a_plugin_named_dc() {
+    let template = include_str!("../integrations/krew/dc.yaml");
+    let (header, body) = template
+        .split_once("apiVersion:")
+        .expect("a header, then the manifest");
+    let placeholders: std::collections::BTreeSet<&str> = body
+        .split("${")
+        .skip(1)
+        .map(|rest| rest.split_once('}').expect("closed placeholder").0)
+        .collect();
+    assert!(placeholders.contains("VERSION") && placeholders.contains("URI_LINUX_AMD64"));
+    let mut filled = format!("apiVersion:{body}");
+    for p in &placeholders {
+        assert!(
+            header.contains(&format!("${{{p}}}")),
+            "{p} is not documented"
+        );
+        filled = filled.replace(&format!("${{{p}}}"), &format!("filled-{p}"));
+    }
+    let manifest: serde_json::Value = serde_yaml_ng::from_str(&filled).unwrap();
+    assert_eq!(manifest["kind"], "Plugin");
+    assert_eq!(manifest["metadata"]["name"], "dc", "kubectl dc");
+    let platforms = manifest["spec"]["platforms"].as_array().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(
+            p["bin"], "kubectl-dc",
+            "the name that makes it `kubectl dc`"
+        );
+        let files = p["files"].as_array().unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|f| f["from"] == "dc-operator" && f["to"] == "kubectl-dc"),
+            "{p}"
+        );
+        for field in ["uri", "sha256"] {
+            assert!(p[field].as_str().unwrap().starts_with("filled-"), "{p}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod argo_health;
 mod bad_input;
 #[path = "../common/by_hand.rs"]
 mod by_hand;
+mod cli_status;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
 mod cluster_opt_in;
@@ -29,3 +30,5 @@ mod rbac;
 mod resources;
 mod rotation;
 mod schema;
+#[path = "../common/status_estates.rs"]
+mod status_estates;

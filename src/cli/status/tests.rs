@@ -702,3 +702,10 @@ fn ages_as_kubectl_writes_them() {
         assert_eq!(human_duration(seconds), age, "{seconds}");
     }
 }
+
+#[test]
+fn the_docs_show_both_estates_as_they_are_drawn() {
+    let docs = include_str!("../../../docs/status.md");
+    assert!(docs.contains(HEALTHY), "docs/status.md: the healthy estate");
+    assert!(docs.contains(BROKEN), "docs/status.md: the broken estate");
+}
