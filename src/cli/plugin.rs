@@ -10,7 +10,7 @@ use super::Cli;
 /// The file name kubectl looks for on PATH for `kubectl dc`.
 pub const PLUGIN_FILE: &str = "kubectl-dc";
 
-/// How the binary names itself in help and usage, from the path it was run by (argv[0]):
+/// How the binary names itself in help and usage, from the path it was run by (`argv[0]`):
 /// `kubectl dc` under the plugin's file name (`.exe` aside), else `dc-operator`.
 pub fn display_name(argv0: Option<&OsStr>) -> &'static str {
     let path = argv0.map(OsStr::to_string_lossy).unwrap_or_default();
