@@ -4,7 +4,7 @@
 // No function over 60 lines (clippy.toml): code is read more than written.
 #![warn(clippy::too_many_lines)]
 
-use digital_channels_operator::cli::{Cli, Command, import, plan, provision};
+use digital_channels_operator::cli::{Cli, Command, import, plan, plugin, provision};
 #[cfg(feature = "simulator")]
 use digital_channels_operator::cli::{demo, simulate};
 use digital_channels_operator::runbook::{RealConnector, Runbook};
@@ -14,7 +14,8 @@ use digital_channels_operator::upstream::http::{RetryPolicy, install_crypto_prov
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     install_crypto_provider();
-    let cli = plan::parse_command_line();
+    // Named `kubectl dc` in help and usage when run as the kubectl plugin.
+    let cli = plugin::parse();
     match run(cli).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
@@ -43,6 +44,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         // Exit codes of its own (terraform's -detailed-exitcode): 0 no change, 2 changes, 1 error.
         Command::Plan(args) => std::process::exit(plan::command(args).await.into()),
         Command::Import(args) => import::command(args).await,
+        Command::Status(args) => digital_channels_operator::cli::status::status(&args).await,
         Command::Run(args) => {
             telemetry::init_logging(args.log_format, "info,sqlx=warn");
             run_controllers(args).await.map(|_| true)

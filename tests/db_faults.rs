@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::operator::{Harness, NS, test_controller_config};
 use common::{Sim, TestDb};
 use digital_channels_operator::api::DigitalChannelsEnvironment;
-use digital_channels_operator::api::conditions::{ConditionStatus, find};
+use digital_channels_operator::api::conditions::{Condition, ConditionStatus, find};
 use digital_channels_operator::simulator::{Simulator, SimulatorConfig};
 use k8s_openapi::api::core::v1::Secret;
 use own_postgres::OwnPostgres;
@@ -232,10 +232,13 @@ async fn wrong_database_credentials_are_a_condition_without_the_password_and_no_
     assert!(!status.contains("wrong-db-pw-5521") && !status.contains(DB_PASSWORD));
 
     // No hot loop: at most one pass per backoff (1 s here, jittered by -20 %; a password
-    // may be fixed on the server, out of sight), and none rewrites the unchanged status.
-    h.settle().await;
+    // may be fixed on the server, out of sight). Each retry writes status once, for its
+    // nextRetryAt; no condition moves. The backoff reaches its cap first (0.1 + 0.2 + 0.4
+    // + 0.8 s).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let writes = env_status_writes(&h);
     let tokens = h.sim.handle.snapshot().calls("auth.token");
+    let before = h.get_env().unwrap().status.unwrap().conditions;
     let window = Duration::from_secs(3);
     tokio::time::sleep(window).await;
     let passes = h.sim.handle.snapshot().calls("auth.token") - tokens;
@@ -244,10 +247,25 @@ async fn wrong_database_credentials_are_a_condition_without_the_password_and_no_
         passes <= bound,
         "{passes} passes in {window:?}, bound {bound}"
     );
+    let rewrites = (env_status_writes(&h) - writes) as u64;
+    assert!(
+        rewrites <= passes + 1,
+        "{rewrites} status writes for {passes} passes: at most one a pass"
+    );
+    let after = h.get_env().unwrap().status.unwrap();
+    assert!(
+        after.next_retry_at.is_some(),
+        "each retry says when the next is"
+    );
+    let transitions = |c: &[Condition]| {
+        c.iter()
+            .map(|c| (c.type_.clone(), c.last_transition_time.clone()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        env_status_writes(&h),
-        writes,
-        "the same condition is not rewritten"
+        transitions(&after.conditions),
+        transitions(&before),
+        "no condition flips while it is retried"
     );
 
     let url = h.sim.db.url.clone();

@@ -156,6 +156,11 @@ pub struct TenantStatus {
     /// The last `digitalchannels.dev/reconcile-requested-at` value a pass was run for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// When the operator next retries a pass that failed (RFC 3339), on its backoff. Absent
+    /// when the last pass succeeded, or when its failure waits for a change in the cluster
+    /// (the spec, a Secret, the environment) rather than for time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<String>,
     /// Ready, ContactCenterResolved, ChatServiceRegistered, UcsRegistered, TenantProvisioned, DesignerEnvConfigured, Suspended.
     #[serde(default)]
     #[schemars(schema_with = "conditions_schema")]

@@ -1,4 +1,5 @@
-//! The subcommands: `crds`, `simulate`, `provision`, `demo` (and `run`, the controllers).
+//! The subcommands: `crds`, `simulate`, `provision`, `demo`, `status` (and `run`, the
+//! controllers).
 //! `simulate` and `demo` need the cargo feature `simulator` (on by default); a build without it
 //! (the image) still knows their names, to say that they are not in it.
 
@@ -9,9 +10,11 @@ pub mod file_store;
 pub mod import;
 pub mod manifests;
 pub mod plan;
+pub mod plugin;
 pub mod provision;
 #[cfg(feature = "simulator")]
 pub mod simulate;
+pub mod status;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +61,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Write Observe manifests for the tenants an environment's upstreams already have.
     Import(ImportArgs),
+    /// Where every environment and tenant stands: each step, what to do, the next retry.
+    Status(StatusArgs),
 }
 
 /// A subcommand of the `simulator` feature in a build without it: any arguments are taken, so
@@ -137,6 +142,25 @@ impl HttpArgs {
             ..HttpConfig::default()
         })
     }
+}
+
+/// `status [NAME] [-n NS | -A] [-o wide|json|yaml] [--watch]`: reads the cluster only.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// An environment (shown with its tenants) or a tenant (shown under its environment).
+    pub name: Option<String>,
+    /// Namespace to look in; default: the kubeconfig context's, else "default".
+    #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+    pub namespace: Option<String>,
+    /// Look in every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output: text (a tree), wide (every message and detail), json or yaml.
+    #[arg(short = 'o', long, value_enum, default_value = "text")]
+    pub output: status::Format,
+    /// Draw again on every change of either kind, until Ctrl-C.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@
 //!   ├ dereference: the spec's problems, the caches, an environment managing the same client
 //!   ├ gate::gate (pure) ─ held: gate::hold → write
 //!   └ Proceed: run_steps (finalizer; runbook::environment with the StatusJournal)
-//!              → record_run: conditions, NexusRestarted → write → pass::next_action
+//!              → record_run: conditions, NexusRestarted → pass::plan_next → write
 //! ```
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use super::identity;
 use super::keys::ObjectKey;
 use super::manual_restart::{NEXUS_RESTARTED_FOR_ANNOTATION, NexusRecord, Row, manual_restart};
 use super::nexus_restart::{self, Rollout};
-use super::pass::{next_action, publish_status};
+use super::pass::{PassEnd, plan_next, publish_status, retry_at};
 use super::secrets::KubeSecretStore;
 use super::status::{add_finalizer, apply_status, has_finalizer, remove_finalizer};
 use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
@@ -107,15 +107,11 @@ async fn held_pass(
         return Ok(Action::await_change());
     };
     if let Some(conditions) = held.conditions {
-        write(
-            ctx,
-            api,
-            env,
-            previous,
-            conditions,
-            StatusDetails::default(),
-        )
-        .await?;
+        let details = StatusDetails {
+            next_retry_at: retry_at(held.retry_in),
+            ..StatusDetails::default()
+        };
+        write(ctx, api, env, previous, conditions, details).await?;
     }
     if held.not_ready {
         ctx.set_ready(env, false);
@@ -202,17 +198,21 @@ async fn record_run(
         all.extend(condition);
         nexus = record;
     }
-    let details = details_of(env, run, nexus);
-    let wrote_ready = write(ctx, api, env, &previous, all, details).await?;
-    ctx.set_ready(env, wrote_ready);
-
-    Ok(next_action(
+    // Decided before the write, which records when a failure is retried.
+    let next = plan_next(
         ctx,
         (KIND_ENVIRONMENT, ENVIRONMENT_RULES),
         &key(env),
         &run.report,
         requeue_soon,
-    ))
+    );
+    let details = StatusDetails {
+        next_retry_at: next.retry_at(),
+        ..details_of(env, run, nexus)
+    };
+    let wrote_ready = write(ctx, api, env, &previous, all, details).await?;
+    ctx.set_ready(env, wrote_ready);
+    Ok(next.done(ctx, &key(env)))
 }
 
 /// Without a Deployment to restart: a changed row owes a restart by hand, said in
@@ -331,6 +331,7 @@ fn details_of(
             .as_ref()
             .filter(|_| verified)
             .and_then(|r| r.client_secret_digest()),
+        next_retry_at: None,
     }
 }
 
@@ -358,6 +359,8 @@ struct StatusDetails {
     client_redirect_uri: Option<String>,
     client_secret_digest: Option<String>,
     nexus: Option<NexusRecord>,
+    /// `status.nextRetryAt`: cleared unless this pass retries a failure.
+    next_retry_at: Option<String>,
 }
 
 /// Writes status when it changed, publishes an event when Ready changed. Returns Ready.
@@ -400,6 +403,7 @@ async fn write(
         last_handled_reconcile_at: crate::api::reconcile_requested(&env.metadata)
             .cloned()
             .or_else(|| previous.last_handled_reconcile_at.clone()),
+        next_retry_at: details.next_retry_at,
         conditions,
     };
     publish_status(ctx, api, env, (previous, &status), |s| &s.conditions).await
@@ -797,8 +801,13 @@ async fn delete_upstream(
             );
             let mut fresh: Vec<Condition> = without(&previous.conditions, types::READY);
             fresh.push(failed);
-            write(ctx, api, env, previous, fresh, StatusDetails::default()).await?;
-            return Ok(Some(Action::requeue(ctx.backoff(&key(env), e.retry_after))));
+            let next = PassEnd::retry(ctx.backoff(&key(env), e.retry_after));
+            let details = StatusDetails {
+                next_retry_at: next.retry_at(),
+                ..StatusDetails::default()
+            };
+            write(ctx, api, env, previous, fresh, details).await?;
+            return Ok(Some(next.action));
         }
     }
     Ok(None)

@@ -101,6 +101,8 @@ pub struct Hold {
     /// Whether the resource now counts as not Ready.
     pub not_ready: bool,
     pub action: Action,
+    /// When `action` retries a failure: its wait, for `status.nextRetryAt`.
+    pub retry_in: Option<Duration>,
 }
 
 /// How long a pass waits for the caches before it looks again.
@@ -113,6 +115,7 @@ pub fn hold<E>(verdict: &Gate<E>, previous: &[Condition], max_backoff: Duration)
         conditions: None,
         not_ready: false,
         action,
+        retry_in: None,
     };
     match verdict {
         // The watches see the spec fixed.
@@ -120,12 +123,14 @@ pub fn hold<E>(verdict: &Gate<E>, previous: &[Condition], max_backoff: Duration)
             conditions: Some(invalid_spec(previous, problems)),
             not_ready: true,
             action: Action::await_change(),
+            retry_in: None,
         }),
         // The other resource's deletion is not watched from here: look again later.
         Gate::Conflict(why) => Some(Hold {
             conditions: Some(conflict(previous, why)),
             not_ready: true,
             action: Action::requeue(max_backoff),
+            retry_in: Some(max_backoff),
         }),
         Gate::Waiting(Wait::Caches) => Some(quiet(Action::requeue(CACHES_RETRY))),
         Gate::Waiting(Wait::Quiet) => Some(quiet(Action::await_change())),
@@ -293,6 +298,10 @@ mod tests {
         );
         assert!(invalid.not_ready);
         assert_eq!(invalid.action, Action::await_change());
+        assert_eq!(
+            invalid.retry_in, None,
+            "a fixed spec is awaited, not retried"
+        );
 
         let rival = hold::<()>(&Gate::Conflict("t2".into()), &[], max).expect("held");
         assert_eq!(
@@ -300,10 +309,12 @@ mod tests {
             Some((ConditionStatus::False, "Conflict".into()))
         );
         assert_eq!(rival.action, Action::requeue(max));
+        assert_eq!(rival.retry_in, Some(max), "status says when it looks again");
 
         let caches = hold::<()>(&Gate::Waiting(Wait::Caches), &[], max).expect("held");
         assert_eq!((caches.conditions, caches.not_ready), (None, false));
         assert_eq!(caches.action, Action::requeue(CACHES_RETRY));
+        assert_eq!(caches.retry_in, None, "nothing failed");
 
         let quiet = hold::<()>(&Gate::Waiting(Wait::Quiet), &[], max).expect("held");
         assert_eq!(

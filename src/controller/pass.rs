@@ -225,32 +225,85 @@ pub(crate) async fn cleanup_can_never_succeed(
         .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
 }
 
+/// How a pass ends: its requeue, and the wait when that requeue retries a failure on the
+/// backoff (what `status.nextRetryAt` says), not a resync nor a planned look soon.
+pub struct PassEnd {
+    pub action: Action,
+    pub retry_in: Option<Duration>,
+    /// Every step held: the backoff starts afresh, once the pass's status is written.
+    pub succeeded: bool,
+}
+
+impl PassEnd {
+    /// A retry of a failure after `wait`.
+    pub fn retry(wait: Duration) -> Self {
+        PassEnd {
+            action: Action::requeue(wait),
+            retry_in: Some(wait),
+            succeeded: false,
+        }
+    }
+
+    /// No retry of a failure: `action` is a resync, a look soon, or a wait for a change.
+    pub fn other(action: Action) -> Self {
+        PassEnd {
+            action,
+            retry_in: None,
+            succeeded: false,
+        }
+    }
+
+    /// `status.nextRetryAt` for this end of a pass.
+    pub fn retry_at(&self) -> Option<String> {
+        retry_at(self.retry_in)
+    }
+
+    /// The requeue, once the pass's status is written: a success resets the backoff only
+    /// then, so that a status write that keeps failing still backs off.
+    pub fn done(self, ctx: &Context, key: &super::keys::ObjectKey) -> Action {
+        if self.succeeded {
+            ctx.succeeded(key);
+        }
+        self.action
+    }
+}
+
+/// Now plus `wait`, in RFC 3339 to the second: when a failing pass is retried.
+pub fn retry_at(wait: Option<Duration>) -> Option<String> {
+    let wait = jiff::SignedDuration::try_from(wait?).ok()?;
+    let at = jiff::Timestamp::now().checked_add(wait).ok()?;
+    Some(at.round(jiff::Unit::Second).unwrap_or(at).to_string())
+}
+
 /// Requeue policy: a transient failure retries with backoff, a permanent one waits for a
-/// change (with the slow drift check as a safety net), success resyncs.
-pub fn next_action(
+/// change (with the slow drift check as a safety net), success resyncs. Decided before the
+/// pass's one status write, which records when a failure is retried; see [`PassEnd::done`].
+pub fn plan_next(
     ctx: &Context,
     (kind, rules): (&str, &[super::conditions::ConditionRule]),
     key: &super::keys::ObjectKey,
     report: &RunReport,
     soon: Option<Duration>,
-) -> Action {
+) -> PassEnd {
     if let Some((step, e)) = report.failure() {
         // Named as the condition it shows on, so the metric and the status agree.
         let step = super::conditions::condition_of(rules, step.step);
         crate::telemetry::metrics().record_step_failure(kind, step, e.reason.as_str());
     }
     match report.failure() {
-        Some((_, e)) if e.transient => Action::requeue(ctx.backoff(key, e.retry_after)),
+        Some((_, e)) if e.transient => PassEnd::retry(ctx.backoff(key, e.retry_after)),
         // Its fix is a change the watches bring (a Secret, the environment): wait for it;
         // the slow drift check is the safety net.
-        Some((_, e)) if e.reason.fixed_in_kubernetes() => Action::requeue(ctx.resync()),
+        Some((_, e)) if e.reason.fixed_in_kubernetes() => {
+            PassEnd::other(Action::requeue(ctx.resync()))
+        }
         // An upstream said no: the fix may be made there, out of sight (a password set in
         // GWS, a contact center created). Try again on the resource's backoff.
-        Some(_) => Action::requeue(ctx.backoff(key, None)),
-        None => {
-            ctx.succeeded(key);
-            Action::requeue(soon.unwrap_or_else(|| ctx.resync()))
-        }
+        Some(_) => PassEnd::retry(ctx.backoff(key, None)),
+        None => PassEnd {
+            succeeded: true,
+            ..PassEnd::other(Action::requeue(soon.unwrap_or_else(|| ctx.resync())))
+        },
     }
 }
 

@@ -10,8 +10,8 @@
 //!       └ Proceed: provision_pass
 //!           ├ runbook::tenant::run_tenant_claiming: the steps; TenantClaim::claim before the
 //!           │                            first upstream write        (runbook → upstream)
-//!           └ record_run: conditions (conditions.rs) → write → pass::publish_status
-//!                         → pass::next_action
+//!           └ record_run: conditions (conditions.rs) → pass::plan_next → write
+//!                         → pass::publish_status
 //! ```
 //!
 //! Deletion goes `reconcile_pass` → `cleanup` → `runbook::tenant::delete_tenant`.
@@ -28,7 +28,7 @@ use super::context::Context;
 use super::gate::{Dependency, Facts, Gate, Wait, environment_serves_tenants, gate, hold};
 use super::identity::{Claimant, Claims};
 use super::keys::ObjectKey;
-use super::pass::{next_action, publish_status};
+use super::pass::{PassEnd, plan_next, publish_status};
 use super::secrets::KubeSecretStore;
 use super::status::{add_finalizer, has_finalizer, is_ready, remove_finalizer};
 use super::{Error, KIND_TENANT, now_rfc3339, reconcile_pass};
@@ -237,7 +237,8 @@ async fn held_pass(
         return Ok(Action::await_change());
     };
     if let Some(conditions) = held.conditions {
-        write(ctx, api, t, previous, conditions, None).await?;
+        let details = StatusDetails::retrying(held.retry_in);
+        write(ctx, api, t, previous, conditions, Some(details)).await?;
     }
     if held.not_ready {
         ctx.set_ready(t, false);
@@ -291,14 +292,16 @@ async fn environment_failing(
             message,
         )),
     }
-    write(ctx, api, t, previous, fresh, None).await?;
-    ctx.set_ready(t, broken.is_none());
     // The environment's changes trigger this tenant through the watch; a read that failed
     // is tried again, since nothing watched will change.
-    Ok(match retry || matches!(broken, Some(Err(_))) {
-        true => Action::requeue(ctx.backoff(&key(t), None)),
-        false => Action::await_change(),
-    })
+    let next = match retry || matches!(broken, Some(Err(_))) {
+        true => PassEnd::retry(ctx.backoff(&key(t), None)),
+        false => PassEnd::other(Action::await_change()),
+    };
+    let details = StatusDetails::retrying(next.retry_in);
+    write(ctx, api, t, previous, fresh, Some(details)).await?;
+    ctx.set_ready(t, broken.is_none());
+    Ok(next.action)
 }
 
 /// The tenant's own condition for its environment.
@@ -337,8 +340,8 @@ async fn suspended_pass(
     let claim = claim_broken(t, ctx, previous, SUSPENDED_CLAIM).await;
     // A failed read is looked at again; a gone Secret's return is seen by the watch.
     let next = match &claim {
-        Some(Err(_)) => Action::requeue(ctx.backoff(&key(t), None)),
-        _ => Action::await_change(),
+        Some(Err(_)) => PassEnd::retry(ctx.backoff(&key(t), None)),
+        _ => PassEnd::other(Action::await_change()),
     };
     if let Some(why) = claim.map(|c| c.unwrap_or_else(|e| e)) {
         fresh = without(&fresh, types::READY);
@@ -350,8 +353,9 @@ async fn suspended_pass(
         ));
         ctx.set_ready(t, false);
     }
-    write(ctx, api, t, previous, fresh, None).await?;
-    Ok(next)
+    let details = StatusDetails::retrying(next.retry_in);
+    write(ctx, api, t, previous, fresh, Some(details)).await?;
+    Ok(next.action)
 }
 
 /// The steps, with the tenant's claim made before the first upstream write, and their
@@ -422,6 +426,8 @@ async fn record_run(
     all.push(designer);
     // Beside Ready, not part of it: the environment was usable for this pass.
     all.push(environment_condition(Ok(&t.spec.environment_ref.name)));
+    // Decided before the write, which records when a failure is retried.
+    let next = plan_next(ctx, (KIND_TENANT, TENANT_RULES), &key(t), &run.report, None);
     let details = StatusDetails {
         contact_center_id: run.contact_center_id.clone(),
         operation_id: run.operation_id.clone(),
@@ -429,16 +435,11 @@ async fn record_run(
         api_key_digest: run.api_key_digest.clone(),
         ucs_url: run.ucs_url.clone(),
         credentials_fingerprint: run.credentials_fingerprint.clone(),
+        next_retry_at: next.retry_at(),
     };
     let is_ready = write(ctx, api, t, previous, all, Some(details)).await?;
     ctx.set_ready(t, is_ready);
-    Ok(next_action(
-        ctx,
-        (KIND_TENANT, TENANT_RULES),
-        &key(t),
-        &run.report,
-        None,
-    ))
+    Ok(next.done(ctx, &key(t)))
 }
 
 /// The tenant's claim, made once its contact center is resolved and before anything is
@@ -558,6 +559,18 @@ struct StatusDetails {
     api_key_digest: Option<String>,
     ucs_url: Option<String>,
     credentials_fingerprint: Option<String>,
+    /// `status.nextRetryAt`: cleared unless this pass retries a failure.
+    next_retry_at: Option<String>,
+}
+
+impl StatusDetails {
+    /// Only the time of the retry of a failure, after `retry_in`.
+    fn retrying(retry_in: Option<Duration>) -> Self {
+        StatusDetails {
+            next_retry_at: super::pass::retry_at(retry_in),
+            ..StatusDetails::default()
+        }
+    }
 }
 
 async fn write(
@@ -600,6 +613,7 @@ async fn write(
         last_handled_reconcile_at: crate::api::reconcile_requested(&t.metadata)
             .cloned()
             .or_else(|| previous.last_handled_reconcile_at.clone()),
+        next_retry_at: details.next_retry_at,
         conditions,
     };
     let ready = publish_status(ctx, api, t, (previous, &status), |s| &s.conditions).await?;
@@ -692,11 +706,20 @@ async fn deletion_blocked(
             e.message
         ),
     ));
-    write(ctx, api, t, previous, fresh, None).await?;
-    Ok(Action::requeue(
+    let next = PassEnd::retry(
         ctx.backoff(&key(t), e.retry_after)
             .max(Duration::from_secs(5)),
-    ))
+    );
+    write(
+        ctx,
+        api,
+        t,
+        previous,
+        fresh,
+        Some(StatusDetails::retrying(next.retry_in)),
+    )
+    .await?;
+    Ok(next.action)
 }
 
 /// Everything the process keeps about a tenant that is gone (see [`Context::forget`]).

@@ -168,6 +168,53 @@ pub(crate) fn asks_for_a_pass<K: kube::Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
+/// The changes of environments that concern their tenants: all but those that only move
+/// `status.nextRetryAt`, which each retry of a failing environment writes: a pass of every
+/// tenant for it would tell them nothing new.
+pub(crate) fn environment_triggers(
+    api: Api<DigitalChannelsEnvironment>,
+) -> impl futures::Stream<Item = Result<DigitalChannelsEnvironment, watcher::Error>> + Send + 'static
+{
+    use kube::runtime::WatchStreamExt;
+    let mut seen: std::collections::HashMap<String, u64> = Default::default();
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(move |event| {
+            let uid =
+                |env: &DigitalChannelsEnvironment| env.metadata.uid.clone().unwrap_or_default();
+            let trigger = match event {
+                Ok(watcher::Event::Apply(env) | watcher::Event::InitApply(env)) => {
+                    let concern = concern_of(&env);
+                    (seen.insert(uid(&env), concern) != Some(concern)).then_some(Ok(env))
+                }
+                Ok(watcher::Event::Delete(env)) => {
+                    seen.remove(&uid(&env));
+                    Some(Ok(env))
+                }
+                Ok(_) => None,
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(trigger)
+        })
+}
+
+/// What of an environment its tenants may care about: all of it but its next retry and the
+/// bookkeeping of every write.
+fn concern_of(env: &DigitalChannelsEnvironment) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut env = env.clone();
+    env.metadata.resource_version = None;
+    env.metadata.managed_fields = None;
+    if let Some(status) = &mut env.status {
+        status.next_retry_at = None;
+    }
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_string(&env)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// A Secret as the controllers see it: its metadata only.
 type SecretMeta = PartialObjectMeta<Secret>;
 type SecretTrigger = futures::channel::mpsc::UnboundedReceiver<Result<SecretMeta, watcher::Error>>;
@@ -266,9 +313,8 @@ pub async fn run_scope(
             users_of(&tenant_store, &secret, tenant_secret_names)
         })
         // An environment turning Ready releases its waiting tenants at once.
-        .watches(
-            api_for::<DigitalChannelsEnvironment>(&client, ns),
-            watcher::Config::default(),
+        .watches_stream(
+            environment_triggers(api_for::<DigitalChannelsEnvironment>(&client, ns)),
             move |env| {
                 let ns = env.namespace();
                 let name = env.name_any();
@@ -285,4 +331,37 @@ pub async fn run_scope(
         .for_each(log_watch_failure);
 
     tokio::join!(envs, tenants);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::{Condition, ConditionStatus};
+
+    #[test]
+    fn tenants_are_not_woken_by_an_environment_s_next_retry_alone() {
+        let mut env: DigitalChannelsEnvironment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "digitalchannels.dev/v1alpha1",
+            "kind": "DigitalChannelsEnvironment",
+            "metadata": {"name": "prod", "namespace": "dc", "generation": 1, "resourceVersion": "1"},
+            "spec": {
+                "authUrl": "https://auth.example.com", "gwsUrl": "https://gws.example.com",
+                "nexusUrl": "https://nexus.example.com",
+                "opsCredentialsSecret": {"name": "ops"},
+                "database": {"urlSecret": {"name": "db", "key": "url"}}
+            },
+            "status": {"nextRetryAt": "2030-01-01T00:00:00Z"}
+        }))
+        .unwrap();
+        let base = concern_of(&env);
+        env.metadata.resource_version = Some("2".into());
+        env.status.as_mut().unwrap().next_retry_at = Some("2030-01-01T00:05:00Z".into());
+        assert_eq!(concern_of(&env), base, "a retry's write alone");
+        let ready = Condition::new("Ready", ConditionStatus::True, "Provisioned", "");
+        env.status.as_mut().unwrap().conditions.push(ready);
+        assert_ne!(concern_of(&env), base, "Ready changed");
+        let mut edited = env.clone();
+        edited.metadata.generation = Some(2);
+        assert_ne!(concern_of(&edited), concern_of(&env), "the spec changed");
+    }
 }

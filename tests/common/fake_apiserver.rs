@@ -12,7 +12,9 @@
 //! - the status subresource split for CRD-like groups (and a few built-ins such as
 //!   deployments): the main resource ignores `status`, `/status` changes only `status`;
 //! - merge, strategic-merge (as merge), JSON (RFC 6902, a failed `test` is 422) and
-//!   server-side apply patches (approximated as a merge patch that creates when absent);
+//!   server-side apply patches (approximated as a merge patch that creates when absent; on
+//!   the status subresource the applied `status` replaces the stored one, as for a single
+//!   manager of status);
 //! - finalizers and `deletionTimestamp`;
 //! - watches replay the last [`HISTORY_LIMIT`] events from a resourceVersion, answer a
 //!   compacted one with an `ERROR` 410 event, end after `timeoutSeconds`, and support
@@ -1389,7 +1391,15 @@ fn patch(
     let mut candidate = old.clone();
     match kind {
         PatchKind::Merge => json_patch::merge(&mut candidate, &parse_json(body)?),
-        PatchKind::Apply => json_patch::merge(&mut candidate, &parse_json_or_yaml_object(body)?),
+        PatchKind::Apply => {
+            let applied = parse_json_or_yaml_object(body)?;
+            json_patch::merge(&mut candidate, &applied);
+            // On the status subresource the one manager that applies status owns all of it
+            // (the operator): a field it no longer sends is removed, as the real server does.
+            if status_only && let Some(status) = applied.get("status") {
+                candidate["status"] = status.clone();
+            }
+        }
         PatchKind::Json => {
             let operations: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;

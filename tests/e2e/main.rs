@@ -15,6 +15,7 @@ mod bad_input;
 mod by_hand;
 mod cli_doctor;
 mod cli_plan;
+mod cli_status;
 #[path = "../common/cluster_gate.rs"]
 mod cluster_gate;
 mod cluster_opt_in;
@@ -31,3 +32,5 @@ mod rbac;
 mod resources;
 mod rotation;
 mod schema;
+#[path = "../common/status_estates.rs"]
+mod status_estates;

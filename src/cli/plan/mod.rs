@@ -359,16 +359,12 @@ pub async fn dry_run(args: &super::ProvisionArgs) -> u8 {
     finish(plan, PlanFormat::Text)
 }
 
-/// The command line, parsed. A usage error exits as clap does (code 2), except for `plan`,
-/// where 2 means changes pending: there it exits 1, an error of any kind.
-pub fn parse_command_line() -> super::Cli {
-    use clap::Parser;
-    match super::Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("plan") => {
-            let _ = e.print();
-            std::process::exit(1)
-        }
-        Err(e) => e.exit(),
+/// A usage error exits as clap does (code 2), except for `plan`, where 2 means changes
+/// pending: there it exits 1, an error of any kind.
+pub fn exit_on_usage_error(e: clap::Error) -> ! {
+    if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("plan") {
+        let _ = e.print();
+        std::process::exit(1)
     }
+    e.exit()
 }
