@@ -6,8 +6,8 @@ mod common;
 #[path = "common/status_estates.rs"]
 mod status_estates;
 
-use common::operator::{Harness, conditions};
-use digital_channels_operator::api::conditions::{ConditionStatus, find};
+use common::operator::Harness;
+use digital_channels_operator::api::conditions::ConditionStatus;
 use digital_channels_operator::simulator::DEMO_CC_T100;
 use status_estates::{
     HEALTHY_TREE, broken_tree, cond, env_object, in_an_hour, normalised, ready_tenant_conditions,
@@ -80,9 +80,14 @@ async fn a_failure_awaiting_a_change_has_no_next_retry() {
         .await;
     let at = env.status.unwrap().next_retry_at;
     assert!(at.is_some(), "GWS Auth's refusal is retried on the backoff");
-    let t = h.get_tenant().unwrap();
-    let ready = find(&conditions(&t), "Ready").map(|c| c.reason.clone());
-    assert_eq!(ready.as_deref(), Some("WaitingForEnvironment"));
+    // The tenant says so once the environment's status write has woken it.
+    let t = h
+        .tenant_condition(
+            "Ready",
+            ConditionStatus::False,
+            Some("WaitingForEnvironment"),
+        )
+        .await;
     // It waits for its environment, whose change wakes it: no time of its own.
     assert_eq!(t.status.unwrap().next_retry_at, None);
     h.stop().await;
