@@ -280,6 +280,7 @@ spec:
 pub mod by_hand;
 pub mod fake_apiserver;
 pub mod operator;
+pub mod tls_front;
 
 /// A request line seen by [`recording_proxy`], and when.
 pub type SeenRequests = Arc<Mutex<Vec<(std::time::SystemTime, String)>>>;
