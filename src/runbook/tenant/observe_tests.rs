@@ -3,43 +3,22 @@
 //! upstream; then the switch to Manage, which makes exactly the writes the observation
 //! announced.
 
-use std::sync::Arc;
-
 use super::*;
 use crate::api::{ManagementPolicy, TenantStatus};
 use crate::fakes::samples::{self, CONTACT_CENTER, NEXUS_URL, announced_writes};
-use crate::fakes::{FakeConnector, FakeSecretStore};
-use crate::runbook::environment::read_environment;
 use crate::runbook::report::{Outcome, Step};
 use crate::upstream::environment::Setting;
 
 const OUTPUT: &str = "t100-digital-channels";
 const UCS: &str = "https://ucs.example.com";
 
-struct World {
-    upstream: Arc<FakeConnector>,
-    runbook: Runbook,
-    store: FakeSecretStore,
-    env: ResolvedEnvironment,
-}
+use super::tests::World;
 
 impl World {
-    async fn new() -> Self {
-        let upstream = samples::connector(true);
-        let store = samples::store(true);
-        let env = read_environment(&samples::environment(), &store)
-            .await
-            .expect("the sample environment reads");
-        Self {
-            runbook: samples::runbook(&upstream),
-            upstream,
-            store,
-            env,
-        }
-    }
-
-    /// A pass; the tenant as the controller leaves it, its status recorded from the run.
-    async fn pass(&self, tenant: &DigitalChannelsTenant) -> (TenantRun, DigitalChannelsTenant) {
+    async fn observe_pass(
+        &self,
+        tenant: &DigitalChannelsTenant,
+    ) -> (TenantRun, DigitalChannelsTenant) {
         let run = run_tenant(&self.runbook, tenant, &self.env, &self.store).await;
         let mut after = tenant.clone();
         after.status = Some(status_after(
@@ -53,7 +32,7 @@ impl World {
     /// row upstream (with PlatformUCS when `ucs`); nothing in the cluster records them.
     async fn enabled_by_hand(ucs: Option<&str>) -> Self {
         let world = Self::new().await;
-        let (run, _) = world.pass(&samples::tenant("t100", ucs)).await;
+        let (run, _) = world.observe_pass(&samples::tenant("t100", ucs)).await;
         assert!(run.report.succeeded(), "{:?}", run.report);
         world.store.remove(OUTPUT);
         world.upstream.log.clear();
@@ -116,11 +95,13 @@ fn said(run: &TenantRun, step: Step) -> String {
 #[tokio::test]
 async fn observed_in_sync_every_step_holds_and_nothing_is_written() {
     let world = World::new().await;
-    let (_, tenant) = world.pass(&samples::tenant("t100", Some(UCS))).await;
+    let (_, tenant) = world
+        .observe_pass(&samples::tenant("t100", Some(UCS)))
+        .await;
     world.upstream.log.clear();
     let secret_writes = world.store.writes().len();
 
-    let (run, _) = world.pass(&observed(tenant)).await;
+    let (run, _) = world.observe_pass(&observed(tenant)).await;
     assert!(run.report.in_sync(), "{:?}", outcomes(&run));
     assert_eq!(run.report.policy, ManagementPolicy::Observe);
     for step in [
@@ -151,7 +132,9 @@ async fn observed_enabled_by_hand_the_key_is_found_and_written_to_the_secret_onl
             // A Nexus without the (assumed) tenant GET: the key row alone tells.
             world.upstream.nexus.without_tenant_get();
         }
-        let (run, _) = world.pass(&observed(samples::tenant("t100", None))).await;
+        let (run, _) = world
+            .observe_pass(&observed(samples::tenant("t100", None)))
+            .await;
         let case = format!("without tenant GET: {without_tenant_get}");
         assert!(run.report.in_sync(), "{case}: {:?}", outcomes(&run));
         assert_eq!(
@@ -173,7 +156,7 @@ async fn observed_enabled_by_hand_the_key_is_found_and_written_to_the_secret_onl
 async fn observed_missing_says_what_manage_would_create_and_writes_nothing() {
     let world = World::new().await;
     let (run, _) = world
-        .pass(&observed(samples::tenant("t100", Some(UCS))))
+        .observe_pass(&observed(samples::tenant("t100", Some(UCS))))
         .await;
     let table = [
         (Step::ChatServiceRegistered, "missing", "would create it"),
@@ -211,7 +194,9 @@ async fn observed_missing_says_what_manage_would_create_and_writes_nothing() {
 #[tokio::test]
 async fn observed_drift_says_what_differs_and_writes_nothing() {
     let world = World::new().await;
-    let (_, tenant) = world.pass(&samples::tenant("t100", Some(UCS))).await;
+    let (_, tenant) = world
+        .observe_pass(&samples::tenant("t100", Some(UCS)))
+        .await;
     world.upstream.environment.put_setting(
         CONTACT_CENTER,
         Setting {
@@ -233,7 +218,7 @@ async fn observed_drift_says_what_differs_and_writes_nothing() {
     tenant.spec.ucs.as_mut().unwrap().url = "https://ucs2.example.com".into();
     world.upstream.log.clear();
 
-    let (run, _) = world.pass(&tenant).await;
+    let (run, _) = world.observe_pass(&tenant).await;
     let table = [
         (Step::ChatServiceRegistered, "old-nexus.example.com"),
         (
@@ -289,7 +274,7 @@ async fn switching_to_manage_makes_exactly_the_writes_observe_announced() {
         };
         let mut tenant = samples::tenant("t100", ucs);
         if case == "provisioned, in sync" || case == "drifted" {
-            tenant = world.pass(&tenant).await.1;
+            tenant = world.observe_pass(&tenant).await.1;
         }
         if case == "drifted" {
             world.store.put(
@@ -302,8 +287,8 @@ async fn switching_to_manage_makes_exactly_the_writes_observe_announced() {
                 .put_user(CONTACT_CENTER, "nexus", "rotated");
         }
         world.upstream.log.clear();
-        let (first, tenant) = world.pass(&observed(tenant)).await;
-        let (again, tenant) = world.pass(&tenant).await;
+        let (first, tenant) = world.observe_pass(&observed(tenant)).await;
+        let (again, tenant) = world.observe_pass(&tenant).await;
         let announced = announced_writes(&first.report);
         assert_eq!(
             announced_writes(&again.report),
@@ -315,7 +300,7 @@ async fn switching_to_manage_makes_exactly_the_writes_observe_announced() {
             "{case}: Observe wrote"
         );
 
-        let (run, _) = world.pass(&managed(tenant)).await;
+        let (run, _) = world.observe_pass(&managed(tenant)).await;
         assert!(run.report.succeeded(), "{case}: {:?}", outcomes(&run));
         assert_eq!(world.writes(), announced, "{case}");
         let expected: &[&str] = match case {
@@ -330,7 +315,9 @@ async fn switching_to_manage_makes_exactly_the_writes_observe_announced() {
 #[tokio::test]
 async fn an_observed_tenant_deletes_nothing_whatever_its_record() {
     let world = World::new().await;
-    let (_, tenant) = world.pass(&samples::tenant("t100", Some(UCS))).await;
+    let (_, tenant) = world
+        .observe_pass(&samples::tenant("t100", Some(UCS)))
+        .await;
     let record = CreatedRecord::of(tenant.status.as_ref().unwrap());
     assert!(record.tenant && record.ucs);
     world.upstream.log.clear();

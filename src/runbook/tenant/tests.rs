@@ -15,16 +15,17 @@ use crate::upstream::{ErrorKind, System};
 const OUTPUT: &str = "t100-digital-channels";
 const UCS: &str = "https://ucs.example.com";
 
-/// The sample world: the environment made, the client holding its secret.
-struct World {
-    upstream: Arc<FakeConnector>,
-    runbook: Runbook,
-    store: FakeSecretStore,
-    env: ResolvedEnvironment,
+/// The sample world: the environment made, the client holding its secret. Shared with
+/// `observe_tests`, which adds its own methods.
+pub(super) struct World {
+    pub(super) upstream: Arc<FakeConnector>,
+    pub(super) runbook: Runbook,
+    pub(super) store: FakeSecretStore,
+    pub(super) env: ResolvedEnvironment,
 }
 
 impl World {
-    async fn new() -> Self {
+    pub(super) async fn new() -> Self {
         let upstream = samples::connector(true);
         let store = samples::store(true);
         let env = read_environment(&samples::environment(), &store)
