@@ -1084,7 +1084,7 @@ async fn provisioning_takes_one_pass_and_three_writes() {
 // ---------------------------------------------------------------------------------------------
 
 /// `digitalchannels.dev/reconcile-requested-at` asks for a pass now: one per value, echoed in
-/// `status.lastHandledReconcileAt`.
+/// `status.lastHandledReconcileAt`. The pass reads its environment from the cache.
 #[tokio::test]
 async fn a_reconcile_request_runs_one_pass_per_value() {
     let h = Harness::start().await;
@@ -1094,6 +1094,7 @@ async fn a_reconcile_request_runs_one_pass_per_value() {
     h.settle().await;
     let checks = || h.sim.handle.snapshot().calls("nexus.get_tenant");
     let before = checks();
+    let environment_reads = h.api.requests_of(Verb::Get, "digitalchannelsenvironments");
     let request = |value: &str| {
         h.tenant(|t| {
             t.metadata.annotations = Some(
@@ -1115,6 +1116,11 @@ async fn a_reconcile_request_runs_one_pass_per_value() {
         .await
         .expect("the request is echoed in status");
     assert_eq!(checks(), before + 1, "one pass for the request");
+    assert_eq!(
+        h.api.requests_of(Verb::Get, "digitalchannelsenvironments"),
+        environment_reads,
+        "the pass read its environment from the cache"
+    );
     h.settle().await;
     request("2026-12-02T00:00:00Z");
     tokio::time::sleep(Duration::from_secs(1)).await;

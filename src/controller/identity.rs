@@ -91,6 +91,20 @@ impl Caches {
         }
     }
 
+    /// The environment as the cache last saw it, if a cache holds it. Tenants are woken by
+    /// the cache's own changes (see `watches::environment_triggers`), so a pass started by
+    /// one reads that version or a newer one.
+    pub fn environment(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<DigitalChannelsEnvironment>> {
+        use kube::runtime::reflector::ObjectRef;
+        let at = ObjectRef::<DigitalChannelsEnvironment>::new(name).within(namespace);
+        let stores = self.environments.read().unwrap_or_else(|e| e.into_inner());
+        stores.iter().find_map(|s| s.get(&at))
+    }
+
     fn tenants(&self) -> Vec<Arc<DigitalChannelsTenant>> {
         let stores = self.tenants.read().unwrap_or_else(|e| e.into_inner());
         stores.iter().flat_map(|s| s.state()).collect()

@@ -14,6 +14,7 @@ pub mod nexus_restart;
 pub mod panics;
 pub mod pass;
 pub mod resolved;
+pub mod secret_versions;
 pub mod secrets;
 pub mod startup;
 pub mod status;

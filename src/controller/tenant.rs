@@ -66,6 +66,20 @@ fn owner_reference(t: &DigitalChannelsTenant) -> Option<OwnerReference> {
     t.controller_owner_ref(&())
 }
 
+/// The tenant's environment for a pass: from the cache, which the trigger that woke the
+/// pass has already reached; read from the API server only when the cache has not seen it
+/// (yet: an environment applied with its tenants may arrive after them).
+async fn environment_for_pass(
+    t: &DigitalChannelsTenant,
+    ctx: &Context,
+) -> Result<Option<DigitalChannelsEnvironment>, Error> {
+    let ns = t.namespace().unwrap_or_default();
+    match ctx.caches.environment(&ns, &t.spec.environment_ref.name) {
+        Some(env) => Ok(Some(env.as_ref().clone())),
+        None => fetch_environment(t, ctx).await,
+    }
+}
+
 /// The tenant's environment, if it exists.
 async fn fetch_environment(
     t: &DigitalChannelsTenant,
@@ -86,7 +100,7 @@ async fn environment_of(
     let failing = |why: String| Dependency::Failing { why, retry: false };
     let ns = t.namespace().unwrap_or_default();
     let env_name = &t.spec.environment_ref.name;
-    let Some(env) = fetch_environment(t, ctx).await? else {
+    let Some(env) = environment_for_pass(t, ctx).await? else {
         return Ok(failing(format!(
             "DigitalChannelsEnvironment {env_name} does not exist in namespace {ns}."
         )));

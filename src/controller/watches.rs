@@ -89,11 +89,16 @@ where
     }
 }
 
+/// Where a cache's changes go once it holds them (see [`cached`]).
+type Tap<K> = futures::channel::mpsc::UnboundedSender<watcher::Event<K>>;
+
 /// The watch of a controller's own kind and the cache it fills, without `managedFields`
-/// (often larger than the object, and never read).
+/// (often larger than the object, and never read). `tap` gets each change after the cache
+/// holds it, so a pass it starts reads that version or a newer one from the cache.
 pub(crate) fn cached<K>(
     ctx: &Arc<Context>,
     namespace: Option<&str>,
+    tap: Option<Tap<K>>,
 ) -> (
     impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     Store<K>,
@@ -121,19 +126,39 @@ where
     .default_backoff()
     .modify(|o| o.meta_mut().managed_fields = None)
     .reflect(writer)
-    .inspect(move |event| match event {
-        Ok(watcher::Event::InitDone) => {
-            listed.store(true, std::sync::atomic::Ordering::Release);
-            forget_unlisted(&ctx, &reader, scope.as_deref());
+    .inspect(move |event| {
+        match event {
+            Ok(watcher::Event::InitDone) => {
+                listed.store(true, std::sync::atomic::Ordering::Release);
+                forget_unlisted(&ctx, &reader, scope.as_deref());
+            }
+            // Gone without a pass (it had no finalizer): nothing may keep counting it.
+            Ok(watcher::Event::Delete(o)) => {
+                ctx.forget(&ObjectKey::of(o), o.meta().uid.as_deref());
+            }
+            _ => {}
         }
-        // Gone without a pass (it had no finalizer): nothing may keep counting it.
-        Ok(watcher::Event::Delete(o)) => {
-            ctx.forget(&ObjectKey::of(o), o.meta().uid.as_deref());
+        if let (
+            Some(tap),
+            Ok(
+                e @ (watcher::Event::Apply(_)
+                | watcher::Event::InitApply(_)
+                | watcher::Event::Delete(_)),
+            ),
+        ) = (&tap, event)
+        {
+            let _ = tap.unbounded_send(e.clone());
         }
-        _ => {}
     })
     .applied_objects()
-    .predicate_filter(asks_for_a_pass::<K>, PredicateConfig::default());
+    // A relist repeats every object: the filter's memory of what it passed on must outlast
+    // the quiet between relists (kube-runtime forgets after an hour by default), or a relist
+    // after a quiet hour passes every resource again. A day of deleted resources' hashes is
+    // small.
+    .predicate_filter(
+        asks_for_a_pass::<K>,
+        PredicateConfig::default().ttl(std::time::Duration::from_secs(24 * 3600)),
+    );
     (stream, store, synced)
 }
 
@@ -170,32 +195,29 @@ pub(crate) fn asks_for_a_pass<K: kube::Resource>(object: &K) -> Option<u64> {
 
 /// The changes of environments that concern their tenants: all but those that only move
 /// `status.nextRetryAt`, which each retry of a failing environment writes: a pass of every
-/// tenant for it would tell them nothing new.
+/// tenant for it would tell them nothing new. A relist repeats what was seen: no trigger.
+/// `changes` is the environments' cache's tap: a tenant woken by it finds the environment's
+/// new version in the cache (see [`cached`]).
 pub(crate) fn environment_triggers(
-    api: Api<DigitalChannelsEnvironment>,
+    changes: futures::channel::mpsc::UnboundedReceiver<watcher::Event<DigitalChannelsEnvironment>>,
 ) -> impl futures::Stream<Item = Result<DigitalChannelsEnvironment, watcher::Error>> + Send + 'static
 {
-    use kube::runtime::WatchStreamExt;
     let mut seen: std::collections::HashMap<String, u64> = Default::default();
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .filter_map(move |event| {
-            let uid =
-                |env: &DigitalChannelsEnvironment| env.metadata.uid.clone().unwrap_or_default();
-            let trigger = match event {
-                Ok(watcher::Event::Apply(env) | watcher::Event::InitApply(env)) => {
-                    let concern = concern_of(&env);
-                    (seen.insert(uid(&env), concern) != Some(concern)).then_some(Ok(env))
-                }
-                Ok(watcher::Event::Delete(env)) => {
-                    seen.remove(&uid(&env));
-                    Some(Ok(env))
-                }
-                Ok(_) => None,
-                Err(e) => Some(Err(e)),
-            };
-            std::future::ready(trigger)
-        })
+    changes.filter_map(move |event| {
+        let uid = |env: &DigitalChannelsEnvironment| env.metadata.uid.clone().unwrap_or_default();
+        let trigger = match event {
+            watcher::Event::Apply(env) | watcher::Event::InitApply(env) => {
+                let concern = concern_of(&env);
+                (seen.insert(uid(&env), concern) != Some(concern)).then_some(Ok(env))
+            }
+            watcher::Event::Delete(env) => {
+                seen.remove(&uid(&env));
+                Some(Ok(env))
+            }
+            _ => None,
+        };
+        std::future::ready(trigger)
+    })
 }
 
 /// What of an environment its tenants may care about: all of it but its next retry and the
@@ -233,22 +255,27 @@ pub(crate) fn secret_triggers(
     // An Api of PartialObjectMeta makes metadata-only requests.
     let api = api_for::<SecretMeta>(&ctx.client, namespace);
     tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
+        let mut versions = super::secret_versions::SecretVersions::default();
         while let Some(item) = stream.next().await {
-            match item {
-                Ok(secret) if secret_changed(&ctx, &secret) => {}
-                Ok(mut secret) => {
-                    secret.metadata.managed_fields = None;
-                    let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
-                    let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
-                    if !a && !b {
-                        break; // both controllers stopped
-                    }
+            let event = match item {
+                Ok(event) => event,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Secret watch failed; retrying with backoff");
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "Secret watch failed; retrying with backoff"),
+            };
+            for mut secret in versions.changes(event) {
+                if secret_changed(&ctx, &secret) {
+                    continue;
+                }
+                secret.metadata.managed_fields = None;
+                let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
+                let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
+                if !a && !b {
+                    return; // both controllers stopped
+                }
             }
         }
     });
@@ -277,7 +304,8 @@ pub async fn run_scope(
     let config = ControllerRuntimeConfig::default().concurrency(concurrency);
     let (env_secrets, tenant_secrets) = secret_triggers(ctx.clone(), ns);
 
-    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&ctx, ns);
+    let (env_changes, env_changes_for_tenants) = futures::channel::mpsc::unbounded();
+    let (stream, store, synced) = cached::<DigitalChannelsEnvironment>(&ctx, ns, Some(env_changes));
     let envs = Controller::for_stream(stream, store).with_config(config.clone());
     let env_store = envs.store();
     ctx.caches.register_environments(env_store.clone(), synced);
@@ -303,7 +331,7 @@ pub async fn run_scope(
         .run(environment::reconcile, error_policy, ctx.clone())
         .for_each(log_watch_failure);
 
-    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&ctx, ns);
+    let (stream, store, synced) = cached::<DigitalChannelsTenant>(&ctx, ns, None);
     let tenants = Controller::for_stream(stream, store).with_config(config);
     let tenant_store = tenants.store();
     ctx.caches.register_tenants(tenant_store.clone(), synced);
@@ -313,19 +341,16 @@ pub async fn run_scope(
             users_of(&tenant_store, &secret, tenant_secret_names)
         })
         // An environment turning Ready releases its waiting tenants at once.
-        .watches_stream(
-            environment_triggers(api_for::<DigitalChannelsEnvironment>(&client, ns)),
-            move |env| {
-                let ns = env.namespace();
-                let name = env.name_any();
-                tenant_store_for_envs
-                    .state()
-                    .iter()
-                    .filter(|t| t.namespace() == ns && t.spec.environment_ref.name == name)
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches_stream(environment_triggers(env_changes_for_tenants), move |env| {
+            let ns = env.namespace();
+            let name = env.name_any();
+            tenant_store_for_envs
+                .state()
+                .iter()
+                .filter(|t| t.namespace() == ns && t.spec.environment_ref.name == name)
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(tenant::reconcile, error_policy, ctx)
         .for_each(log_watch_failure);

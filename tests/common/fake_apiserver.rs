@@ -430,6 +430,14 @@ impl FakeApiServer {
         lock(&self.shared.journal).watch_requests
     }
 
+    /// Requests with `verb` of `plural` so far (each list or relist of a watcher is one
+    /// `List`).
+    pub fn requests_of(&self, verb: Verb, plural: &str) -> usize {
+        let journal = lock(&self.shared.journal);
+        let key = (verb, plural.to_string());
+        journal.by_verb.get(&key).copied().unwrap_or(0)
+    }
+
     /// Requests of any kind received so far (failed ones included).
     pub fn requests(&self) -> usize {
         lock(&self.shared.journal).requests
@@ -554,6 +562,8 @@ struct Journal {
     faults: Vec<Fault>,
     write_faults: Vec<WriteFault>,
     watch_requests: usize,
+    /// Requests by verb and resource plural.
+    by_verb: HashMap<(Verb, String), usize>,
     requests: usize,
 }
 
@@ -1099,6 +1109,8 @@ fn route_request(
         if verb == Verb::Watch {
             journal.watch_requests += 1;
         }
+        let key = (verb, route.resource.plural.clone());
+        *journal.by_verb.entry(key).or_default() += 1;
     }
     let fault = shared.take_fault(verb, &route.resource.plural);
     // A `fail_next` fault comes first; a write fault is used up only when none did.
