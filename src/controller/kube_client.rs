@@ -16,9 +16,65 @@ pub async fn counting_client(fence: LeaderFence) -> Result<kube::Client, String>
     let config = kube::Config::infer().await.map_err(|e| e.to_string())?;
     let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| e.to_string())?;
     Ok(builder
-        .with_layer(&tower::util::MapRequestLayer::new(count))
+        .with_layer(&TimedLayer)
         .with_layer(&FenceLayer::new(fence))
         .build())
+}
+
+/// Counts each request (`dc_operator_kubernetes_requests_total`) and times it to its answer
+/// (`dc_operator_kubernetes_request_duration_seconds`): the Kubernetes part of a pass.
+#[derive(Clone, Copy, Debug)]
+pub struct TimedLayer;
+
+impl<S> tower::Layer<S> for TimedLayer {
+    type Service = Timed<S>;
+
+    fn layer(&self, inner: S) -> Timed<S> {
+        Timed(inner)
+    }
+}
+
+/// See [`TimedLayer`].
+#[derive(Clone, Debug)]
+pub struct Timed<S>(S);
+
+impl<S, B> tower::Service<Request<B>> for Timed<S>
+where
+    S: tower::Service<Request<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let (verb, resource) = describe(request.method(), request.uri());
+        let labels = KubernetesRequest {
+            verb: verb.to_string(),
+            resource,
+        };
+        metrics()
+            .kubernetes_requests_total
+            .get_or_create(&labels)
+            .inc();
+        let answer = self.0.call(request);
+        let started = Instant::now();
+        Box::pin(async move {
+            let result = answer.await;
+            metrics()
+                .kubernetes_request_duration_seconds
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            result
+        })
+    }
 }
 
 /// Whether a Kubernetes request may leave: the Lease's own requests always (the elector
@@ -54,18 +110,6 @@ impl<B> Gate<Request<B>> for KubeGate {
 /// The Kubernetes client's fence ([`KubeGate`]): outermost, so it is checked before any
 /// other layer.
 pub type FenceLayer = GatedLayer<KubeGate>;
-
-fn count<B>(request: Request<B>) -> Request<B> {
-    let (verb, resource) = describe(request.method(), request.uri());
-    metrics()
-        .kubernetes_requests_total
-        .get_or_create(&KubernetesRequest {
-            verb: verb.to_string(),
-            resource,
-        })
-        .inc();
-    request
-}
 
 /// The RBAC verb and resource of a request: `GET /api/v1/namespaces/dc/secrets/a` is
 /// (`get`, `secrets`), `PATCH …/digitalchannelstenants/t/status` is
@@ -151,6 +195,33 @@ mod tests {
         let secret: Uri = "/api/v1/namespaces/op/secrets/leases".parse().unwrap();
         assert!(is_lease_request(&Method::PUT, &lease));
         assert!(!is_lease_request(&Method::GET, &secret));
+    }
+
+    #[tokio::test]
+    async fn each_request_is_counted_and_timed_to_its_answer() {
+        use tower::{Layer, ServiceExt};
+        let slow = tower::service_fn(|_: Request<()>| async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let request = Request::get("/api/v1/namespaces/dc/timedthings/a")
+            .body(())
+            .unwrap();
+        TimedLayer.layer(slow).oneshot(request).await.unwrap();
+        let text = crate::telemetry::metrics::metrics().encode();
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name) && l.contains("resource=\"timedthings\""))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .unwrap_or_else(|| panic!("no {name} for timedthings in {text}"))
+        };
+        assert_eq!(line("dc_operator_kubernetes_requests_total"), 1.0);
+        assert_eq!(
+            line("dc_operator_kubernetes_request_duration_seconds_count"),
+            1.0
+        );
+        let took = line("dc_operator_kubernetes_request_duration_seconds_sum");
+        assert!((0.03..1.0).contains(&took), "{took} s");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub struct Metrics {
     pub time_to_ready_seconds: HistogramFamily<KindLabel>,
     pub resources: Family<KindReady, Gauge>,
     pub kubernetes_requests_total: Family<KubernetesRequest, Counter>,
+    pub kubernetes_request_duration_seconds: HistogramFamily<KubernetesRequest>,
 }
 
 fn request_buckets() -> Histogram {
@@ -89,6 +90,7 @@ impl Metrics {
             time_to_ready_seconds: Family::new_with_constructor(ready_buckets),
             resources: Family::default(),
             kubernetes_requests_total: Family::default(),
+            kubernetes_request_duration_seconds: Family::new_with_constructor(request_buckets),
         };
         metrics.registered()
     }
@@ -106,6 +108,7 @@ impl Metrics {
             time_to_ready_seconds,
             resources,
             kubernetes_requests_total,
+            kubernetes_request_duration_seconds,
         } = &mut self;
         registry.register(
             "reconcile",
@@ -146,6 +149,11 @@ impl Metrics {
             "kubernetes_requests",
             "Requests to the Kubernetes API by verb and resource",
             kubernetes_requests_total.clone(),
+        );
+        registry.register(
+            "kubernetes_request_duration_seconds",
+            "Time to the answer's headers of requests to the Kubernetes API (watches: to their start)",
+            kubernetes_request_duration_seconds.clone(),
         );
         self
     }
