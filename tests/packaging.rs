@@ -40,6 +40,10 @@ const MONITORING_APIS: &[&str] = &[
 ];
 /// The Grafana dashboard of the chart, relative to the chart.
 const DASHBOARD: &str = "dashboards/digital-channels.json";
+/// The project's documentation as the chart links it: the chart is read without a checkout
+/// (`helm show readme`, NOTES.txt), so its links are absolute.
+const DOCS_URL: &str =
+    "https://github.com/digital-channels-operator/digital-channels-operator/blob/main/docs/";
 
 // ---------------------------------------------------------------------------------------------
 // The RBAC rules of the operator: the documented set (docs/install.md explains each). A rule is
@@ -785,7 +789,7 @@ fn default_network_policy_allows_only_dns_api_server_and_upstream_ports() {
         .collect();
     assert_eq!(
         ports,
-        [vec![53, 53], vec![443, 6443], vec![443], vec![5432]]
+        [vec![53, 53], vec![443, 6443], vec![443, 80], vec![5432]]
     );
     assert_eq!(
         s(&egress[0], "to.0.podSelector.matchLabels.k8s-app"),
@@ -814,6 +818,18 @@ fn invalid_value_combinations_are_refused() {
         (
             vec!["--set", "serviceAccount.create=false"],
             "serviceAccount.name",
+        ),
+        (
+            vec!["--set", "networkPolicy.upstreams[0].ports={70000}"],
+            "/networkPolicy/upstreams/0/ports/0",
+        ),
+        (
+            vec!["--set", "networkPolicy.upstreams[0].ports={80,80}"],
+            "/networkPolicy/upstreams/0/ports': items at 0 and 1 are equal",
+        ),
+        (
+            vec!["--set", "networkPolicy.upstreams[0].ports=null"],
+            "/networkPolicy/upstreams/0/ports': got null",
         ),
     ] {
         let out = output(
@@ -1679,7 +1695,11 @@ fn prometheus_rule_alerts_fire_on_the_operator_metrics_and_stay_quiet_when_healt
         "metrics.prometheusRule.runbookUrl",
     )
     .to_string();
-    assert!(default_runbook.ends_with("README.md#troubleshooting"));
+    assert_eq!(
+        default_runbook,
+        format!("{DOCS_URL}troubleshooting.md"),
+        "the alerts' runbook is the shipped troubleshooting page"
+    );
 
     for (values, runbook) in [
         (None, default_runbook.as_str()),
@@ -2781,6 +2801,284 @@ for o in data["objects"]:
 sys.exit(1 if bad else 0)
 "#;
     run(Command::new(python).arg("-c").arg(script).arg(&input));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The chart on its own: what a user sees who has the chart and no checkout
+// ---------------------------------------------------------------------------------------------
+
+/// Links of a Markdown text that point into a checkout (neither absolute nor an anchor).
+fn relative_links(markdown: &str) -> Vec<String> {
+    markdown
+        .split("](")
+        .skip(1)
+        .filter_map(|rest| rest.split(')').next())
+        .filter(|target| !target.contains("://") && !target.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn helm_show_readme_prints_the_chart_readme() {
+    let shown = run(helm().args(["show", "readme", CHART]));
+    let file = fs::read_to_string(root().join(CHART).join("README.md")).expect("chart README.md");
+    assert_eq!(
+        shown.trim(),
+        file.trim(),
+        "helm show readme prints README.md"
+    );
+    for needed in [
+        "## What it installs",
+        "## Prerequisites",
+        "## CustomResourceDefinitions",
+        "## Values",
+        "dc-operator crds",
+        DOCS_URL,
+    ] {
+        assert!(shown.contains(needed), "the chart README lacks {needed:?}");
+    }
+    assert_eq!(
+        relative_links(&shown),
+        Vec::<String>::new(),
+        "the chart README is read without a checkout: links must be absolute"
+    );
+}
+
+/// The rows `| `path` | default | meaning |` of the chart README's values table.
+fn readme_value_rows(readme: &str) -> Vec<(String, String)> {
+    readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| {
+            let (path, rest) = l.split_once("` |")?;
+            let default = rest.split(" | ").next()?.trim();
+            Some((path.to_string(), default.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn chart_readme_values_are_real_values_with_their_defaults() {
+    let readme = fs::read_to_string(root().join(CHART).join("README.md")).expect("chart README.md");
+    let values = read_yaml(&format!("{CHART}/values.yaml"));
+    let mut paths = BTreeSet::new();
+    leaf_paths(&values, "", &mut paths);
+    let rows = readme_value_rows(&readme);
+    assert!(rows.len() >= 10, "the values table has {} rows", rows.len());
+    for (path, default) in rows {
+        assert!(
+            paths.contains(&path),
+            "chart README: {path} is no value of values.yaml"
+        );
+        // A default in backticks is YAML and must be the one values.yaml holds; other cells
+        // describe a structured default in words.
+        if let Some(yaml) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) {
+            let documented: Value = serde_yaml_ng::from_str(yaml).expect("YAML default");
+            assert_eq!(
+                &documented,
+                get(&values, &path),
+                "chart README: default of {path}"
+            );
+        }
+    }
+}
+
+/// NOTES.txt as `helm install` prints it (client-side dry run: no cluster is contacted).
+fn notes(values: Option<&str>) -> String {
+    let mut c = helm();
+    c.args([
+        "install",
+        "--dry-run=client",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+    ])
+    .env("KUBECONFIG", "/nonexistent/kubeconfig");
+    if let Some(v) = values {
+        c.arg("-f").arg(Path::new(CHART).join(v));
+    }
+    let out = run(&mut c);
+    let (_, notes) = out
+        .split_once("NOTES:\n")
+        .expect("helm install prints NOTES");
+    notes.to_string()
+}
+
+#[test]
+fn notes_do_not_assume_a_checkout() {
+    for values in [None, Some("ci/all-options-values.yaml")] {
+        let notes = notes(values);
+        let what = values.unwrap_or("default values");
+        let checkout_paths: Vec<&str> = notes
+            .split_whitespace()
+            .filter(|word| !word.contains("://"))
+            .filter(|word| {
+                [
+                    "crds/",
+                    "examples/",
+                    "docs/",
+                    "charts/",
+                    "scripts/",
+                    "README",
+                ]
+                .iter()
+                .any(|dir| word.contains(dir))
+            })
+            .collect();
+        assert!(
+            checkout_paths.is_empty(),
+            "{what}: NOTES name paths of a checkout: {checkout_paths:?}\n{notes}"
+        );
+        for needed in [
+            "dc-operator crds | kubectl apply",
+            "helm show crds",
+            DOCS_URL,
+        ] {
+            assert!(
+                notes.contains(needed),
+                "{what}: NOTES lack {needed:?}\n{notes}"
+            );
+        }
+    }
+}
+
+/// Markdown and YAML files a user copies URLs from: the examples, the READMEs and the docs.
+fn documented_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "md" || e == "yaml" || e == "yml")
+            {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![
+        root().join("README.md"),
+        root().join(CHART).join("README.md"),
+    ];
+    walk(&root().join("examples"), &mut files);
+    walk(&root().join("docs"), &mut files);
+    files
+}
+
+/// Host and TCP port of an http, https or postgres URL found at the start of `rest` (the text
+/// right after `scheme://`); `None` for other schemes and for a scheme named alone ("an
+/// `http://` URL").
+fn url_host_port(scheme: &str, rest: &str) -> Option<(String, u16)> {
+    let default = match scheme {
+        "http" => 80,
+        "https" => 443,
+        "postgres" | "postgresql" => 5432,
+        _ => return None,
+    };
+    let authority: String = rest
+        .chars()
+        .take_while(|c| !"/?#`'\"()<> ,;\n".contains(*c))
+        .collect();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').unwrap_or((v6, ""));
+            (host.to_string(), after.strip_prefix(':'))
+        }
+        None => match host_port.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (host_port.to_string(), None),
+        },
+    };
+    let port = port.and_then(|p| p.parse().ok()).unwrap_or(default);
+    (!host.is_empty()).then_some((host, port))
+}
+
+#[test]
+fn url_host_port_reads_scheme_defaults_and_explicit_ports() {
+    let hp = url_host_port;
+    assert_eq!(
+        hp("https", "gws.example.com/x"),
+        Some(("gws.example.com".into(), 443))
+    );
+    assert_eq!(
+        hp("http", "gauth-environment.<ns>`"),
+        Some(("gauth-environment.".into(), 80))
+    );
+    assert_eq!(
+        hp("https", "h.example.com:8443/"),
+        Some(("h.example.com".into(), 8443))
+    );
+    assert_eq!(
+        hp("postgres", "u:p@db.svc:5433/nexus?sslmode=require"),
+        Some(("db.svc".into(), 5433))
+    );
+    assert_eq!(
+        hp("postgresql", "u@db.svc/nexus"),
+        Some(("db.svc".into(), 5432))
+    );
+    assert_eq!(hp("http", "[::1]:9000/"), Some(("::1".into(), 9000)));
+    assert_eq!(hp("ftp", "x"), None);
+    assert_eq!(hp("http", "` URL is a warning"), None);
+}
+
+/// Every (file, URL host, port) of the documented files, except loopback addresses: the examples
+/// for a local `dc-operator run` point at the simulator on 127.0.0.1, and a pod's loopback is the
+/// pod itself, which NetworkPolicy does not govern.
+fn documented_ports() -> Vec<(String, String, u16)> {
+    let mut found = Vec::new();
+    for file in documented_files() {
+        let text = fs::read_to_string(&file).unwrap();
+        let name = file.strip_prefix(root()).unwrap().display().to_string();
+        for (i, _) in text.match_indices("://") {
+            let scheme: String = text[..i]
+                .chars()
+                .rev()
+                .take_while(char::is_ascii_alphanumeric)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let Some((host, port)) = url_host_port(&scheme, &text[i + 3..]) else {
+                continue;
+            };
+            let loopback = host == "localhost" || host == "::1" || host.starts_with("127.");
+            if !loopback {
+                found.push((name.clone(), host, port));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn network_policy_allows_the_port_of_every_documented_url() {
+    let objs = docs(&template(&[], &["--set", "networkPolicy.enabled=true"]));
+    let np = one(&objs, "NetworkPolicy");
+    // After DNS and the API server come the upstreams.
+    let allowed: BTreeSet<u64> = get(np, "spec.egress")
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .skip(2)
+        .flat_map(|rule| get(rule, "ports").as_sequence().unwrap().iter())
+        .map(|p| get(p, "port").as_u64().unwrap())
+        .collect();
+    let found = documented_ports();
+    assert!(
+        found.iter().any(|(_, _, port)| *port == 80),
+        "the scan finds the docs' plain-HTTP in-cluster URLs"
+    );
+    let refused: Vec<_> = found
+        .iter()
+        .filter(|(_, _, port)| !allowed.contains(&u64::from(*port)))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "networkPolicy.upstreams allows {allowed:?}, not the ports of these documented URLs: {refused:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,3 +34,4 @@ mod rotation;
 mod schema;
 #[path = "../common/status_estates.rs"]
 mod status_estates;
+mod walkthrough;
