@@ -63,8 +63,15 @@ async fn run(cli: Cli) -> Result<bool, String> {
     }
 }
 
-/// `crds`: to stdout, or one file per CRD.
+/// `crds`: to stdout, or one file per CRD; or the configuration reference.
 fn crds(args: digital_channels_operator::cli::CrdsArgs) -> Result<(), String> {
+    if args.format == digital_channels_operator::cli::CrdsFormat::Markdown {
+        print!(
+            "{}",
+            digital_channels_operator::api::reference::configuration_reference()
+        );
+        return Ok(());
+    }
     let Some(dir) = args.output_dir else {
         print!("{}", digital_channels_operator::api::crds_yaml());
         return Ok(());
