@@ -64,7 +64,10 @@ fn kind_section(crd: &CustomResourceDefinition, page: &mut String) {
     let _ = writeln!(page, "\n`kubectl get` shows: {}.", columns.join(", "));
     let rules = rule_messages(&schema);
     if !rules.is_empty() {
-        let _ = writeln!(page, "\nRules on the whole object (CEL), with their messages:\n");
+        let _ = writeln!(
+            page,
+            "\nRules on the whole object (CEL), with their messages:\n"
+        );
     }
     for message in rules {
         let _ = writeln!(page, "- {}", cell(&message));
