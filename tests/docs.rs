@@ -255,3 +255,66 @@ fn the_checker_finds_what_github_would() {
         [("(top)".into(), 2), ("## A".into(), 4), ("## C".into(), 1)]
     );
 }
+
+/// The YAML blocks of a markdown text.
+fn yaml_blocks(text: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_start()) {
+            (None, "```yaml") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_readme_manifests_are_valid_resources() {
+    use digital_channels_operator::api::{
+        DigitalChannelsEnvironment, DigitalChannelsTenant, validation,
+    };
+    use serde::Deserialize;
+    let text = read(&root().join("README.md"));
+    let mut kinds = Vec::new();
+    for block in yaml_blocks(&text) {
+        for document in serde_yaml_ng::Deserializer::from_str(&block) {
+            let value = serde_yaml_ng::Value::deserialize(document).expect("README YAML parses");
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            let problems = match kind.as_str() {
+                "DigitalChannelsEnvironment" => {
+                    let env: DigitalChannelsEnvironment =
+                        serde_yaml_ng::from_value(value).expect("an environment");
+                    validation::environment_problems(&env.spec)
+                }
+                "DigitalChannelsTenant" => {
+                    let tenant: DigitalChannelsTenant =
+                        serde_yaml_ng::from_value(value).expect("a tenant");
+                    let name = tenant.metadata.name.clone().unwrap_or_default();
+                    validation::tenant_problems_named(&name, &tenant.spec)
+                }
+                _ => Vec::new(),
+            };
+            assert!(problems.is_empty(), "README's {kind}: {problems:?}");
+            kinds.push(kind);
+        }
+    }
+    for kind in [
+        "DigitalChannelsEnvironment",
+        "DigitalChannelsTenant",
+        "Secret",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "README shows no {kind}: {kinds:?}"
+        );
+    }
+}
