@@ -112,10 +112,10 @@ fn field_rows(path: &str, node: &Value, required: bool, page: &mut String) {
             );
         }
     }
-    if let Some(items @ Value::Object(_)) = node.get("items") {
-        if items.get("properties").is_some() {
-            field_rows(&format!("{path}[]"), items, false, page);
-        }
+    if let Some(items @ Value::Object(_)) = node.get("items")
+        && items.get("properties").is_some()
+    {
+        field_rows(&format!("{path}[]"), items, false, page);
     }
 }
 
@@ -150,7 +150,7 @@ fn default_of(value: &Value) -> String {
 fn validation_of(node: &Value) -> String {
     let mut checks = Vec::new();
     if let Some(Value::Array(values)) = node.get("enum") {
-        let values: Vec<String> = values.iter().map(|v| default_of(v)).collect();
+        let values: Vec<String> = values.iter().map(default_of).collect();
         checks.push(format!("one of {}", values.join(", ")));
     }
     let bound = |key: &str| node.get(key).and_then(Value::as_f64).map(number);
@@ -174,7 +174,7 @@ fn validation_of(node: &Value) -> String {
         .get("x-kubernetes-list-map-keys")
         .and_then(Value::as_array)
     {
-        let keys: Vec<String> = keys.iter().map(|k| default_of(k)).collect();
+        let keys: Vec<String> = keys.iter().map(default_of).collect();
         checks.push(format!("one item per {}", keys.join(", ")));
     }
     for message in rule_messages(node) {

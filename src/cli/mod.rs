@@ -166,8 +166,9 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct CrdsArgs {
-    /// Write one file per CRD into this directory instead of printing (YAML only).
-    #[arg(long, conflicts_with = "format")]
+    /// Write one file per CRD (with --format markdown: configuration.md) into this directory
+    /// instead of printing.
+    #[arg(long)]
     pub output_dir: Option<PathBuf>,
     /// yaml: the CRDs themselves; markdown: the configuration reference of every field
     /// (what docs/configuration.md holds).
