@@ -138,9 +138,10 @@ fn type_of(node: &Value) -> String {
     }
 }
 
-/// A default as a user writes it in YAML.
+/// A default as a user writes it in YAML (`""` for the empty string).
 fn default_of(value: &Value) -> String {
     match value {
+        Value::String(s) if s.is_empty() => "`\"\"`".to_string(),
         Value::String(s) => format!("`{}`", code(s)),
         other => format!("`{}`", code(&other.to_string())),
     }
@@ -284,5 +285,7 @@ mod tests {
         assert_eq!(cell("`<x>` <y>"), "`<x>` &lt;y>");
         assert_eq!(number(2147483647.0), "2147483647");
         assert_eq!(number(0.5), "0.5");
+        assert_eq!(default_of(&Value::String(String::new())), "`\"\"`");
+        assert_eq!(default_of(&serde_json::json!("a|b")), "`a\\|b`");
     }
 }
