@@ -63,14 +63,23 @@ async fn run(cli: Cli) -> Result<bool, String> {
     }
 }
 
-/// `crds`: to stdout, or one file per CRD.
+/// `crds`: to stdout, or one file per CRD; or the configuration reference, in one file.
 fn crds(args: digital_channels_operator::cli::CrdsArgs) -> Result<(), String> {
+    use digital_channels_operator::{api, cli::CrdsFormat};
+    let files = match args.format {
+        CrdsFormat::Yaml => api::crd_files(),
+        CrdsFormat::Markdown => vec![(
+            "configuration.md".to_string(),
+            api::reference::configuration_reference(),
+        )],
+    };
     let Some(dir) = args.output_dir else {
-        print!("{}", digital_channels_operator::api::crds_yaml());
+        let texts: Vec<String> = files.into_iter().map(|(_, text)| text).collect();
+        print!("{}", texts.join("---\n"));
         return Ok(());
     };
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    for (file, text) in digital_channels_operator::api::crd_files() {
+    for (file, text) in files {
         std::fs::write(dir.join(&file), text).map_err(|e| format!("{file}: {e}"))?;
     }
     Ok(())

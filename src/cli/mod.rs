@@ -37,7 +37,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Print both CustomResourceDefinitions as YAML (what crds/ holds).
+    /// Print both CustomResourceDefinitions as YAML (what crds/ holds), or their fields as
+    /// markdown (docs/configuration.md).
     Crds(CrdsArgs),
     /// Serve the GWS Auth, Environment and Digital Channels APIs, backed by PostgreSQL.
     #[cfg(feature = "simulator")]
@@ -165,9 +166,23 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct CrdsArgs {
-    /// Write one file per CRD into this directory instead of printing.
+    /// Write one file per CRD (with --format markdown: configuration.md) into this directory
+    /// instead of printing.
     #[arg(long)]
     pub output_dir: Option<PathBuf>,
+    /// yaml: the CRDs themselves; markdown: the configuration reference of every field
+    /// (what docs/configuration.md holds).
+    #[arg(long, value_enum, default_value = "yaml")]
+    pub format: CrdsFormat,
+}
+
+/// What `crds` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrdsFormat {
+    /// Both CustomResourceDefinitions, as `kubectl apply -f -` takes them.
+    Yaml,
+    /// The configuration reference generated from their schemas.
+    Markdown,
 }
 
 #[cfg(feature = "simulator")]
@@ -176,7 +191,7 @@ pub struct SimulateArgs {
     /// Address to serve on.
     #[arg(long, env = "DC_SIMULATE_ADDR", default_value = "127.0.0.1:8181")]
     pub addr: std::net::SocketAddr,
-    /// PostgreSQL database for nex_gapis and nex_apikeys; default: database dcsim on a local server (see README).
+    /// PostgreSQL database for nex_gapis and nex_apikeys; default: database dcsim on a local server (see docs/command-line.md).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Delay added to every request.

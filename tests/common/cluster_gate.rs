@@ -71,7 +71,9 @@ pub fn allowed(what: &str) -> bool {
                 std::env::var("DC_E2E_REQUIRED").as_deref() != Ok("1"),
                 "{what}: DC_E2E_REQUIRED=1 but the cluster cannot be used: {reason}"
             );
-            println!("{what}: skipped, no cluster used ({reason}; see README 'End-to-end tests')");
+            println!(
+                "{what}: skipped, no cluster used ({reason}; see docs/testing.md, 'End-to-end tests')"
+            );
             false
         }
     }

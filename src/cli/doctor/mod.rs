@@ -45,7 +45,7 @@ pub struct DoctorArgs {
     #[arg(long, default_value = "./dc-output", requires = "files")]
     pub output_dir: PathBuf,
     /// The operator's ServiceAccount, NAMESPACE/NAME: its rights are checked, and its
-    /// namespace holds the leader Lease. Default: the README's `helm install`.
+    /// namespace holds the leader Lease. Default: the `helm install` of docs/install.md.
     #[arg(long, default_value = "digital-channels/digital-channels-operator")]
     pub service_account: String,
     /// Output format.

@@ -1,10 +1,10 @@
-//! The one thing to do about a condition: README's "Conditions and what to do" table, as a
+//! The one thing to do about a condition: the table of docs/conditions.md, as a
 //! pure function of the reason (its test holds the two equal).
 
 use crate::runbook::Reason;
 
 /// What to do about a condition with this reason; `None` when it holds and there is nothing
-/// to do. The words are README's, so that the command and the table never disagree.
+/// to do. The words are docs/conditions.md's, so that the command and the page never disagree.
 pub fn advice(reason: Reason) -> Option<&'static str> {
     use Reason::*;
     Some(match reason {
@@ -80,15 +80,13 @@ pub fn advice_for(type_: &str, reason: Reason) -> Option<&'static str> {
 mod tests {
     use super::*;
 
-    /// README's "what to do" cell for `reason`, in plain words: no backticks, no links.
-    fn readme_advice(readme: &str, reason: Reason) -> Option<String> {
-        let table = readme
-            .split("## Conditions and what to do")
-            .nth(1)
-            .expect("README has the table")
+    /// docs/conditions.md's "what to do" cell for `reason`, in plain words: no backticks, no
+    /// links.
+    fn documented_advice(page: &str, reason: Reason) -> Option<String> {
+        let table = page
             .split("\n\n")
             .find(|block| block.starts_with("| reason |"))
-            .expect("the table follows the section's first paragraph");
+            .expect("docs/conditions.md has the table of reasons");
         let named = format!("`{}`", reason.as_str());
         let row = table.lines().find(|line| {
             let first = line.split('|').nth(1).unwrap_or_default();
@@ -120,11 +118,11 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_has_the_readme_advice() {
-        let readme = include_str!("../../../README.md");
+    fn every_reason_has_the_documented_advice() {
+        let page = include_str!("../../../docs/conditions.md");
         for &reason in Reason::ALL {
-            let documented = readme_advice(readme, reason)
-                .unwrap_or_else(|| panic!("README's table has no row for {reason:?}"));
+            let documented = documented_advice(page, reason)
+                .unwrap_or_else(|| panic!("docs/conditions.md has no row for {reason:?}"));
             match advice(reason) {
                 None => assert_eq!(documented, "nothing", "{reason:?}"),
                 Some(words) => assert_eq!(words, documented, "{reason:?}"),
