@@ -1,5 +1,5 @@
 //! How close provisioning gets to the bound of its upstream round trips, and what the operator
-//! costs once converged. Prints figures; asserts nothing (README "Performance").
+//! costs once converged. Prints figures; asserts nothing (docs/performance.md).
 //!
 //! ```text
 //! cargo bench --bench scale -- [--tenants 1000] [--concurrency 32] [--latency-ms 20]

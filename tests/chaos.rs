@@ -555,7 +555,7 @@ async fn assert_all_gone(chaos: &Chaos, deleted: &std::collections::BTreeSet<Str
     );
     // An output Secret is left to the garbage collector, which the fake API server does not
     // run: each must be owned by its tenant, gone. (The environment's generated client secret
-    // and fingerprint key stay, by design: README, "What stays and what goes".)
+    // and fingerprint key stay, by design: docs/install.md, "Uninstall".)
     let left: Vec<String> = api
         .list_as::<Secret>(Some(NS))
         .into_iter()

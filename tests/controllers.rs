@@ -1079,7 +1079,7 @@ async fn provisioning_takes_one_pass_and_three_writes() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Bad input only the controllers can judge: the README's table "Bad input: judged by the
+// Bad input only the controllers can judge: docs/guarantees.md's table "Bad input: judged by the
 // controllers" is this list.
 // ---------------------------------------------------------------------------------------------
 

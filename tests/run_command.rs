@@ -229,7 +229,9 @@ async fn run_exits_with_a_clear_message_when_the_crds_are_missing() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("the CRDs are not installed: kubectl apply -f crds/"),
+        stderr.contains(
+            "the CRDs are not installed: dc-operator crds | kubectl apply --server-side -f -"
+        ),
         "{stderr}"
     );
 }

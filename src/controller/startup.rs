@@ -12,7 +12,7 @@ use crate::api::{DigitalChannelsEnvironment, DigitalChannelsTenant};
 
 /// Fails with a clear message when the CRDs are not installed.
 pub async fn check_crds(client: &kube::Client, namespace: Option<&str>) -> Result<(), String> {
-    let hint = "the CRDs are not installed: kubectl apply -f crds/ (or install the Helm chart)";
+    let hint = "the CRDs are not installed: dc-operator crds | kubectl apply --server-side -f - (or install the Helm chart)";
     let lp = ListParams::default().limit(1);
     for result in [
         api_for::<DigitalChannelsEnvironment>(client, namespace)

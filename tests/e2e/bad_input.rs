@@ -1,4 +1,4 @@
-//! Bad input the CRD schema refuses, judged by the real API server: every row of the README's
+//! Bad input the CRD schema refuses, judged by the real API server: every row of docs/guarantees.md's
 //! table "Bad input: refused at apply time" is a case here, submitted as a server-side dry
 //! run (`POST ...?dryRun=All&fieldValidation=Strict`, what `kubectl apply --dry-run=server`
 //! sends), and must come back refused with the message the table shows.
@@ -593,7 +593,7 @@ async fn the_schema_refuses_every_row_of_the_bad_input_table() {
         .await;
     assert!(
         cases.len() >= 30,
-        "the README promises at least 30 rows: {}",
+        "docs/guarantees.md promises at least 30 rows: {}",
         cases.len()
     );
     assert!(

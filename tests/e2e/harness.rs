@@ -598,7 +598,7 @@ impl Drop for Scenario {
     fn drop(&mut self) {
         self.operators.clear();
         // Resources still holding the finalizer would keep the namespace Terminating once the
-        // operator is gone: release them, as the README's uninstall section says.
+        // operator is gone: release them, as docs/install.md's Uninstall says.
         release_finalizers(&self.ns);
         for ns in [&self.ns, &self.op_ns] {
             let _ = run(

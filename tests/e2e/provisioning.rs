@@ -1,4 +1,4 @@
-//! The README's path: `examples/simulator/` applied into a namespace, both resources Ready,
+//! The path of docs/install.md and docs/walkthrough.md: `examples/simulator/` applied into a namespace, both resources Ready,
 //! the output Secret written, and `deletionPolicy: Delete` cleaning the simulator up.
 
 use std::time::Duration;

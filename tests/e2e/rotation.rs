@@ -1,5 +1,5 @@
 //! A tenant user's password Secret changes: the operator acts within seconds (the Secret
-//! watch), as the README says: a new password that GWS accepts is pushed to Nexus with the
+//! watch), as docs/day-2.md says: a new password that GWS accepts is pushed to Nexus with the
 //! tenant update; one that GWS refuses turns the tenant `Unauthorized`.
 
 use std::time::{Duration, Instant};
