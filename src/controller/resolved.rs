@@ -68,6 +68,19 @@ impl ResolvedEnvironments {
     pub fn secret_changed(&self, namespace: &str, secret: &str) {
         let mut entries = self.lock();
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self::drop_readers(&mut entries, namespace, secret);
+    }
+
+    /// The operator itself wrote a Secret (a tenant's output Secret, an environment's
+    /// generated one): what was read from it is stale, but a read in flight is not. An
+    /// environment's own write is followed by its status write, a new version that no kept
+    /// read matches. Without this, a wave of tenants writing their output Secrets would keep
+    /// any read of the environment from being kept.
+    pub fn own_secret_written(&self, namespace: &str, secret: &str) {
+        Self::drop_readers(&mut self.lock(), namespace, secret);
+    }
+
+    fn drop_readers(entries: &mut HashMap<(String, String), Entry>, namespace: &str, secret: &str) {
         entries
             .retain(|(ns, _), entry| ns != namespace || !entry.secrets.iter().any(|s| s == secret));
     }
@@ -143,5 +156,17 @@ spec:
             cache.get(&v1).is_none(),
             "a possibly stale read is not kept"
         );
+    }
+
+    #[test]
+    fn the_operator_s_own_secret_writes_drop_their_readers_but_not_reads_in_flight() {
+        let cache = ResolvedEnvironments::default();
+        let v1 = env("1");
+        let before = cache.epoch();
+        cache.own_secret_written("dc", "t100-digital-channels");
+        cache.keep(&v1, &resolved(&v1), before);
+        assert!(cache.get(&v1).is_some(), "a tenant's output Secret written");
+        cache.own_secret_written("dc", "nexus-db");
+        assert!(cache.get(&v1).is_none(), "a Secret it read was rewritten");
     }
 }

@@ -220,20 +220,30 @@ pub(crate) fn environment_triggers(
     })
 }
 
-/// What of an environment its tenants may care about: all of it but its next retry and the
-/// bookkeeping of every write.
+/// What of an environment its tenants read: its spec and generation, whether it is being
+/// deleted, and of its status the generation it applied, each condition's status and reason,
+/// and the client it verified. Not the rest (the next retry, the managed client's id, the
+/// Nexus restart's bookkeeping, condition messages and times): an environment writes those
+/// on its way to Ready, and each would pass every one of its tenants for nothing.
 fn concern_of(env: &DigitalChannelsEnvironment) -> u64 {
     use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut env = env.clone();
-    env.metadata.resource_version = None;
-    env.metadata.managed_fields = None;
-    if let Some(status) = &mut env.status {
-        status.next_retry_at = None;
-    }
+    let status = env.status.clone().unwrap_or_default();
+    let conditions: Vec<_> = status
+        .conditions
+        .iter()
+        .map(|c| (&c.type_, format!("{:?}", c.status), &c.reason))
+        .collect();
     let mut hasher = DefaultHasher::new();
-    serde_json::to_string(&env)
+    serde_json::to_string(&env.spec)
         .unwrap_or_default()
         .hash(&mut hasher);
+    env.metadata.generation.hash(&mut hasher);
+    env.metadata.deletion_timestamp.is_some().hash(&mut hasher);
+    status.observed_generation.hash(&mut hasher);
+    conditions.hash(&mut hasher);
+    status.client_secret_digest.hash(&mut hasher);
+    status.client_secret_name.hash(&mut hasher);
+    status.client_redirect_uri.hash(&mut hasher);
     hasher.finish()
 }
 
@@ -286,8 +296,14 @@ pub(crate) fn secret_triggers(
 /// write, which the pass that made it already knows: no trigger.
 pub(crate) fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
     let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-    ctx.resolved_environments.secret_changed(&namespace, &name);
-    ctx.own_writes.is_own(&secret.metadata)
+    let own = ctx.own_writes.is_own(&secret.metadata);
+    match own {
+        true => ctx
+            .resolved_environments
+            .own_secret_written(&namespace, &name),
+        false => ctx.resolved_environments.secret_changed(&namespace, &name),
+    }
+    own
 }
 
 /// Runs both controllers for one scope until `shutdown` fires.
@@ -364,7 +380,7 @@ mod tests {
     use crate::api::conditions::{Condition, ConditionStatus};
 
     #[test]
-    fn tenants_are_not_woken_by_an_environment_s_next_retry_alone() {
+    fn tenants_are_woken_by_what_they_read_of_an_environment_only() {
         let mut env: DigitalChannelsEnvironment = serde_json::from_value(serde_json::json!({
             "apiVersion": "digitalchannels.dev/v1alpha1",
             "kind": "DigitalChannelsEnvironment",
@@ -382,6 +398,25 @@ mod tests {
         env.metadata.resource_version = Some("2".into());
         env.status.as_mut().unwrap().next_retry_at = Some("2030-01-01T00:05:00Z".into());
         assert_eq!(concern_of(&env), base, "a retry's write alone");
+        env.status.as_mut().unwrap().managed_client_id = Some("nexus_client".into());
+        assert_eq!(
+            concern_of(&env),
+            base,
+            "the client id recorded before its create"
+        );
+        let pending = Condition::new("Ready", ConditionStatus::False, "Provisioning", "step 1");
+        env.status.as_mut().unwrap().conditions.push(pending);
+        let provisioning = concern_of(&env);
+        assert_ne!(provisioning, base, "a condition appeared");
+        env.status.as_mut().unwrap().conditions[0].message = "step 2".into();
+        assert_eq!(concern_of(&env), provisioning, "only its message moved");
+        env.status.as_mut().unwrap().conditions.clear();
+        env.status.as_mut().unwrap().client_secret_digest = Some("d1".into());
+        assert_ne!(concern_of(&env), base, "the verified client secret changed");
+        env.status.as_mut().unwrap().client_secret_digest = None;
+        env.status.as_mut().unwrap().observed_generation = Some(1);
+        assert_ne!(concern_of(&env), base, "the spec it applied changed");
+        env.status.as_mut().unwrap().observed_generation = None;
         let ready = Condition::new("Ready", ConditionStatus::True, "Provisioned", "");
         env.status.as_mut().unwrap().conditions.push(ready);
         assert_ne!(concern_of(&env), base, "Ready changed");
