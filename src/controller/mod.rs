@@ -11,6 +11,7 @@ pub mod kube_client;
 pub mod leader;
 pub mod manual_restart;
 pub mod nexus_restart;
+pub mod own_writes;
 pub mod panics;
 pub mod pass;
 pub mod resolved;

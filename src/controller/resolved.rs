@@ -17,6 +17,10 @@ pub struct ResolvedEnvironments {
     /// Moves on every Secret change: a read that began before one is not kept, since the
     /// change may have come while its requests were in flight.
     epoch: std::sync::atomic::AtomicU64,
+    /// Held while an environment's Secrets are read: a wave of tenants that find no entry
+    /// waits for one read instead of each making its own (environments are few, so one lock
+    /// for all of them costs nothing).
+    reading: tokio::sync::Mutex<()>,
 }
 
 struct Entry {
@@ -39,6 +43,12 @@ impl ResolvedEnvironments {
         let entries = self.lock();
         let entry = entries.get(&key(env))?;
         (entry.version == env.metadata.resource_version).then(|| entry.resolved.clone())
+    }
+
+    /// Waits for any read of an environment's Secrets in progress; hold the guard while
+    /// reading, then look again with [`Self::get`] first.
+    pub async fn reading(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.reading.lock().await
     }
 
     /// Where Secret changes stand: take it before reading, give it to [`Self::keep`].

@@ -1,7 +1,7 @@
 //! The runbook's [`SecretStore`] backed by the Kubernetes API, in the resource's namespace.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use k8s_openapi::ByteString;
@@ -26,44 +26,7 @@ pub struct KubeSecretStore {
     seen: Mutex<HashMap<String, Option<Secret>>>,
 }
 
-/// The versions of the Secrets the operator last wrote itself, so that the Secret watch does
-/// not answer the operator's own write with a pass that would only repeat the one that made
-/// it. Cheap to clone; clones share the record.
-#[derive(Clone, Default)]
-pub struct OwnWrites(Arc<Mutex<HashMap<(String, String), String>>>);
-
-impl OwnWrites {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn key(meta: &ObjectMeta) -> (String, String) {
-        (
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        )
-    }
-
-    fn wrote(&self, meta: &ObjectMeta) {
-        if let Some(version) = &meta.resource_version {
-            self.lock().insert(Self::key(meta), version.clone());
-        }
-    }
-
-    /// Whether the watch shows the version the operator wrote, the first time it does. A
-    /// watch event that comes before the write's answer is not recognised: one pass more.
-    pub fn is_own(&self, meta: &ObjectMeta) -> bool {
-        let mut writes = self.lock();
-        let key = Self::key(meta);
-        let own = writes
-            .get(&key)
-            .is_some_and(|v| meta.resource_version.as_ref() == Some(v));
-        if own {
-            writes.remove(&key);
-        }
-        own
-    }
-}
+pub use super::own_writes::OwnWrites;
 
 impl KubeSecretStore {
     pub fn new(client: kube::Client, namespace: &str, owner: Option<OwnerReference>) -> Self {
@@ -81,10 +44,29 @@ impl KubeSecretStore {
         self
     }
 
-    fn wrote(&self, name: &str, secret: &Secret) {
-        if let Some(own) = &self.own_writes {
-            own.wrote(&secret.metadata);
+    /// Marks `name` as being written, when this store records its writes: see
+    /// [`OwnWrites`].
+    fn writing(&self, name: &str) -> Option<super::own_writes::InFlight> {
+        let own = self.own_writes.as_ref()?;
+        Some(own.begin(self.api.namespace().unwrap_or_default(), name))
+    }
+
+    /// Server-side apply of `secret`: the operator owns its keys; other fields stay as
+    /// others set them.
+    async fn apply(&self, name: &str, secret: &serde_json::Value) -> Result<Secret, SecretError> {
+        let flight = self.writing(name);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let written = self.api.patch(name, &params, &Patch::Apply(secret)).await;
+        if let Some(flight) = flight {
+            flight.done(written.as_ref().ok().map(|s| &s.metadata));
         }
+        written.map_err(|e| SecretError::Unavailable {
+            name: name.to_string(),
+            message: kube_message(&e),
+        })
+    }
+
+    fn wrote(&self, name: &str, secret: &Secret) {
         self.remember(name, Some(secret.clone()));
     }
 
@@ -177,7 +159,12 @@ impl SecretStore for KubeSecretStore {
             ),
             ..Default::default()
         };
-        match self.api.create(&PostParams::default(), &secret).await {
+        let flight = self.writing(name);
+        let created = self.api.create(&PostParams::default(), &secret).await;
+        if let Some(flight) = flight {
+            flight.done(created.as_ref().ok().map(|s| &s.metadata));
+        }
+        match created {
             Ok(created) => {
                 self.wrote(name, &created);
                 Ok(value.clone())
@@ -272,19 +259,7 @@ impl SecretStore for KubeSecretStore {
             "type": "Opaque",
             "data": data,
         });
-        // Server-side apply: the operator owns these keys; other fields stay as others set them.
-        let written = self
-            .api
-            .patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&secret),
-            )
-            .await
-            .map_err(|e| SecretError::Unavailable {
-                name: name.to_string(),
-                message: kube_message(&e),
-            })?;
+        let written = self.apply(name, &secret).await?;
         self.wrote(name, &written);
         Ok(outcome)
     }

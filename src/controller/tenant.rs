@@ -151,11 +151,16 @@ async fn environment_of(
     })
 }
 
-/// The environment's Secrets, read once per environment version and shared by its tenants.
+/// The environment's Secrets, read once per environment version and shared by its tenants
+/// (the tenants that miss at once wait for one read).
 async fn environment_secrets(
     env: &DigitalChannelsEnvironment,
     ctx: &Context,
 ) -> Result<ResolvedEnvironment, StepError> {
+    if let Some(resolved) = ctx.resolved_environments.get(env) {
+        return Ok(resolved);
+    }
+    let _one_read_at_a_time = ctx.resolved_environments.reading().await;
     if let Some(resolved) = ctx.resolved_environments.get(env) {
         return Ok(resolved);
     }

@@ -264,46 +264,67 @@ pub(crate) fn secret_triggers(
     let (to_tenants, for_tenants) = unbounded();
     // An Api of PartialObjectMeta makes metadata-only requests.
     let api = api_for::<SecretMeta>(&ctx.client, namespace);
+    // Events held while the operator wrote their Secret, released when it was not its own.
+    let released = ctx.own_writes.released(namespace).map(|metadata| {
+        let secret = PartialObjectMeta {
+            types: None,
+            metadata,
+            _phantom: Default::default(),
+        };
+        (secret, true)
+    });
     tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
         let mut versions = super::secret_versions::SecretVersions::default();
-        while let Some(item) = stream.next().await {
-            let event = match item {
-                Ok(event) => event,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Secret watch failed; retrying with backoff");
-                    continue;
-                }
-            };
-            for mut secret in versions.changes(event) {
-                if secret_changed(&ctx, &secret) {
-                    continue;
-                }
-                secret.metadata.managed_fields = None;
-                let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
-                let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
-                if !a && !b {
-                    return; // both controllers stopped
-                }
+        let watched = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .flat_map(|item| {
+                let changes = match item {
+                    Ok(event) => versions.changes(event),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Secret watch failed; retrying with backoff");
+                        vec![]
+                    }
+                };
+                futures::stream::iter(changes.into_iter().map(|s| (s, false)))
+            });
+        let changes = futures::stream::select(watched, released);
+        futures::pin_mut!(changes);
+        while let Some((mut secret, released)) = changes.next().await {
+            if !released && !secret_changed(&ctx, &secret) {
+                continue;
+            }
+            if released {
+                let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+                ctx.resolved_environments.secret_changed(&namespace, &name);
+            }
+            secret.metadata.managed_fields = None;
+            let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
+            let b = to_tenants.unbounded_send(Ok(secret)).is_ok();
+            if !a && !b {
+                return; // both controllers stopped
             }
         }
     });
     (for_envs, for_tenants)
 }
 
-/// Drops what was read from a changed Secret; true when the change is the operator's own
-/// write, which the pass that made it already knows: no trigger.
+/// Whether a Secret's change asks for a pass, dropping what was read from it: not when it
+/// is the operator's own write, which the pass that made it already knows, nor while it is
+/// held (see [`super::own_writes`]).
 pub(crate) fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
+    use super::own_writes::Seen;
     let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-    let own = ctx.own_writes.is_own(&secret.metadata);
-    match own {
-        true => ctx
-            .resolved_environments
-            .own_secret_written(&namespace, &name),
-        false => ctx.resolved_environments.secret_changed(&namespace, &name),
+    match ctx.own_writes.seen(&secret.metadata) {
+        Seen::Own | Seen::Held => {
+            ctx.resolved_environments
+                .own_secret_written(&namespace, &name);
+            false
+        }
+        Seen::Foreign => {
+            ctx.resolved_environments.secret_changed(&namespace, &name);
+            true
+        }
     }
-    own
 }
 
 /// Runs both controllers for one scope until `shutdown` fires.
