@@ -462,3 +462,42 @@ fn demo_provisions_twice_and_says_where_its_output_went() {
         "{stdout}"
     );
 }
+
+/// `simulate --database-url URL` creates the database URL names when it is absent, as the
+/// flag's help says, and serves on it.
+#[tokio::test]
+async fn simulate_creates_the_database_its_url_names() {
+    use digital_channels_operator::local_postgres::LocalPostgres;
+    digital_channels_operator::upstream::http::install_crypto_provider();
+    let server = tokio::task::spawn_blocking(LocalPostgres::find_or_start)
+        .await
+        .unwrap()
+        .unwrap();
+    let database = format!("dct_sim_{}", rand::random::<u32>());
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .args(["simulate", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", &server.url_for(&database)])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut state = None;
+    for _ in 0..100 {
+        state = get(&format!("http://127.0.0.1:{port}/_sim/state")).await;
+        if state.is_some() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let _ = server.drop_database(&database).await;
+    assert_eq!(
+        state.map(|s| s.0),
+        Some(200),
+        "simulate did not serve:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -176,7 +176,7 @@ pub struct SimulateArgs {
     /// Address to serve on.
     #[arg(long, env = "DC_SIMULATE_ADDR", default_value = "127.0.0.1:8181")]
     pub addr: std::net::SocketAddr,
-    /// PostgreSQL database for nex_gapis and nex_apikeys; default: database dcsim on a local server (see README).
+    /// PostgreSQL database for nex_gapis and nex_apikeys, created if absent; default: database dcsim on a local server.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Delay added to every request.
