@@ -501,3 +501,36 @@ async fn simulate_creates_the_database_its_url_names() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// `demo` with a `DATABASE_URL` that names a database uses that server but a database of its
+/// own, and says so and why: it never writes into a database it did not create (the URL may
+/// name a real Nexus database).
+#[tokio::test]
+async fn demo_says_why_it_does_not_use_the_database_named_in_database_url() {
+    use digital_channels_operator::local_postgres::LocalPostgres;
+    let server = tokio::task::spawn_blocking(LocalPostgres::find_or_start)
+        .await
+        .unwrap()
+        .unwrap();
+    let named = format!("dct_named_{}", rand::random::<u32>());
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .arg("demo")
+        .env("DATABASE_URL", server.url_for(&named))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed:\n{stdout}");
+    let said = stdout
+        .lines()
+        .find(|l| l.contains(&named))
+        .unwrap_or_else(|| panic!("no word of {named}:\n{stdout}"));
+    assert!(
+        said.contains("not the database")
+            && said.contains("never writes into a database it did not create"),
+        "{said}"
+    );
+    // Nothing was created under that name.
+    let connected =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&server.url_for(&named)).await;
+    assert!(connected.is_err(), "the demo created {named}");
+}
