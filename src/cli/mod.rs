@@ -192,7 +192,7 @@ pub struct SimulateArgs {
 
 #[derive(Args, Debug)]
 pub struct ProvisionArgs {
-    /// Manifest files: one DigitalChannelsEnvironment, any number of DigitalChannelsTenants, and their Secrets.
+    /// Manifest files, or directories (their .yaml, .yml and .json files in name order, as kubectl): one DigitalChannelsEnvironment, any number of DigitalChannelsTenants, and their Secrets.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// Where output Secrets (and a generated client secret) are written, mode 0600.
