@@ -534,3 +534,43 @@ async fn demo_says_why_it_does_not_use_the_database_named_in_database_url() {
         <sqlx::PgConnection as sqlx::Connection>::connect(&server.url_for(&named)).await;
     assert!(connected.is_err(), "the demo created {named}");
 }
+
+/// `provision` with a Secret the manifests reference but the files do not hold (or without
+/// the key named) is an input error, as an invalid spec is: exit 2 before any call, naming
+/// each Secret, its purpose and the field that references it, and no namespace (there is no
+/// cluster to create it in).
+#[test]
+fn provision_refuses_missing_secrets_as_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/simulator");
+    // gws-ops without its password; nexus-db and t100-nexus-user absent.
+    std::fs::write(
+        dir.path().join("ops.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: gws-ops}\nstringData: {username: ops}\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .arg("provision")
+        .arg("-f")
+        .arg(examples.join("20-environment.yaml"))
+        .arg("-f")
+        .arg(examples.join("30-tenant.yaml"))
+        .args(["-f", "ops.yaml", "--output-dir", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for said in [
+        "Secret gws-ops (GWS ops credentials, spec.opsCredentialsSecret of DigitalChannelsEnvironment prod) has no key password",
+        "Secret nexus-db (Nexus database URL, spec.database.urlSecret of DigitalChannelsEnvironment prod) is not in the files",
+        "Secret t100-nexus-user (tenant user, spec.credentialsSecret of DigitalChannelsTenant t100) is not in the files",
+    ] {
+        assert!(stderr.contains(said), "no {said:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("namespace"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "steps ran"
+    );
+}

@@ -50,6 +50,12 @@ impl FileStore {
         })
     }
 
+    /// Whether the files (or an earlier run's output) hold `key` of Secret `name`.
+    pub fn check(&self, name: &str, key: &str) -> Result<(), SecretError> {
+        let secrets = self.secrets.lock().expect("store lock");
+        key_of(name, key, secrets.get(name).map(|s| &s.data)).map(|_| ())
+    }
+
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.output_dir.join(format!("{name}.yaml"))
     }

@@ -12,6 +12,7 @@ pub mod manifests;
 pub mod plan;
 pub mod plugin;
 pub mod provision;
+mod provision_inputs;
 #[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod status;
