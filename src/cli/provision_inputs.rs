@@ -21,13 +21,12 @@ struct Reference<'a> {
 fn references(bundle: &Bundle) -> Vec<Reference<'_>> {
     let mut wanted = Vec::new();
     for env in &bundle.environments {
-        let owner = format!(
-            "DigitalChannelsEnvironment {}",
-            env.metadata.name.as_deref().unwrap_or_default()
-        );
+        let name = env.metadata.name.as_deref().unwrap_or_default();
+        let owner = format!("DigitalChannelsEnvironment {name}");
         let mut add = |purpose, name, key| {
+            let owner = owner.clone();
             wanted.push(Reference {
-                owner: owner.clone(),
+                owner,
                 purpose,
                 name,
                 key,
@@ -43,41 +42,28 @@ fn references(bundle: &Bundle) -> Vec<Reference<'_>> {
             &db.name,
             &db.key,
         );
-        if let Some(tls) = &env.spec.tls {
-            let ca = &tls.ca_secret;
+        if let Some(ca) = env.spec.tls.as_ref().map(|t| &t.ca_secret) {
             add("CA bundle, spec.tls.caSecret", &ca.name, &ca.key);
         }
     }
     for tenant in &bundle.tenants {
-        let owner = format!(
-            "DigitalChannelsTenant {}",
-            tenant.metadata.name.as_deref().unwrap_or_default()
-        );
+        let name = tenant.metadata.name.as_deref().unwrap_or_default();
+        let owner = format!("DigitalChannelsTenant {name}");
         let mut add = |purpose, name, key| {
+            let owner = owner.clone();
             wanted.push(Reference {
-                owner: owner.clone(),
+                owner,
                 purpose,
                 name,
                 key,
             });
         };
         let user = &tenant.spec.credentials_secret;
-        add(
-            "tenant user, spec.credentialsSecret",
-            &user.name,
-            &user.username_key,
-        );
-        add(
-            "tenant user, spec.credentialsSecret",
-            &user.name,
-            &user.password_key,
-        );
-        let ucs_key = tenant
-            .spec
-            .ucs
-            .as_ref()
-            .and_then(|u| u.api_key_secret.as_ref());
-        if let Some(r) = ucs_key {
+        let purpose = "tenant user, spec.credentialsSecret";
+        add(purpose, &user.name, &user.username_key);
+        add(purpose, &user.name, &user.password_key);
+        let ucs = tenant.spec.ucs.as_ref();
+        if let Some(r) = ucs.and_then(|u| u.api_key_secret.as_ref()) {
             add("UCS API key, spec.ucs.apiKeySecret", &r.name, &r.key);
         }
     }
