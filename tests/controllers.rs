@@ -1295,3 +1295,44 @@ async fn a_deprovisioning_is_logged_as_well_as_evented() {
     assert!(events.contains(&said), "{events}");
     h.stop().await;
 }
+
+/// An annotation that takes "true" set to anything else is reported, not ignored: on the
+/// tenant in the DesignerEnvConfigured condition, on the environment in a Warning event.
+#[tokio::test]
+async fn an_annotation_value_other_than_true_is_reported() {
+    let h = Harness::start().await;
+    let annotate = |name: &str, value: &str| Some([(name.to_string(), value.to_string())].into());
+    h.env(|e| e.metadata.annotations = annotate("digitalchannels.dev/take-over-client", "yes"));
+    h.tenant(|t| {
+        t.metadata.annotations = annotate("digitalchannels.dev/designer-env-configured", "yes");
+    });
+    let t = h.both_ready().await;
+    let conditions = conditions(&t);
+    let designer = find(&conditions, "DesignerEnvConfigured").unwrap();
+    assert_eq!(designer.reason, "ManualStepRequired");
+    assert!(
+        designer.message.starts_with(
+            r#"The annotation digitalchannels.dev/designer-env-configured is "yes", which is not understood: only "true" is."#
+        ),
+        "{}",
+        designer.message
+    );
+    let events_of = ResourceKey::new("events.k8s.io", "v1", "events");
+    let event = h
+        .api
+        .wait_for(WAIT, |api| {
+            api.objects(&events_of, Some(NS))
+                .into_iter()
+                .find(|e| e["reason"] == "AnnotationNotUnderstood")
+        })
+        .await
+        .expect("an AnnotationNotUnderstood event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["kind"], "DigitalChannelsEnvironment");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains(r#"digitalchannels.dev/take-over-client is "yes", which is not understood"#),
+        "{note}"
+    );
+    h.stop().await;
+}

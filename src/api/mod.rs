@@ -3,6 +3,7 @@
 pub mod common;
 pub mod conditions;
 pub mod environment;
+pub mod switches;
 pub mod tenant;
 pub mod validation;
 

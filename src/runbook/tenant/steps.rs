@@ -642,18 +642,15 @@ impl<'a> TenantPass<'a> {
 
     /// DesignerEnv: manual until acknowledged. Gives what to do.
     fn designer_env(&self) -> (Outcome, String) {
-        let acknowledged = self
-            .tenant
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(crate::api::DESIGNER_ENV_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        if acknowledged {
-            (Outcome::AlreadyRight, "acknowledged".to_string())
-        } else {
-            let name = self.tenant.metadata.name.as_deref().unwrap_or_default();
-            (Outcome::ManualStepRequired, designer_env_instructions(name))
+        use crate::api::switches::Switch;
+        let name = self.tenant.metadata.name.as_deref().unwrap_or_default();
+        match Switch::of(&self.tenant.metadata, crate::api::DESIGNER_ENV_ANNOTATION) {
+            Switch::On => (Outcome::AlreadyRight, "acknowledged".to_string()),
+            Switch::Absent => (Outcome::ManualStepRequired, designer_env_instructions(name)),
+            Switch::NotUnderstood(said) => (
+                Outcome::ManualStepRequired,
+                format!("{said} {}", designer_env_instructions(name)),
+            ),
         }
     }
 
