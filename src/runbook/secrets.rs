@@ -101,6 +101,12 @@ pub trait SecretStore: Send + Sync {
         value: &SecretString,
     ) -> Result<SecretString, SecretError>;
 
+    /// How a person finds one key of a Secret, for messages: `Secret nexus-db key url`,
+    /// with the namespace where there is one (never the value).
+    fn locate(&self, name: &str, key: &str) -> String {
+        format!("Secret {name} key {key}")
+    }
+
     /// The output Secret as it is now, if it exists.
     async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError>;
 

@@ -170,10 +170,7 @@ impl Cleanup<'_> {
         let tenant_ours = match self.record.proven_contact_center() {
             Some(_) => true,
             None => {
-                let db = runbook
-                    .connector
-                    .nexus_db(&env.database_url)
-                    .map_err(to_step)?;
+                let db = env.nexus_db(runbook.connector.as_ref())?;
                 created_unrecorded(nexus.as_ref(), db.as_ref(), token, cc, self.tenant).await?
             }
         };

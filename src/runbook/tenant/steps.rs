@@ -278,15 +278,19 @@ impl<'a> TenantPass<'a> {
 
     fn connect(&self) -> Result<Clients, StepError> {
         let (connector, env) = (&self.runbook.connector, self.env);
-        let clients = (|| {
-            Ok::<_, UpstreamError>(Clients {
-                auth: connector.gws_auth(&env.spec.auth_url, env.ca())?,
-                environment: connector.environment(env.spec.environment_url(), env.ca())?,
-                nexus: connector.nexus(&env.spec.nexus_url, env.ca())?,
-                db: connector.nexus_db(&env.database_url)?,
-            })
-        })();
-        clients.map_err(|e| StepError::from_upstream(&e, ""))
+        let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
+        Ok(Clients {
+            auth: connector
+                .gws_auth(&env.spec.auth_url, env.ca())
+                .map_err(to_step)?,
+            environment: connector
+                .environment(env.spec.environment_url(), env.ca())
+                .map_err(to_step)?,
+            nexus: connector
+                .nexus(&env.spec.nexus_url, env.ca())
+                .map_err(to_step)?,
+            db: env.nexus_db(connector.as_ref())?,
+        })
     }
 
     /// The contact center's id, from the environment's shared list.
