@@ -15,7 +15,10 @@ use crate::upstream::{ErrorKind, UpstreamError};
 impl ResolvedEnvironment {
     /// The environment's Nexus database. A URL the pool refuses is the Secret's fault
     /// (`InvalidSecret`); any later error names the Secret too.
-    pub fn nexus_db(&self, connector: &dyn Connector) -> std::result::Result<Arc<dyn NexusDb>, StepError> {
+    pub fn nexus_db(
+        &self,
+        connector: &dyn Connector,
+    ) -> std::result::Result<Arc<dyn NexusDb>, StepError> {
         let from = &self.database_url_from;
         match connector.nexus_db(&self.database_url) {
             Ok(inner) => Ok(Arc::new(Located {
