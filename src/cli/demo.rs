@@ -64,7 +64,12 @@ pub async fn demo(args: DemoArgs) -> Result<bool, String> {
     let server = LocalPostgres::find_or_start()?;
     let database = format!("dc_demo_{}", rand::random::<u32>());
     let database_url = server.create_database(&database).await.map_err(|e| {
-        format!("{e} (the demo needs a database of its own: the PostgreSQL user needs the CREATEDB right)")
+        match e.starts_with("cannot create database") {
+            true => format!(
+                "{e} (the demo works in a database of its own: the PostgreSQL user needs the CREATEDB right)"
+            ),
+            false => e,
+        }
     })?;
     let _ = writeln!(
         out,
