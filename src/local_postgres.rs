@@ -44,9 +44,58 @@ impl LocalPostgres {
         Self::start_throwaway()
     }
 
+    /// The server of a database URL (its user, password and options kept), for creating the
+    /// database it names.
+    pub fn of_url(url: &str) -> Self {
+        Self {
+            server_url: strip_database(url),
+            throwaway: None,
+        }
+    }
+
     /// The URL of a database on this server.
     pub fn url_for(&self, database: &str) -> String {
-        format!("{}/{database}", self.server_url)
+        match url::Url::parse(&self.server_url) {
+            Ok(mut u) => {
+                u.set_path(&format!("/{database}"));
+                u.to_string()
+            }
+            Err(_) => format!("{}/{database}", self.server_url),
+        }
+    }
+
+    /// Creates the database `url` names when it does not exist (connecting to it answers
+    /// 3D000 invalid_catalog_name), so that a database that exists needs no right to create
+    /// one, nor to the `postgres` database.
+    pub async fn create_database_named_in(url: &str) -> Result<(), String> {
+        use sqlx::Connection;
+        let server = Self::of_url(url);
+        let database = url::Url::parse(url)
+            .map(|u| u.path().trim_start_matches('/').to_string())
+            .map_err(|_| {
+                "the database URL is not a URL (postgres://user:password@host:5432/database)"
+                    .to_string()
+            })?;
+        if database.is_empty() {
+            return Ok(());
+        }
+        match sqlx::PgConnection::connect(url).await {
+            Ok(connection) => {
+                let _ = connection.close().await;
+                Ok(())
+            }
+            Err(e)
+                if e.as_database_error()
+                    .and_then(|d| d.code())
+                    .is_some_and(|c| c == "3D000") =>
+            {
+                server.create_database(&database).await.map(|_| ())
+            }
+            Err(e) => Err(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                server.display_address()
+            )),
+        }
     }
 
     /// Creates `database` unless it exists, and returns its URL.
@@ -261,7 +310,6 @@ fn strip_database(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut u) => {
             u.set_path("");
-            u.set_query(None);
             u.to_string().trim_end_matches('/').to_string()
         }
         Err(_) => url.to_string(),
@@ -345,10 +393,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_is_stripped_from_urls() {
+    fn database_is_stripped_from_urls_and_options_kept() {
+        let server = LocalPostgres::of_url("postgres://u:p@h:5432/db?sslmode=disable");
+        assert_eq!(server.server_url, "postgres://u:p@h:5432?sslmode=disable");
         assert_eq!(
-            strip_database("postgres://u:p@h:5432/db?sslmode=disable"),
-            "postgres://u:p@h:5432"
+            server.url_for("other"),
+            "postgres://u:p@h:5432/other?sslmode=disable"
+        );
+        assert_eq!(
+            LocalPostgres::of_url("postgres://u@h").url_for("db"),
+            "postgres://u@h/db"
         );
     }
 }

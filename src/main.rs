@@ -93,7 +93,7 @@ async fn provision_files(
         std::process::exit(plan::dry_run(&args).await.into());
     }
     telemetry::init_logging(LogFormat::Text, "warn");
-    let bundle = provision_bundle(&args.files)?;
+    let bundle = digital_channels_operator::cli::manifests::Bundle::from_paths(&args.files)?;
     let connector = RealConnector::new(args.http.http_config(RetryPolicy::default())?);
     let runbook = Runbook::new(std::sync::Arc::new(connector));
     let mut out = std::io::stdout();
@@ -107,16 +107,6 @@ async fn provision_files(
     .await?;
     provision::print_summary(&summary, &mut out);
     Ok(summary.all_hold)
-}
-
-fn provision_bundle(
-    files: &[std::path::PathBuf],
-) -> Result<digital_channels_operator::cli::manifests::Bundle, String> {
-    let mut bundle = digital_channels_operator::cli::manifests::Bundle::default();
-    for f in files {
-        bundle.add_file(f)?;
-    }
-    Ok(bundle)
 }
 
 async fn run_controllers(args: digital_channels_operator::cli::RunArgs) -> Result<(), String> {

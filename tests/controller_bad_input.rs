@@ -418,7 +418,7 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "env-not-postgres",
             ("GapiRegistered", "InvalidSecret"),
             &[
-                "Secret db-mysql key url (Nexus database URL)",
+                "Secret dc/db-mysql key url (Nexus database URL)",
                 "must start with postgres:// or postgresql://",
             ],
             false,
@@ -428,7 +428,11 @@ async fn bad_input_only_the_controllers_can_judge_is_a_condition_without_a_hot_l
             "dce",
             "env-db-refused",
             ("GapiRegistered", "UpstreamUnavailable"),
-            &["Nexus database", "refused"],
+            &[
+                "Nexus database",
+                "refused",
+                "(database URL from Secret dc/db-refused key url)",
+            ],
             true,
         ),
         row(

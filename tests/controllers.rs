@@ -1232,3 +1232,113 @@ async fn a_missing_database_secret_shows_on_gapi_registered() {
     );
     h.stop().await;
 }
+
+/// Every log line of the test binary, as JSON with its spans: set once, for the tests that
+/// read what the controllers log.
+fn captured_logs() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    use tracing_subscriber::fmt::MakeWriter;
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    #[derive(Clone)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> MakeWriter<'a> for Shared {
+        type Writer = Shared;
+        fn make_writer(&'a self) -> Shared {
+            self.clone()
+        }
+    }
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(Shared(logs.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+        logs
+    })
+    .clone()
+}
+
+/// A deprovisioning is logged at INFO, naming the tenant, with the event's words.
+#[tokio::test]
+async fn a_deprovisioning_is_logged_as_well_as_evented() {
+    let logs = captured_logs();
+    let h = Harness::start().await;
+    h.env(|_| {});
+    h.tenant(|t| t.spec.deletion_policy = DeletionPolicy::Delete);
+    h.both_ready().await;
+    h.api.delete_as::<DigitalChannelsTenant>(NS, "t100");
+    h.api
+        .wait_for(WAIT, |_| h.get_tenant().is_none().then_some(()))
+        .await
+        .expect("the tenant is deleted");
+    let said = format!("Deleted the Nexus tenant {DEMO_CC_T100} and its PlatformUCS service.");
+    let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(&said))
+        .unwrap_or_else(|| panic!("no {said:?} logged:\n{logs}"));
+    assert!(line.contains(r#""level":"INFO""#), "{line}");
+    assert!(
+        line.contains(r#""resource":"t100""#) && line.contains(&format!(r#""namespace":"{NS}""#)),
+        "{line}"
+    );
+    let events = serde_json::to_string(
+        &h.api
+            .objects(&ResourceKey::new("events.k8s.io", "v1", "events"), Some(NS)),
+    )
+    .unwrap();
+    assert!(events.contains(&said), "{events}");
+    h.stop().await;
+}
+
+/// An annotation that takes "true" set to anything else is reported, not ignored: on the
+/// tenant in the DesignerEnvConfigured condition, on the environment in a Warning event.
+#[tokio::test]
+async fn an_annotation_value_other_than_true_is_reported() {
+    let h = Harness::start().await;
+    let annotate = |name: &str, value: &str| Some([(name.to_string(), value.to_string())].into());
+    h.env(|e| e.metadata.annotations = annotate("digitalchannels.dev/take-over-client", "yes"));
+    h.tenant(|t| {
+        t.metadata.annotations = annotate("digitalchannels.dev/designer-env-configured", "yes");
+    });
+    let t = h.both_ready().await;
+    let conditions = conditions(&t);
+    let designer = find(&conditions, "DesignerEnvConfigured").unwrap();
+    assert_eq!(designer.reason, "ManualStepRequired");
+    assert!(
+        designer.message.starts_with(
+            r#"The annotation digitalchannels.dev/designer-env-configured is "yes", which is not understood: only "true" is."#
+        ),
+        "{}",
+        designer.message
+    );
+    let events_of = ResourceKey::new("events.k8s.io", "v1", "events");
+    let event = h
+        .api
+        .wait_for(WAIT, |api| {
+            api.objects(&events_of, Some(NS))
+                .into_iter()
+                .find(|e| e["reason"] == "AnnotationNotUnderstood")
+        })
+        .await
+        .expect("an AnnotationNotUnderstood event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["kind"], "DigitalChannelsEnvironment");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.contains(r#"digitalchannels.dev/take-over-client is "yes", which is not understood"#),
+        "{note}"
+    );
+    h.stop().await;
+}

@@ -147,3 +147,21 @@ fn the_tenant_schema_checks_ids_urls_and_cross_field_rules() {
         );
     }
 }
+
+/// `kubectl get dct` shows the DesignerEnv step: the step left by hand once Ready.
+#[test]
+fn the_tenant_table_shows_the_designer_env_step() {
+    let files = crd_files();
+    let tenant: Value = serde_yaml_ng::from_str(&files[1].1).unwrap();
+    let columns = &tenant["spec"]["versions"][0]["additionalPrinterColumns"];
+    let designer = columns
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Designer Env")
+        .unwrap_or_else(|| panic!("no Designer Env column: {columns}"));
+    assert_eq!(
+        designer["jsonPath"],
+        r#".status.conditions[?(@.type=="DesignerEnvConfigured")].reason"#
+    );
+}

@@ -225,7 +225,9 @@ async fn wrong_database_credentials_are_a_condition_without_the_password_and_no_
     let (_, _, message) = gapi_condition(&env);
     assert!(
         message.contains("password authentication failed")
-            && message.contains("Check the database URL in Secret nexus-db"),
+            && message.contains(
+                "(database URL from Secret dc/nexus-db key url). Check the database URL in that Secret"
+            ),
         "{message}"
     );
     let status = serde_json::to_string(&env.status).unwrap();

@@ -464,3 +464,115 @@ fn demo_provisions_twice_and_says_where_its_output_went() {
         "{stdout}"
     );
 }
+
+/// `simulate --database-url URL` creates the database URL names when it is absent, as the
+/// flag's help says, and serves on it.
+#[tokio::test]
+async fn simulate_creates_the_database_its_url_names() {
+    use digital_channels_operator::local_postgres::LocalPostgres;
+    digital_channels_operator::upstream::http::install_crypto_provider();
+    let server = tokio::task::spawn_blocking(LocalPostgres::find_or_start)
+        .await
+        .unwrap()
+        .unwrap();
+    let database = format!("dct_sim_{}", rand::random::<u32>());
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .args(["simulate", "--addr", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", &server.url_for(&database)])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut state = None;
+    for _ in 0..100 {
+        state = get(&format!("http://127.0.0.1:{port}/_sim/state")).await;
+        if state.is_some() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let output = child.wait_with_output().unwrap();
+    let _ = server.drop_database(&database).await;
+    assert_eq!(
+        state.map(|s| s.0),
+        Some(200),
+        "simulate did not serve:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `demo` with a `DATABASE_URL` that names a database uses that server but a database of its
+/// own, and says so and why: it never writes into a database it did not create (the URL may
+/// name a real Nexus database).
+#[tokio::test]
+async fn demo_says_why_it_does_not_use_the_database_named_in_database_url() {
+    use digital_channels_operator::local_postgres::LocalPostgres;
+    let server = tokio::task::spawn_blocking(LocalPostgres::find_or_start)
+        .await
+        .unwrap()
+        .unwrap();
+    let named = format!("dct_named_{}", rand::random::<u32>());
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .arg("demo")
+        .env("DATABASE_URL", server.url_for(&named))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed:\n{stdout}");
+    let said = stdout
+        .lines()
+        .find(|l| l.contains(&named))
+        .unwrap_or_else(|| panic!("no word of {named}:\n{stdout}"));
+    assert!(
+        said.contains("not the database")
+            && said.contains("never writes into a database it did not create"),
+        "{said}"
+    );
+    // Nothing was created under that name.
+    let connected =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&server.url_for(&named)).await;
+    assert!(connected.is_err(), "the demo created {named}");
+}
+
+/// `provision` with a Secret the manifests reference but the files do not hold (or without
+/// the key named) is an input error, as an invalid spec is: exit 2 before any call, naming
+/// each Secret, its purpose and the field that references it, and no namespace (there is no
+/// cluster to create it in).
+#[test]
+fn provision_refuses_missing_secrets_as_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/simulator");
+    // gws-ops without its password; nexus-db and t100-nexus-user absent.
+    std::fs::write(
+        dir.path().join("ops.yaml"),
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: gws-ops}\nstringData: {username: ops}\n",
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_dc-operator"))
+        .arg("provision")
+        .arg("-f")
+        .arg(examples.join("20-environment.yaml"))
+        .arg("-f")
+        .arg(examples.join("30-tenant.yaml"))
+        .args(["-f", "ops.yaml", "--output-dir", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    for said in [
+        "Secret gws-ops (GWS ops credentials, spec.opsCredentialsSecret of DigitalChannelsEnvironment prod) has no key password",
+        "Secret nexus-db (Nexus database URL, spec.database.urlSecret of DigitalChannelsEnvironment prod) is not in the files",
+        "Secret t100-nexus-user (tenant user, spec.credentialsSecret of DigitalChannelsTenant t100) is not in the files",
+    ] {
+        assert!(stderr.contains(said), "no {said:?} in:\n{stderr}");
+    }
+    assert!(!stderr.contains("namespace"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).is_empty(),
+        "steps ran"
+    );
+}

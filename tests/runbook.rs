@@ -553,7 +553,10 @@ async fn deleting_a_tenant_removes_it_and_its_ucs_service_and_tolerates_gone() {
     let deleted = delete_tenant(&rb, &t, &resolved, &store, &record)
         .await
         .expect("deleted");
-    assert_eq!((deleted.tenant, deleted.ucs), (true, true));
+    assert_eq!(
+        (deleted.tenant, deleted.ucs),
+        (tenant::Removal::Deleted, tenant::Removal::Deleted)
+    );
     let state = sim.handle.snapshot();
     assert!(!state.tenants.contains_key(cc));
     assert!(!state.ucs_services.contains_key(cc));

@@ -4,6 +4,7 @@ pub mod common;
 pub mod conditions;
 pub mod environment;
 pub mod reference;
+pub mod switches;
 pub mod tenant;
 pub mod validation;
 

@@ -25,6 +25,13 @@ use super::conditions::{Condition, conditions_schema};
         type_ = "string",
         json_path = ".status.contactCenterId"
     ),
+    // The step left by hand once Ready: ManualStepRequired until the annotation says it is done.
+    printcolumn(
+        name = "Designer Env",
+        type_ = "string",
+        description = "Reason of DesignerEnvConfigured: ManualStepRequired (to do in Agent Setup), Acknowledged",
+        json_path = ".status.conditions[?(@.type==\"DesignerEnvConfigured\")].reason"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -54,7 +61,7 @@ pub struct DigitalChannelsTenantSpec {
     pub contact_center_domain: Option<String>,
     /// Nexus tenant name. Immutable: Nexus has no rename.
     #[schemars(length(min = 1, max = 128), pattern(TRIMMED_PATTERN))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("tenantName is immutable"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(IMMUTABLE_TENANT_NAME))]
     pub tenant_name: String,
     /// Sent to Nexus as `genesystemenantid`.
     #[serde(default = "default_genesys_tenant_id")]
@@ -91,6 +98,8 @@ const IMMUTABLE_CONTACT_CENTER_ID: &str = "contactCenterId cannot be changed: it
      contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
 const IMMUTABLE_CONTACT_CENTER_DOMAIN: &str = "contactCenterDomain cannot be changed: it chose the Nexus tenant. To use \
      another contact center, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
+const IMMUTABLE_TENANT_NAME: &str = "tenantName cannot be changed: Nexus has no rename. To use another tenant \
+     name, delete this tenant (its deletionPolicy decides what happens to the Nexus tenant) and create a new one";
 const IMMUTABLE_OUTPUT_SECRET_NAME: &str = "outputSecretName cannot be changed: the API key would stay in the old Secret. \
      Copy the Secret yourself, or delete this tenant and create a new one";
 const DEFAULT_OUTPUT_NAME_TOO_LONG: &str = "metadata.name is too long for the default output Secret name \

@@ -63,7 +63,14 @@ pub async fn demo(args: DemoArgs) -> Result<bool, String> {
     let mut out = std::io::stdout();
     let server = LocalPostgres::find_or_start()?;
     let database = format!("dc_demo_{}", rand::random::<u32>());
-    let database_url = server.create_database(&database).await?;
+    let database_url = server.create_database(&database).await.map_err(|e| {
+        match e.starts_with("cannot create database") {
+            true => format!(
+                "{e} (the demo works in a database of its own: the PostgreSQL user needs the CREATEDB right)"
+            ),
+            false => e,
+        }
+    })?;
     let _ = writeln!(
         out,
         "PostgreSQL: {} ({}); database {database} is dropped at exit.",
@@ -74,11 +81,35 @@ pub async fn demo(args: DemoArgs) -> Result<bool, String> {
             "existing server"
         }
     );
+    if let Some(named) = std::env::var("DATABASE_URL")
+        .ok()
+        .as_deref()
+        .and_then(named_database)
+    {
+        let _ = writeln!(out, "{}", not_the_named_database(&named, &database));
+    }
     let result = run(&args, &database_url, &mut out).await;
     if let Err(e) = server.drop_database(&database).await {
         let _ = writeln!(out, "warning: {e}");
     }
     result
+}
+
+/// The database a URL names, if any (`postgres://host/name` → `name`).
+fn named_database(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let name = parsed.path().trim_start_matches('/');
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Why the demo does not use the database `DATABASE_URL` names: that URL may be a real Nexus
+/// database, and the demo writes `nex_gapis` and `nex_apikeys` rows for its simulator.
+fn not_the_named_database(named: &str, own: &str) -> String {
+    format!(
+        "DATABASE_URL names database {named}: the demo uses its server, not the database, and \
+         works in {own} of its own, since it writes Nexus rows for its simulator and never \
+         writes into a database it did not create."
+    )
 }
 
 async fn run(args: &DemoArgs, database_url: &str, out: &mut dyn Write) -> Result<bool, String> {
@@ -151,4 +182,22 @@ fn tempdir() -> Result<TempDir, String> {
     let dir = std::env::temp_dir().join(format!("dc-demo-{}", rand::random::<u32>()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     Ok(TempDir(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_database;
+
+    #[test]
+    fn the_database_a_url_names() {
+        let cases = [
+            ("postgres://u:p@h:5432/nexus?sslmode=require", Some("nexus")),
+            ("postgres://u@h:5432", None),
+            ("postgres://u@h:5432/", None),
+            ("not a url", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(named_database(url).as_deref(), want, "{url}");
+        }
+    }
 }

@@ -50,6 +50,12 @@ impl FileStore {
         })
     }
 
+    /// Whether the files (or an earlier run's output) hold `key` of Secret `name`.
+    pub fn check(&self, name: &str, key: &str) -> Result<(), SecretError> {
+        let secrets = self.secrets.lock().expect("store lock");
+        key_of(name, key, secrets.get(name).map(|s| &s.data)).map(|_| ())
+    }
+
     pub fn path_of(&self, name: &str) -> PathBuf {
         self.output_dir.join(format!("{name}.yaml"))
     }
@@ -88,7 +94,13 @@ impl FileStore {
 impl SecretStore for FileStore {
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let secrets = self.secrets.lock().expect("store lock");
-        key_of(name, key, secrets.get(name).map(|s| &s.data))
+        key_of(name, key, secrets.get(name).map(|s| &s.data)).map_err(|e| match e {
+            SecretError::NotFound { name, .. } => SecretError::NotFound {
+                name,
+                in_files: true,
+            },
+            other => other,
+        })
     }
 
     async fn create_generated(
@@ -151,5 +163,24 @@ impl SecretStore for FileStore {
             .expect("store lock")
             .insert(name.to_string(), manifest);
         Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a cluster there is no namespace to create a Secret in: a Secret missing from
+    /// the files (as `provision --dry-run` and `plan -f` meet it) says to add its manifest.
+    #[tokio::test]
+    async fn a_secret_missing_from_the_files_says_to_add_its_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::new(&[], dir.path(), Some("dc".into())).unwrap();
+        let error = store.read("gws-ops", "username").await.unwrap_err();
+        let message = error.to_step_error("GWS ops credentials").message;
+        assert_eq!(
+            message,
+            "Secret gws-ops (GWS ops credentials) is not in the files; add its manifest with -f"
+        );
     }
 }

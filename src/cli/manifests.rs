@@ -1,7 +1,7 @@
 //! Reading manifests from files: a DigitalChannelsEnvironment, tenants, and Secrets.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::Deserialize;
@@ -99,10 +99,48 @@ impl Bundle {
         Ok(())
     }
 
+    /// The manifests of `-f` arguments: files, and directories as kubectl reads them.
+    pub fn from_paths(paths: &[PathBuf]) -> Result<Self, String> {
+        let mut bundle = Self::default();
+        for path in paths {
+            if path.is_dir() {
+                for file in manifest_files(path)? {
+                    bundle.add_file(&file)?;
+                }
+            } else {
+                bundle.add_file(path)?;
+            }
+        }
+        Ok(bundle)
+    }
+
     pub fn add_file(&mut self, path: &Path) -> Result<(), String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         self.add_yaml(&text, &path.display().to_string())
     }
+}
+
+/// As kubectl's `-f DIR` without `-R`: the directory's files named .yaml, .yml or .json, in
+/// name order; other files and subdirectories are not read.
+fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.is_file())
+        .filter(|path| {
+            path.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["yaml", "yml", "json"].contains(&e))
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(format!(
+            "{}: the directory holds no .yaml, .yml or .json file",
+            dir.display()
+        ));
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// A Secret manifest with base64 `data`, labelled as the operator's.
@@ -159,6 +197,42 @@ mod tests {
             )
             .unwrap_err();
         assert!(!err.contains("super-secret"), "{err}");
+    }
+
+    /// As kubectl's `-f DIR`: the directory's .yaml, .yml and .json files in name order,
+    /// not its other files nor its subdirectories.
+    #[test]
+    fn a_directory_gives_its_manifest_files_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenant = |name: &str| {
+            format!(
+                "kind: DigitalChannelsTenant\nmetadata: {{name: {name}}}\nspec: {{environmentRef: {{name: e}}, tenantName: {name}, credentialsSecret: {{name: u}}}}\n"
+            )
+        };
+        let write = |file: &str, text: &str| std::fs::write(dir.path().join(file), text).unwrap();
+        write("20-second.yml", &tenant("second"));
+        write("10-first.yaml", &tenant("first"));
+        write(
+            "30-third.json",
+            r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "third"}, "stringData": {"k": "v"}}"#,
+        );
+        write("README.md", "not a manifest");
+        write("notes.txt", "kind: Nonsense");
+        std::fs::create_dir(dir.path().join("nested.yaml")).unwrap();
+        std::fs::write(dir.path().join("nested.yaml/x.yaml"), "kind: Nonsense").unwrap();
+
+        let bundle = Bundle::from_paths(&[dir.path().to_path_buf()]).unwrap();
+        let names: Vec<_> = bundle
+            .tenants
+            .iter()
+            .map(|t| t.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, ["first", "second"]);
+        assert_eq!(bundle.secrets[0].name, "third");
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = Bundle::from_paths(&[empty.path().to_path_buf()]).unwrap_err();
+        assert!(err.contains(".yaml, .yml or .json"), "{err}");
     }
 
     #[test]

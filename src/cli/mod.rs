@@ -12,6 +12,7 @@ pub mod manifests;
 pub mod plan;
 pub mod plugin;
 pub mod provision;
+mod provision_inputs;
 #[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod status;
@@ -191,7 +192,7 @@ pub struct SimulateArgs {
     /// Address to serve on.
     #[arg(long, env = "DC_SIMULATE_ADDR", default_value = "127.0.0.1:8181")]
     pub addr: std::net::SocketAddr,
-    /// PostgreSQL database for nex_gapis and nex_apikeys; default: database dcsim on a local server (see docs/command-line.md).
+    /// PostgreSQL database for nex_gapis and nex_apikeys, created if absent; default: database dcsim on a local server (see docs/command-line.md).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Delay added to every request.
@@ -207,7 +208,7 @@ pub struct SimulateArgs {
 
 #[derive(Args, Debug)]
 pub struct ProvisionArgs {
-    /// Manifest files: one DigitalChannelsEnvironment, any number of DigitalChannelsTenants, and their Secrets.
+    /// Manifest files, or directories (their .yaml, .yml and .json files in name order, as kubectl): one DigitalChannelsEnvironment, any number of DigitalChannelsTenants, and their Secrets.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// Where output Secrets (and a generated client secret) are written, mode 0600.

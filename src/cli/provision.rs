@@ -55,6 +55,10 @@ pub async fn provision_as(
     let env = checked_environment(bundle)?;
     let env_name = env.metadata.name.clone().unwrap_or_default();
     let store = FileStore::new(&bundle.secrets, output_dir, env.metadata.namespace.clone())?;
+    let missing = super::provision_inputs::missing_secrets(bundle, &store);
+    if !missing.is_empty() {
+        return Err(missing.join("; "));
+    }
     let mut summary = ProvisionSummary {
         all_hold: true,
         ..Default::default()

@@ -12,7 +12,10 @@ pub async fn simulate(args: SimulateArgs) -> Result<(), String> {
     // Keep a throwaway server alive for as long as we serve.
     let mut _local = None;
     let url = match args.database_url {
-        Some(url) => url,
+        Some(url) => {
+            LocalPostgres::create_database_named_in(&url).await?;
+            url
+        }
         None => {
             let server = LocalPostgres::find_or_start()?;
             let url = server.create_database("dcsim").await?;

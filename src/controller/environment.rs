@@ -29,6 +29,7 @@ use super::{Error, KIND_ENVIRONMENT, now_rfc3339, reconcile_pass};
 use crate::api::common::normal_url;
 use crate::api::conditions::{Condition, ConditionStatus, find, merge_conditions, without};
 use crate::api::environment::TAKE_OVER_CLIENT_ANNOTATION;
+use crate::api::switches::Switch;
 use crate::api::validation::environment_problems;
 use crate::api::{
     DeletionPolicy, DigitalChannelsEnvironment, DigitalChannelsTenant, EnvironmentStatus,
@@ -60,6 +61,20 @@ async fn apply(env: &DigitalChannelsEnvironment, ctx: &Context) -> Result<Action
     let previous = env.status.clone().unwrap_or_default();
     if super::new_reconcile_request(&env.metadata, previous.last_handled_reconcile_at.as_ref()) {
         ctx.succeeded(&key(env));
+    }
+    if let Switch::NotUnderstood(said) = Switch::of(&env.metadata, TAKE_OVER_CLIENT_ANNOTATION) {
+        let note = format!(
+            "{said} Set it to \"true\" to take over an OAuth client this environment did not make, or remove it."
+        );
+        // Published every pass; the recorder counts repeats into one event.
+        ctx.event(
+            &env.object_ref(&()),
+            true,
+            "AnnotationNotUnderstood",
+            "Reconcile",
+            note,
+        )
+        .await;
     }
     match gate(dereference(env, ctx).await) {
         Gate::Proceed(()) => {
@@ -343,10 +358,7 @@ fn management(env: &DigitalChannelsEnvironment) -> Management {
             namespace: env.namespace().unwrap_or_default(),
             name: env.name_any(),
         },
-        take_over: env
-            .annotations()
-            .get(TAKE_OVER_CLIENT_ANNOTATION)
-            .is_some_and(|v| v == "true"),
+        take_over: Switch::of(&env.metadata, TAKE_OVER_CLIENT_ANNOTATION).is_on(),
     }
 }
 

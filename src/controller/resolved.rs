@@ -131,6 +131,7 @@ spec:
             client_secret: "s".into(),
             fingerprint_key: None,
             database_url: "postgres://db".into(),
+            database_url_from: "Secret dc/nexus-db key url".into(),
             ca_pem: None,
             managed_redirect_uri: None,
         }

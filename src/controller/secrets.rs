@@ -20,6 +20,7 @@ use crate::secret::SecretString;
 /// before, while and after it is written) and remembers what it wrote.
 pub struct KubeSecretStore {
     api: Api<Secret>,
+    namespace: String,
     /// Owner of the output Secret, so it goes with its tenant.
     owner: Option<OwnerReference>,
     own_writes: Option<OwnWrites>,
@@ -32,6 +33,7 @@ impl KubeSecretStore {
     pub fn new(client: kube::Client, namespace: &str, owner: Option<OwnerReference>) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
+            namespace: namespace.to_string(),
             owner,
             own_writes: None,
             seen: Mutex::default(),
@@ -132,6 +134,10 @@ fn decode(secret: &Secret) -> BTreeMap<String, SecretString> {
 
 #[async_trait]
 impl SecretStore for KubeSecretStore {
+    fn locate(&self, name: &str, key: &str) -> String {
+        format!("Secret {}/{name} key {key}", self.namespace)
+    }
+
     async fn read(&self, name: &str, key: &str) -> Result<SecretString, SecretError> {
         let data = self.get(name).await?.map(|s| decode(&s));
         key_of(name, key, data.as_ref())

@@ -693,15 +693,14 @@ async fn cleanup(t: &DigitalChannelsTenant, ctx: &Context) -> Result<Action, Err
     } else {
         ("Retained", retained_note(t).to_string())
     };
-    tracing::info!(outcome = event, "{note}");
-    ctx.event(
-        &t.object_ref(&()),
-        event == "CleanupSkipped",
-        event,
-        "Cleanup",
-        note,
-    )
-    .await;
+    // Logged as well as evented: events expire after an hour, the log is kept.
+    let skipped = event == "CleanupSkipped";
+    match skipped {
+        true => tracing::warn!(outcome = event, "{note}"),
+        false => tracing::info!(outcome = event, "{note}"),
+    }
+    ctx.event(&t.object_ref(&()), skipped, event, "Cleanup", note)
+        .await;
     remove_finalizer(&api, t).await?;
     forget(ctx, t);
     Ok(Action::await_change())

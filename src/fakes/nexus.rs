@@ -75,6 +75,13 @@ impl FakeNexus {
             .remove(&contact_center_id.to_ascii_lowercase());
     }
 
+    /// Removes a PlatformUCS registration behind the operator's back.
+    pub fn remove_ucs(&self, contact_center_id: &str) {
+        lock(&self.state)
+            .ucs
+            .remove(&contact_center_id.to_ascii_lowercase());
+    }
+
     /// The PlatformUCS URL registered for a contact center.
     pub fn ucs(&self, contact_center_id: &str) -> Option<String> {
         let state = lock(&self.state);

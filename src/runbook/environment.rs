@@ -26,6 +26,9 @@ pub struct ResolvedEnvironment {
     /// cleanup) before the environment's own pass made it: what needs it then waits.
     pub fingerprint_key: Option<SecretString>,
     pub database_url: SecretString,
+    /// Where the database URL comes from (`Secret dc/nexus-db key url`): every database
+    /// error names it, never the URL.
+    pub database_url_from: String,
     pub ca_pem: Option<Vec<u8>>,
     /// The redirect URI the operator set on the client before (status), replaced by a new
     /// `nexusUrl`.
@@ -225,6 +228,10 @@ pub async fn resolve_environment(
         client_secret,
         fingerprint_key,
         database_url,
+        database_url_from: store.locate(
+            &spec.database.url_secret.name,
+            &spec.database.url_secret.key,
+        ),
         ca_pem,
         managed_redirect_uri: env
             .status
@@ -789,35 +796,18 @@ async fn verify_client(
 
 /// Insert the `nex_gapis` row once; update its secret when it differs.
 async fn register_gapi(runbook: &Runbook, env: &ResolvedEnvironment) -> Result<Outcome, StepError> {
-    let db_hint = format!(
-        "Check the database URL in Secret {}",
-        env.spec.database.url_secret.name
-    );
+    let db_hint = "Check the database URL in that Secret";
     let to_step = |e: crate::upstream::UpstreamError| {
         if crate::upstream::nexus_db::is_missing_table(&e) {
             // Nexus not installed (or not started once) yet: nothing the operator watches
             // changes when it is, so look again with backoff instead of waiting for a change.
-            let mut step = StepError::from_upstream(&e, &db_hint);
+            let mut step = StepError::from_upstream(&e, db_hint);
             step.transient = true;
             return step;
         }
-        StepError::from_upstream(&e, hint_for(&e, &db_hint))
+        StepError::from_upstream(&e, hint_for(&e, db_hint))
     };
-    let url_secret = &env.spec.database.url_secret;
-    let db = runbook
-        .connector
-        .nexus_db(&env.database_url)
-        .map_err(|e| match e.kind {
-            // Making the pool connects nowhere: what it refuses is the URL in the Secret.
-            ErrorKind::Rejected => StepError::permanent(
-                Reason::InvalidSecret,
-                format!(
-                    "Secret {} key {} (Nexus database URL): {}",
-                    url_secret.name, url_secret.key, e.detail
-                ),
-            ),
-            _ => to_step(e),
-        })?;
+    let db = env.nexus_db(runbook.connector.as_ref())?;
     let (url, client_id) = (normal_url(&env.spec.gws_url), env.spec.client.id.as_str());
     // Rows under any spelling of this GWS URL are this row: matched, never added beside.
     let rows = db.find_gapis(&url, client_id).await.map_err(to_step)?;
@@ -900,10 +890,7 @@ pub async fn delete_environment_managed(
     runbook
         .tokens
         .invalidate(&env.spec.auth_url, &env.spec.client.id);
-    let db = runbook
-        .connector
-        .nexus_db(&env.database_url)
-        .map_err(|e| StepError::from_upstream(&e, ""))?;
+    let db = env.nexus_db(runbook.connector.as_ref())?;
     let rows = db
         .find_gapis(&normal_url(&env.spec.gws_url), &env.spec.client.id)
         .await

@@ -5,6 +5,7 @@
 
 pub mod connector;
 pub mod contact_center;
+mod database;
 pub mod environment;
 pub mod recorder;
 pub mod report;

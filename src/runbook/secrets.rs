@@ -11,8 +11,10 @@ use crate::secret::{Credentials, SecretString};
 /// Reading a Secret's key failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
+    /// `in_files`: read from manifest files (`provision`, `plan -f`), where there is no
+    /// namespace to create it in.
     #[error("Secret {name} not found")]
-    NotFound { name: String },
+    NotFound { name: String, in_files: bool },
     #[error("Secret {name} has no key {key}")]
     KeyMissing { name: String, key: String },
     #[error("reading Secret {name} failed: {message}")]
@@ -25,9 +27,16 @@ impl SecretError {
     /// As a step failure: a missing Secret is something to wait for, never terminal.
     pub fn to_step_error(&self, purpose: &str) -> StepError {
         match self {
-            SecretError::NotFound { name } => StepError::permanent(
+            SecretError::NotFound { name, in_files } => StepError::permanent(
                 Reason::SecretNotFound,
-                format!("Secret {name} ({purpose}) does not exist; create it in this namespace"),
+                match in_files {
+                    false => format!(
+                        "Secret {name} ({purpose}) does not exist; create it in this namespace"
+                    ),
+                    true => format!(
+                        "Secret {name} ({purpose}) is not in the files; add its manifest with -f"
+                    ),
+                },
             ),
             SecretError::KeyMissing { name, key } => StepError::permanent(
                 Reason::SecretKeyMissing,
@@ -55,6 +64,7 @@ pub fn key_of(
 ) -> Result<SecretString, SecretError> {
     let data = data.ok_or_else(|| SecretError::NotFound {
         name: name.to_string(),
+        in_files: false,
     })?;
     data.get(key)
         .cloned()
@@ -100,6 +110,12 @@ pub trait SecretStore: Send + Sync {
         key: &str,
         value: &SecretString,
     ) -> Result<SecretString, SecretError>;
+
+    /// How a person finds one key of a Secret, for messages: `Secret nexus-db key url`,
+    /// with the namespace where there is one (never the value).
+    fn locate(&self, name: &str, key: &str) -> String {
+        format!("Secret {name} key {key}")
+    }
 
     /// The output Secret as it is now, if it exists.
     async fn read_output(&self, name: &str) -> Result<Option<OutputRecord>, SecretError>;

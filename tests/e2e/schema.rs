@@ -103,13 +103,13 @@ async fn identity_fields_cannot_change_and_the_output_secret_name_must_be_valid(
             "tenant name changed",
             &by_domain,
             json!({"tenantName": "renamed"}),
-            "tenantName is immutable",
+            "tenantName cannot be changed",
         ),
     ] {
         let message = try_apply(&api, &edit(base, change)).await.expect_err(what);
         assert!(message.contains(expected), "{what}: {message}");
         assert!(
-            message.to_lowercase().contains("delete this tenant") || what == "tenant name changed",
+            message.to_lowercase().contains("delete this tenant"),
             "{what} says what to do: {message}"
         );
     }
@@ -284,6 +284,52 @@ async fn environment_identity_is_fixed_once_provisioned_whatever_its_spelling() 
             .await
             .unwrap_or_else(|m| panic!("{what} is refused: {m}"));
     }
+
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+        .delete(&ns, &Default::default())
+        .await;
+}
+
+/// `kubectl get dct` shows where the DesignerEnv step stands (the step left by hand once the
+/// tenant is Ready), from the DesignerEnvConfigured condition's reason.
+#[tokio::test]
+async fn kubectl_get_shows_the_designer_env_step() {
+    let Some(client) = cluster("schema_designer_env_column").await else {
+        return;
+    };
+    let _scope = shared_scope();
+    let ns = format!("e2e-columns-{:04x}", rand::random::<u16>());
+    create_namespace(&client, &ns, &[]).await;
+    let api: Api<DigitalChannelsTenant> = Api::namespaced(client.clone(), &ns);
+    try_apply(
+        &api,
+        &tenant_manifest("a", "prod", "t100", "Retain", json!({})),
+    )
+    .await
+    .expect("a valid tenant");
+    let condition = json!({
+        "type": "DesignerEnvConfigured", "status": "False", "reason": "ManualStepRequired",
+        "message": "In Agent Setup ...", "lastTransitionTime": "2026-01-01T00:00:00Z",
+    });
+    api.patch_status(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [condition]}})),
+    )
+    .await
+    .expect("status written");
+    let table = crate::harness::kubectl(&["-n", &ns, "get", "dct", "a"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    let row = lines.next().unwrap_or_default();
+    assert!(header.contains(&"DESIGNER ENV"), "{table}");
+    assert!(row.contains("ManualStepRequired"), "{table}");
 
     let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
         .delete(&ns, &Default::default())

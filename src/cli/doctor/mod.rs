@@ -91,10 +91,7 @@ fn probes(args: &DoctorArgs) -> Result<Probes, String> {
 }
 
 async fn from_files(args: &DoctorArgs, probes: &Probes) -> Result<Report, String> {
-    let mut bundle = Bundle::default();
-    for f in &args.files {
-        bundle.add_file(f)?;
-    }
+    let bundle = Bundle::from_paths(&args.files)?;
     if bundle.environments.is_empty() {
         return Err("the files hold no DigitalChannelsEnvironment".to_string());
     }

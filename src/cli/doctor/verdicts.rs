@@ -457,7 +457,10 @@ mod tests {
 
     #[test]
     fn secrets_and_the_client_secret_by_policy() {
-        let missing = Err(SecretError::NotFound { name: "s".into() });
+        let missing = Err(SecretError::NotFound {
+            name: "s".into(),
+            in_files: false,
+        });
         let no_key = Err(SecretError::KeyMissing {
             name: "s".into(),
             key: "password".into(),

@@ -291,11 +291,7 @@ pub fn print(plan: &Plan, format: PlanFormat, out: &mut dyn Write) -> u8 {
 
 /// The manifests of `files`, as `provision` reads them.
 pub fn bundle_of(files: &[std::path::PathBuf]) -> Result<Bundle, String> {
-    let mut bundle = Bundle::default();
-    for f in files {
-        bundle.add_file(f)?;
-    }
-    Ok(bundle)
+    Bundle::from_paths(files)
 }
 
 fn real_upstream(http: &super::HttpArgs) -> Result<Arc<dyn Connector>, String> {

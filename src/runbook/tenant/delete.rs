@@ -36,24 +36,58 @@ impl CreatedRecord {
     }
 }
 
-/// What a cleanup deleted, for its event: never more than it says ("already gone" counts
-/// as deleted).
+/// What a cleanup did to one upstream object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Removal {
+    /// Not this tenant's to delete (or nothing recorded of it): not touched.
+    #[default]
+    Untouched,
+    Deleted,
+    /// Asked to delete, it was not there: done, but not said to be deleted.
+    AlreadyGone,
+}
+
+impl Removal {
+    fn of(existed: bool) -> Self {
+        if existed {
+            Removal::Deleted
+        } else {
+            Removal::AlreadyGone
+        }
+    }
+}
+
+/// What a cleanup deleted, for its event and log: never more than it says ("already gone"
+/// counts as done, and is said so).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Deleted {
-    pub tenant: bool,
-    pub ucs: bool,
+    pub tenant: Removal,
+    pub ucs: Removal,
     pub contact_center_id: Option<String>,
 }
 
 impl Deleted {
-    /// The event's words.
+    /// The event's words: what was deleted, then what was already gone.
     pub fn describe(&self) -> String {
         let cc = self.contact_center_id.as_deref().unwrap_or("unknown");
-        match (self.tenant, self.ucs) {
-            (true, true) => format!("Deleted the Nexus tenant {cc} and its PlatformUCS service."),
-            (true, false) => format!("Deleted the Nexus tenant {cc}."),
-            (false, true) => format!("Deleted the PlatformUCS service of {cc}."),
-            (false, false) => {
+        let said = |wanted: Removal| {
+            let tenant = self.tenant == wanted;
+            match (tenant, self.ucs == wanted) {
+                (true, true) => Some(format!("the Nexus tenant {cc} and its PlatformUCS service")),
+                (true, false) => Some(format!("the Nexus tenant {cc}")),
+                (false, true) => Some(format!("the PlatformUCS service of {cc}")),
+                (false, false) => None,
+            }
+        };
+        let plural = self.tenant == self.ucs;
+        match (said(Removal::Deleted), said(Removal::AlreadyGone)) {
+            (Some(deleted), Some(gone)) => format!("Deleted {deleted}; {gone} was already gone."),
+            (Some(deleted), None) => format!("Deleted {deleted}."),
+            (None, Some(gone)) => format!(
+                "Nothing deleted: {gone} {} already gone.",
+                if plural { "were" } else { "was" }
+            ),
+            (None, None) => {
                 "Nothing to delete: this tenant never created a Nexus tenant.".to_string()
             }
         }
@@ -136,10 +170,7 @@ impl Cleanup<'_> {
         let tenant_ours = match self.record.proven_contact_center() {
             Some(_) => true,
             None => {
-                let db = runbook
-                    .connector
-                    .nexus_db(&env.database_url)
-                    .map_err(to_step)?;
+                let db = env.nexus_db(runbook.connector.as_ref())?;
                 created_unrecorded(nexus.as_ref(), db.as_ref(), token, cc, self.tenant).await?
             }
         };
@@ -160,12 +191,10 @@ impl Cleanup<'_> {
                     .map_err(|e| e.to_step_error("UCS API key"))?,
                 None => token.clone(),
             };
-            nexus.delete_ucs(&key, cc).await.map_err(to_step)?;
-            deleted.ucs = true;
+            deleted.ucs = Removal::of(nexus.delete_ucs(&key, cc).await.map_err(to_step)?);
         }
         if tenant_ours {
-            nexus.delete_tenant(token, cc).await.map_err(to_step)?;
-            deleted.tenant = true;
+            deleted.tenant = Removal::of(nexus.delete_tenant(token, cc).await.map_err(to_step)?);
         }
         Ok(deleted)
     }

@@ -17,7 +17,7 @@ mod pending;
 mod provision;
 mod steps;
 
-pub use delete::{CreatedRecord, Deleted, delete_tenant};
+pub use delete::{CreatedRecord, Deleted, Removal, delete_tenant};
 pub use pending::PendingKeys;
 pub use provision::{TenantReads, api_key_digest};
 

@@ -282,9 +282,7 @@ async fn recover_api_key(
     let rows = db
         .find_api_keys(&request.contact_center_id, &request.name)
         .await
-        .map_err(upstream(
-            "Check the database URL in the environment's Secret",
-        ))?;
+        .map_err(upstream("Check the database URL in that Secret"))?;
     let who = format!("tenant {} ({})", request.name, request.contact_center_id);
     match <[SecretString; 1]>::try_from(rows) {
         Ok([key]) => Ok(key),

@@ -278,15 +278,19 @@ impl<'a> TenantPass<'a> {
 
     fn connect(&self) -> Result<Clients, StepError> {
         let (connector, env) = (&self.runbook.connector, self.env);
-        let clients = (|| {
-            Ok::<_, UpstreamError>(Clients {
-                auth: connector.gws_auth(&env.spec.auth_url, env.ca())?,
-                environment: connector.environment(env.spec.environment_url(), env.ca())?,
-                nexus: connector.nexus(&env.spec.nexus_url, env.ca())?,
-                db: connector.nexus_db(&env.database_url)?,
-            })
-        })();
-        clients.map_err(|e| StepError::from_upstream(&e, ""))
+        let to_step = |e: UpstreamError| StepError::from_upstream(&e, "");
+        Ok(Clients {
+            auth: connector
+                .gws_auth(&env.spec.auth_url, env.ca())
+                .map_err(to_step)?,
+            environment: connector
+                .environment(env.spec.environment_url(), env.ca())
+                .map_err(to_step)?,
+            nexus: connector
+                .nexus(&env.spec.nexus_url, env.ca())
+                .map_err(to_step)?,
+            db: env.nexus_db(connector.as_ref())?,
+        })
     }
 
     /// The contact center's id, from the environment's shared list.
@@ -642,18 +646,15 @@ impl<'a> TenantPass<'a> {
 
     /// DesignerEnv: manual until acknowledged. Gives what to do.
     fn designer_env(&self) -> (Outcome, String) {
-        let acknowledged = self
-            .tenant
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(crate::api::DESIGNER_ENV_ANNOTATION))
-            .is_some_and(|v| v == "true");
-        if acknowledged {
-            (Outcome::AlreadyRight, "acknowledged".to_string())
-        } else {
-            let name = self.tenant.metadata.name.as_deref().unwrap_or_default();
-            (Outcome::ManualStepRequired, designer_env_instructions(name))
+        use crate::api::switches::Switch;
+        let name = self.tenant.metadata.name.as_deref().unwrap_or_default();
+        match Switch::of(&self.tenant.metadata, crate::api::DESIGNER_ENV_ANNOTATION) {
+            Switch::On => (Outcome::AlreadyRight, "acknowledged".to_string()),
+            Switch::Absent => (Outcome::ManualStepRequired, designer_env_instructions(name)),
+            Switch::NotUnderstood(said) => (
+                Outcome::ManualStepRequired,
+                format!("{said} {}", designer_env_instructions(name)),
+            ),
         }
     }
 

@@ -887,8 +887,8 @@ async fn cleanup_by_record_deletes_the_tenant_and_its_ucs() {
     )
     .await;
     let expected = Deleted {
-        tenant: true,
-        ucs: true,
+        tenant: Removal::Deleted,
+        ucs: Removal::Deleted,
         contact_center_id: Some(CONTACT_CENTER.into()),
     };
     assert_eq!(deleted, Ok(expected));
@@ -906,7 +906,7 @@ async fn cleanup_by_record_deletes_the_tenant_and_its_ucs() {
 async fn cleanup_of_what_is_already_gone_is_done() {
     let world = World::new().await;
     let deleted = cleanup(&world, &t100(), &record(Some(CONTACT_CENTER), true, false)).await;
-    assert_eq!(deleted.map(|d| d.tenant), Ok(true));
+    assert_eq!(deleted.map(|d| d.tenant), Ok(Removal::AlreadyGone));
     assert_eq!(world.upstream.log.writes(), ["delete_tenant"]);
 }
 
@@ -916,7 +916,10 @@ async fn cleanup_without_record_deletes_a_tenant_bearing_this_name() {
     world.pass(&t100()).await;
     world.upstream.log.clear();
     let deleted = cleanup(&world, &t100(), &CreatedRecord::default()).await;
-    assert_eq!(deleted.map(|d| (d.tenant, d.ucs)), Ok((true, false)));
+    assert_eq!(
+        deleted.map(|d| (d.tenant, d.ucs)),
+        Ok((Removal::Deleted, Removal::Untouched))
+    );
     assert_eq!(world.upstream.log.writes(), ["delete_tenant"]);
     assert_eq!(world.upstream.log.count("get_tenant"), 1);
 }
@@ -927,7 +930,7 @@ async fn cleanup_without_record_leaves_a_tenant_of_another_name() {
     world.pass(&samples::tenant("other", None)).await;
     world.upstream.log.clear();
     let deleted = cleanup(&world, &t100(), &CreatedRecord::default()).await;
-    assert_eq!(deleted.map(|d| d.tenant), Ok(false));
+    assert_eq!(deleted.map(|d| d.tenant), Ok(Removal::Untouched));
     assert!(world.upstream.log.writes().is_empty());
     assert!(world.upstream.nexus.tenant(CONTACT_CENTER).is_some());
 }
@@ -939,7 +942,7 @@ async fn cleanup_without_record_and_a_refused_get_asks_nex_apikeys() {
     world.upstream.log.clear();
     world.nexus_fails("get_tenant", ErrorKind::Rejected, Times::Always);
     let deleted = cleanup(&world, &t100(), &CreatedRecord::default()).await;
-    assert_eq!(deleted.map(|d| d.tenant), Ok(true));
+    assert_eq!(deleted.map(|d| d.tenant), Ok(Removal::Deleted));
     assert_eq!(world.upstream.log.count("find_api_keys"), 1);
     assert_eq!(world.upstream.log.writes(), ["delete_tenant"]);
 }
@@ -956,18 +959,39 @@ async fn cleanup_without_a_contact_center_deletes_nothing() {
 
 #[test]
 fn what_a_cleanup_deleted_is_said_without_more() {
+    use Removal::{AlreadyGone as Gone, Deleted as Del, Untouched as No};
     let cc = Some("cc".to_string());
     for (tenant, ucs, words) in [
         (
-            true,
-            true,
+            Del,
+            Del,
             "Deleted the Nexus tenant cc and its PlatformUCS service.",
         ),
-        (true, false, "Deleted the Nexus tenant cc."),
-        (false, true, "Deleted the PlatformUCS service of cc."),
+        (Del, No, "Deleted the Nexus tenant cc."),
         (
-            false,
-            false,
+            Del,
+            Gone,
+            "Deleted the Nexus tenant cc; the PlatformUCS service of cc was already gone.",
+        ),
+        (No, Del, "Deleted the PlatformUCS service of cc."),
+        (
+            Gone,
+            Del,
+            "Deleted the PlatformUCS service of cc; the Nexus tenant cc was already gone.",
+        ),
+        (
+            Gone,
+            No,
+            "Nothing deleted: the Nexus tenant cc was already gone.",
+        ),
+        (
+            Gone,
+            Gone,
+            "Nothing deleted: the Nexus tenant cc and its PlatformUCS service were already gone.",
+        ),
+        (
+            No,
+            No,
             "Nothing to delete: this tenant never created a Nexus tenant.",
         ),
     ] {
@@ -976,8 +1000,24 @@ fn what_a_cleanup_deleted_is_said_without_more() {
             ucs,
             contact_center_id: cc.clone(),
         };
-        assert_eq!(deleted.describe(), words);
+        assert_eq!(deleted.describe(), words, "{tenant:?} {ucs:?}");
     }
+}
+
+/// A PlatformUCS service gone before the cleanup is not said to be deleted (the walk: "and
+/// its PlatformUCS service" of a tenant that had none left).
+#[tokio::test]
+async fn cleanup_says_only_what_it_deleted() {
+    let world = World::new().await;
+    let tenant = world.provisioned(samples::tenant("t100", Some(UCS))).await;
+    world.upstream.nexus.remove_ucs(CONTACT_CENTER);
+    let record = CreatedRecord::of(tenant.status.as_ref().unwrap());
+    let deleted = cleanup(&world, &tenant, &record).await.unwrap();
+    assert_eq!(
+        (deleted.tenant, deleted.ucs),
+        (Removal::Deleted, Removal::AlreadyGone)
+    );
+    assert!(!deleted.describe().contains("and its PlatformUCS"));
 }
 
 /// A cleanup after GWS Auth forgot the cached tenant token (a restart): the delete's 401
@@ -992,7 +1032,7 @@ async fn cleanup_with_a_cached_token_gws_forgot_gets_a_fresh_one() {
     let deleted = cleanup(&world, &tenant, &record).await;
     assert_eq!(
         deleted.as_ref().map(|d| d.tenant).map_err(|e| e.reason),
-        Ok(true),
+        Ok(Removal::Deleted),
         "{:?}",
         world.upstream.log.operations()
     );
@@ -1035,8 +1075,8 @@ async fn cleanup_deletes_a_recorded_ucs_without_a_nexus_tenant() {
     );
     let deleted = cleanup(&world, &tenant, &record(Some(CONTACT_CENTER), false, true)).await;
     let expected = Deleted {
-        tenant: false,
-        ucs: true,
+        tenant: Removal::Untouched,
+        ucs: Removal::Deleted,
         contact_center_id: Some(CONTACT_CENTER.into()),
     };
     assert_eq!(deleted, Ok(expected));
