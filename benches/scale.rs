@@ -600,6 +600,10 @@ mod cluster {
             CRITICAL_PATH_CALLS,
             args.latency.as_millis()
         );
+        println!(
+            "Kubernetes requests by verb and resource (count, mean ms): {}",
+            operator.kubernetes_latencies().await
+        );
         let in_system: f64 = times.iter().map(Duration::as_secs_f64).sum();
         println!(
             "time from the apply to Ready outside a pass: mean {:.0} ms a tenant (waiting for one of the \
@@ -726,6 +730,41 @@ mod cluster {
                 value("dc_operator_reconcile_duration_seconds_sum"),
                 value("dc_operator_reconcile_duration_seconds_count"),
             )
+        }
+
+        /// Each verb and resource's request count and mean latency, from
+        /// `dc_operator_kubernetes_request_duration_seconds`.
+        async fn kubernetes_latencies(&self) -> String {
+            let text = reqwest::get(&self.metrics)
+                .await
+                .expect("operator metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            let family = "dc_operator_kubernetes_request_duration_seconds";
+            let mut by: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+            for line in text.lines() {
+                let (sum, rest) = match line.strip_prefix(&format!("{family}_sum{{")) {
+                    Some(rest) => (true, rest),
+                    None => match line.strip_prefix(&format!("{family}_count{{")) {
+                        Some(rest) => (false, rest),
+                        None => continue,
+                    },
+                };
+                let Some((labels, value)) = rest.rsplit_once("} ") else {
+                    continue;
+                };
+                let value: f64 = value.parse().unwrap_or(0.0);
+                let entry = by.entry(labels.replace('"', "")).or_default();
+                match sum {
+                    true => entry.0 += value,
+                    false => entry.1 += value,
+                }
+            }
+            by.iter()
+                .map(|(k, (sum, n))| format!("{k}: {n} x {:.0} ms", 1000.0 * sum / n.max(1.0)))
+                .collect::<Vec<_>>()
+                .join("; ")
         }
 
         /// The sum of the samples named `name` whose line passes `keep`.

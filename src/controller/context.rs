@@ -68,8 +68,9 @@ pub struct Context {
     /// releases its claims and the rest of what is kept by uid.
     readiness: Mutex<HashMap<ObjectKey, (bool, Option<String>)>>,
     /// The status this process last wrote or read afresh for each resource (by uid), to
-    /// tell a stale cache from a current one.
-    last_status: Mutex<HashMap<String, serde_json::Value>>,
+    /// tell a stale cache from a current one: its digest (`None`: unknown), since a
+    /// thousand statuses as JSON trees are megabytes.
+    last_status: Mutex<HashMap<String, Option<u64>>>,
 }
 
 impl Context {
@@ -177,16 +178,16 @@ impl Context {
 
     /// Remembers the status a resource now has, as this process wrote or read it.
     pub fn saw_status(&self, uid: &str, status: &impl serde::Serialize) {
-        let value = serde_json::to_value(status).unwrap_or_default();
+        let digest = status_digest(status);
         let mut last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
-        last.insert(uid.to_string(), value);
+        last.insert(uid.to_string(), digest);
     }
 
     /// After a status write whose outcome is unknown (it failed, but may have been stored):
     /// the next pass reads the stored object rather than trust the cache.
     pub fn status_unknown(&self, uid: &str) {
         let mut last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
-        last.insert(uid.to_string(), serde_json::Value::String("unknown".into()));
+        last.insert(uid.to_string(), None);
     }
 
     /// Whether `cached` is not the status this process last saw the resource with: the
@@ -195,7 +196,7 @@ impl Context {
     pub fn status_differs(&self, uid: &str, cached: &impl serde::Serialize) -> bool {
         let last = self.last_status.lock().unwrap_or_else(|e| e.into_inner());
         last.get(uid)
-            .is_some_and(|seen| serde_json::to_value(cached).ok().as_ref() != Some(seen))
+            .is_some_and(|seen| seen.is_none() || *seen != status_digest(cached))
     }
 
     /// Forgets everything kept about a resource that is gone: its backoff, its place in the
@@ -228,6 +229,16 @@ impl Context {
 }
 
 /// The `resources` gauge of one kind, from the readiness map.
+/// A status's digest: of its JSON tree, so that a typed status and the same status read
+/// back as JSON agree.
+fn status_digest(status: &impl serde::Serialize) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let tree = serde_json::to_value(status).ok()?;
+    let mut hasher = DefaultHasher::new();
+    serde_json::to_vec(&tree).ok()?.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn publish_readiness(map: &HashMap<ObjectKey, (bool, Option<String>)>, kind: &'static str) {
     for ready in [true, false] {
         let count = map
@@ -257,6 +268,33 @@ mod tests {
             Runbook::new(std::sync::Arc::new(connector)),
             ControllerConfig::default(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_status_seen_typed_is_recognised_read_back_as_json() {
+        use crate::api::conditions::{Condition, ConditionStatus};
+        let ctx = context();
+        let mut status = crate::api::TenantStatus::default();
+        status.conditions = vec![Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            "Provisioned",
+            "",
+        )];
+        ctx.saw_status("u1", &Some(status.clone()));
+        let read_back = serde_json::to_value(&status).unwrap();
+        assert!(!ctx.status_differs("u1", &read_back), "the same status");
+        assert!(!ctx.status_differs("u2", &read_back), "one never seen");
+        status.contact_center_id = Some("cc".into());
+        assert!(
+            ctx.status_differs("u1", &Some(status.clone())),
+            "another status"
+        );
+        ctx.status_unknown("u1");
+        assert!(
+            ctx.status_differs("u1", &read_back),
+            "unknown differs from any"
+        );
     }
 
     /// Panics while holding `lock`, as a pass might: the mutex is poisoned after.
