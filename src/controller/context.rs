@@ -274,13 +274,15 @@ mod tests {
     async fn a_status_seen_typed_is_recognised_read_back_as_json() {
         use crate::api::conditions::{Condition, ConditionStatus};
         let ctx = context();
-        let mut status = crate::api::TenantStatus::default();
-        status.conditions = vec![Condition::new(
-            "Ready",
-            ConditionStatus::True,
-            "Provisioned",
-            "",
-        )];
+        let mut status = crate::api::TenantStatus {
+            conditions: vec![Condition::new(
+                "Ready",
+                ConditionStatus::True,
+                "Provisioned",
+                "",
+            )],
+            ..Default::default()
+        };
         ctx.saw_status("u1", &Some(status.clone()));
         let read_back = serde_json::to_value(&status).unwrap();
         assert!(!ctx.status_differs("u1", &read_back), "the same status");
