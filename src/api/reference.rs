@@ -268,7 +268,7 @@ mod tests {
         let row = row_of(&page, "spec.tenantName");
         assert!(row.contains("| yes |"), "{row}");
         assert!(row.contains("1 to 128 characters"), "{row}");
-        assert!(row.contains("CEL: tenantName is immutable"), "{row}");
+        assert!(row.contains("CEL: tenantName cannot be changed"), "{row}");
         for path in [
             "spec.authUrl",
             "spec.client.secret.name",
