@@ -19,6 +19,7 @@ pub mod secret_versions;
 pub mod secrets;
 pub mod startup;
 pub mod status;
+pub mod tap;
 pub mod tenant;
 pub mod watches;
 

@@ -89,7 +89,7 @@ impl OwnWrites {
             flight.held = Some(meta.clone());
             return Seen::Held;
         }
-        match ledger.written.get(&key) == meta.resource_version.as_ref() {
+        match same_version(ledger.written.get(&key), meta.resource_version.as_ref()) {
             true => {
                 ledger.written.remove(&key);
                 Seen::Own
@@ -122,7 +122,7 @@ impl OwnWrites {
         }
         let flight = ledger.in_flight.remove(key).unwrap_or_default();
         let Some(held) = flight.held else { return };
-        if !flight.earlier_held && held.resource_version == version {
+        if !flight.earlier_held && same_version(held.resource_version.as_ref(), version.as_ref()) {
             ledger.written.remove(key); // shown already: recognised
             return;
         }
@@ -131,6 +131,12 @@ impl OwnWrites {
             !ours || sender.unbounded_send(held.clone()).is_ok()
         });
     }
+}
+
+/// Whether two versions are known and the same: an event without one (a Secret deleted
+/// while the watch was down) or a write without an answer proves nothing.
+fn same_version(a: Option<&String>, b: Option<&String>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a == b)
 }
 
 impl InFlight {
@@ -214,6 +220,20 @@ mod tests {
             Seen::Foreign,
             "a dropped write ends"
         );
+    }
+
+    #[test]
+    fn an_event_without_a_version_is_never_taken_for_an_own_write() {
+        // A Secret deleted while the watch was down reaches the watch as its name alone.
+        let writes = OwnWrites::default();
+        let mut gone = meta("1");
+        gone.resource_version = None;
+        assert_eq!(writes.seen(&gone), Seen::Foreign, "nothing written");
+        let mut released = writes.released(None);
+        let flight = writes.begin("dc", "out");
+        assert_eq!(writes.seen(&gone), Seen::Held);
+        flight.done(None);
+        assert!(released.try_recv().is_ok(), "a failed write releases it");
     }
 
     #[test]

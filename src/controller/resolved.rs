@@ -17,11 +17,12 @@ pub struct ResolvedEnvironments {
     /// Moves on every Secret change: a read that began before one is not kept, since the
     /// change may have come while its requests were in flight.
     epoch: std::sync::atomic::AtomicU64,
-    /// Held while an environment's Secrets are read: a wave of tenants that find no entry
-    /// waits for one read instead of each making its own (environments are few, so one lock
-    /// for all of them costs nothing).
-    reading: tokio::sync::Mutex<()>,
+    /// One per environment, held while its Secrets are read: a wave of its tenants that find
+    /// no entry waits for one read instead of each making its own. Environments are few.
+    reading: Mutex<HashMap<(String, String), ReadLock>>,
 }
+
+type ReadLock = std::sync::Arc<tokio::sync::Mutex<()>>;
 
 struct Entry {
     version: Option<String>,
@@ -45,10 +46,17 @@ impl ResolvedEnvironments {
         (entry.version == env.metadata.resource_version).then(|| entry.resolved.clone())
     }
 
-    /// Waits for any read of an environment's Secrets in progress; hold the guard while
-    /// reading, then look again with [`Self::get`] first.
-    pub async fn reading(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.reading.lock().await
+    /// Waits for a read of this environment's Secrets in progress; hold the guard while
+    /// reading, and look again with [`Self::get`] first.
+    pub async fn reading(
+        &self,
+        env: &DigitalChannelsEnvironment,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.reading.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(key(env)).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Where Secret changes stand: take it before reading, give it to [`Self::keep`].
@@ -81,11 +89,9 @@ impl ResolvedEnvironments {
         Self::drop_readers(&mut entries, namespace, secret);
     }
 
-    /// The operator itself wrote a Secret (a tenant's output Secret, an environment's
-    /// generated one): what was read from it is stale, but a read in flight is not. An
-    /// environment's own write is followed by its status write, a new version that no kept
-    /// read matches. Without this, a wave of tenants writing their output Secrets would keep
-    /// any read of the environment from being kept.
+    /// The operator itself wrote a tenant's output Secret, which no environment reads: a
+    /// read in flight stays good. Without this, a wave of tenants writing their output
+    /// Secrets would keep any read of the environment from being kept.
     pub fn own_secret_written(&self, namespace: &str, secret: &str) {
         Self::drop_readers(&mut self.lock(), namespace, secret);
     }

@@ -160,7 +160,7 @@ async fn environment_secrets(
     if let Some(resolved) = ctx.resolved_environments.get(env) {
         return Ok(resolved);
     }
-    let _one_read_at_a_time = ctx.resolved_environments.reading().await;
+    let _one_read_at_a_time = ctx.resolved_environments.reading(env).await;
     if let Some(resolved) = ctx.resolved_environments.get(env) {
         return Ok(resolved);
     }

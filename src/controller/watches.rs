@@ -89,12 +89,12 @@ where
     }
 }
 
-/// Where a cache's changes go once it holds them (see [`cached`]).
-type Tap<K> = futures::channel::mpsc::UnboundedSender<watcher::Event<K>>;
+use super::tap::{EnvironmentWakes, ListHeld, Tap};
 
 /// The watch of a controller's own kind and the cache it fills, without `managedFields`
 /// (often larger than the object, and never read). `tap` gets each change after the cache
-/// holds it, so a pass it starts reads that version or a newer one from the cache.
+/// holds it (a relist's at its end: see [`ListHeld`]), so a pass it starts reads that
+/// version or a newer one from the cache.
 pub(crate) fn cached<K>(
     ctx: &Arc<Context>,
     namespace: Option<&str>,
@@ -119,6 +119,7 @@ where
     let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listed = synced.clone();
     let (ctx, reader, scope) = (ctx.clone(), store.clone(), namespace.map(str::to_string));
+    let mut held = ListHeld::default();
     let stream = watcher(
         api_for::<K>(&ctx.client, namespace),
         watcher::Config::default(),
@@ -138,16 +139,10 @@ where
             }
             _ => {}
         }
-        if let (
-            Some(tap),
-            Ok(
-                e @ (watcher::Event::Apply(_)
-                | watcher::Event::InitApply(_)
-                | watcher::Event::Delete(_)),
-            ),
-        ) = (&tap, event)
-        {
-            let _ = tap.unbounded_send(e.clone());
+        if let (Some(tap), Ok(event)) = (&tap, event) {
+            for e in held.pass(event) {
+                let _ = tap.unbounded_send(e);
+            }
         }
     })
     .applied_objects()
@@ -193,30 +188,18 @@ pub(crate) fn asks_for_a_pass<K: kube::Resource>(object: &K) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// The changes of environments that concern their tenants: all but those that only move
-/// `status.nextRetryAt`, which each retry of a failing environment writes: a pass of every
-/// tenant for it would tell them nothing new. A relist repeats what was seen: no trigger.
-/// `changes` is the environments' cache's tap: a tenant woken by it finds the environment's
-/// new version in the cache (see [`cached`]).
+/// The changes of environments that concern their tenants (see [`EnvironmentWakes`]): all
+/// but those that only move what tenants do not read, such as `status.nextRetryAt`, which
+/// each retry of a failing environment writes. `changes` is the environments' cache's tap: a
+/// tenant woken by it finds the environment's new version in the cache (see [`cached`]).
 pub(crate) fn environment_triggers(
     changes: futures::channel::mpsc::UnboundedReceiver<watcher::Event<DigitalChannelsEnvironment>>,
 ) -> impl futures::Stream<Item = Result<DigitalChannelsEnvironment, watcher::Error>> + Send + 'static
 {
-    let mut seen: std::collections::HashMap<String, u64> = Default::default();
-    changes.filter_map(move |event| {
-        let uid = |env: &DigitalChannelsEnvironment| env.metadata.uid.clone().unwrap_or_default();
-        let trigger = match event {
-            watcher::Event::Apply(env) | watcher::Event::InitApply(env) => {
-                let concern = concern_of(&env);
-                (seen.insert(uid(&env), concern) != Some(concern)).then_some(Ok(env))
-            }
-            watcher::Event::Delete(env) => {
-                seen.remove(&uid(&env));
-                Some(Ok(env))
-            }
-            _ => None,
-        };
-        std::future::ready(trigger)
+    let mut wakes = EnvironmentWakes::default();
+    changes.flat_map(move |event| {
+        let woken = wakes.on(event, concern_of);
+        futures::stream::iter(woken.into_iter().map(Ok))
     })
 }
 
@@ -314,10 +297,22 @@ pub(crate) fn secret_triggers(
 pub(crate) fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
     use super::own_writes::Seen;
     let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+    // A tenant's output Secret is read by no environment: its writes, many in a wave, need
+    // not spoil the environment reads in flight. An environment's own Secrets must.
+    let output = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == KIND_TENANT);
     match ctx.own_writes.seen(&secret.metadata) {
-        Seen::Own | Seen::Held => {
+        Seen::Own | Seen::Held if output => {
             ctx.resolved_environments
                 .own_secret_written(&namespace, &name);
+            false
+        }
+        Seen::Own | Seen::Held => {
+            ctx.resolved_environments.secret_changed(&namespace, &name);
             false
         }
         Seen::Foreign => {
