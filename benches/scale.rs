@@ -743,12 +743,7 @@ mod cluster {
 
         /// Requests with one of `verbs` so far by resource (the leader Lease apart).
         async fn kubernetes_requests(&self, verbs: &[&str]) -> BTreeMap<String, u64> {
-            let text = reqwest::get(&self.metrics)
-                .await
-                .expect("operator metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let text = self.metrics_text().await;
             let mut writes = BTreeMap::new();
             for line in text
                 .lines()
@@ -776,12 +771,7 @@ mod cluster {
 
         /// Sum and count of `reconcile_duration_seconds` of one kind.
         async fn reconcile_seconds(&self, kind: &str) -> (f64, f64) {
-            let text = reqwest::get(&self.metrics)
-                .await
-                .expect("operator metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let text = self.metrics_text().await;
             let value = |name: &str| {
                 text.lines()
                     .find(|l| l.starts_with(name) && l.contains(&format!("kind=\"{kind}\"")))
@@ -797,12 +787,7 @@ mod cluster {
         /// Each verb and resource's request count and mean latency, from
         /// `dc_operator_kubernetes_request_duration_seconds`.
         async fn kubernetes_latencies(&self) -> String {
-            let text = reqwest::get(&self.metrics)
-                .await
-                .expect("operator metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let text = self.metrics_text().await;
             let family = "dc_operator_kubernetes_request_duration_seconds";
             let mut by: BTreeMap<String, (f64, f64)> = BTreeMap::new();
             for line in text.lines() {
@@ -831,16 +816,21 @@ mod cluster {
 
         /// The sum of the samples named `name` whose line passes `keep`.
         async fn summed(&self, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
-            let text = reqwest::get(&self.metrics)
-                .await
-                .expect("operator metrics")
-                .text()
-                .await
-                .expect("metrics text");
+            let text = self.metrics_text().await;
             text.lines()
                 .filter(|l| l.starts_with(&format!("{name}{{")) && keep(l))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
+        }
+
+        /// The operator's `/metrics` page.
+        async fn metrics_text(&self) -> String {
+            reqwest::get(&self.metrics)
+                .await
+                .expect("operator metrics")
+                .text()
+                .await
+                .expect("metrics text")
         }
 
         /// Waits until 3 s pass without a write, and gives the writes then.

@@ -16,22 +16,31 @@ struct Reference<'a> {
     key: &'a str,
 }
 
+/// Adds `owner`'s references to `wanted`: `add(purpose, secret name, key)`.
+fn adder<'a, 'w>(
+    wanted: &'w mut Vec<Reference<'a>>,
+    owner: String,
+) -> impl FnMut(&'static str, &'a str, &'a str) + 'w
+where
+    'a: 'w,
+{
+    move |purpose, name, key| {
+        wanted.push(Reference {
+            owner: owner.clone(),
+            purpose,
+            name,
+            key,
+        })
+    }
+}
+
 /// Every Secret key the bundle's resources read. Not the client secret: it is generated
 /// when absent.
 fn references(bundle: &Bundle) -> Vec<Reference<'_>> {
     let mut wanted = Vec::new();
     for env in &bundle.environments {
         let name = env.metadata.name.as_deref().unwrap_or_default();
-        let owner = format!("DigitalChannelsEnvironment {name}");
-        let mut add = |purpose, name, key| {
-            let owner = owner.clone();
-            wanted.push(Reference {
-                owner,
-                purpose,
-                name,
-                key,
-            });
-        };
+        let mut add = adder(&mut wanted, format!("DigitalChannelsEnvironment {name}"));
         let ops = &env.spec.ops_credentials_secret;
         let purpose = "GWS ops credentials, spec.opsCredentialsSecret";
         add(purpose, &ops.name, &ops.username_key);
@@ -48,16 +57,7 @@ fn references(bundle: &Bundle) -> Vec<Reference<'_>> {
     }
     for tenant in &bundle.tenants {
         let name = tenant.metadata.name.as_deref().unwrap_or_default();
-        let owner = format!("DigitalChannelsTenant {name}");
-        let mut add = |purpose, name, key| {
-            let owner = owner.clone();
-            wanted.push(Reference {
-                owner,
-                purpose,
-                name,
-                key,
-            });
-        };
+        let mut add = adder(&mut wanted, format!("DigitalChannelsTenant {name}"));
         let user = &tenant.spec.credentials_secret;
         let purpose = "tenant user, spec.credentialsSecret";
         add(purpose, &user.name, &user.username_key);

@@ -77,13 +77,18 @@ fn key(secret: &SecretMeta) -> Key {
 
 /// What the users of a Secret deleted unseen need to know of it: its namespace and name.
 fn deleted(namespace: String, name: String) -> SecretMeta {
+    secret_with(ObjectMeta {
+        namespace: Some(namespace),
+        name: Some(name),
+        ..ObjectMeta::default()
+    })
+}
+
+/// A Secret as the metadata-only watch shows it, from its metadata.
+pub(crate) fn secret_with(metadata: ObjectMeta) -> SecretMeta {
     PartialObjectMeta {
         types: None,
-        metadata: ObjectMeta {
-            namespace: Some(namespace),
-            name: Some(name),
-            ..ObjectMeta::default()
-        },
+        metadata,
         _phantom: Default::default(),
     }
 }

@@ -248,14 +248,8 @@ pub(crate) fn secret_triggers(
     // An Api of PartialObjectMeta makes metadata-only requests.
     let api = api_for::<SecretMeta>(&ctx.client, namespace);
     // Events held while the operator wrote their Secret, released when it was not its own.
-    let released = ctx.own_writes.released(namespace).map(|metadata| {
-        let secret = PartialObjectMeta {
-            types: None,
-            metadata,
-            _phantom: Default::default(),
-        };
-        (secret, true)
-    });
+    let released = (ctx.own_writes.released(namespace))
+        .map(|metadata| (super::secret_versions::secret_with(metadata), true));
     tokio::spawn(async move {
         let mut versions = super::secret_versions::SecretVersions::default();
         let watched = watcher(api, watcher::Config::default())
