@@ -56,17 +56,9 @@ impl SecretVersions {
     /// was down.
     fn end_of_list(&mut self) -> Vec<SecretMeta> {
         let listed = self.listing.take().unwrap_or_default();
-        let gone: Vec<Key> = self
-            .seen
-            .keys()
-            .filter(|k| !listed.contains(*k))
-            .cloned()
-            .collect();
-        for k in &gone {
-            self.seen.remove(k);
-        }
-        gone.into_iter()
-            .map(|(namespace, name)| deleted(namespace, name))
+        self.seen
+            .extract_if(|k, _| !listed.contains(k))
+            .map(|((namespace, name), _)| deleted(namespace, name))
             .collect()
     }
 }

@@ -85,15 +85,9 @@ impl EnvironmentWakes {
             }
             Event::InitDone => {
                 let listed = self.listed.take().unwrap_or_default();
-                let gone: Vec<String> = self
-                    .seen
-                    .keys()
-                    .filter(|u| !listed.contains(*u))
-                    .cloned()
-                    .collect();
-                gone.iter()
-                    .filter_map(|u| self.seen.remove(u))
-                    .map(|(_, env)| env)
+                self.seen
+                    .extract_if(|uid, _| !listed.contains(uid))
+                    .map(|(_, (_, env))| env)
                     .collect()
             }
         }

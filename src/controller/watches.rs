@@ -267,12 +267,13 @@ pub(crate) fn secret_triggers(
         let changes = futures::stream::select(watched, released);
         futures::pin_mut!(changes);
         while let Some((mut secret, released)) = changes.next().await {
-            if !released && !secret_changed(&ctx, &secret) {
+            // A released event was held as the operator's own and turned out someone else's.
+            let wake = match released {
+                true => foreign_change(&ctx, &secret),
+                false => secret_changed(&ctx, &secret),
+            };
+            if !wake {
                 continue;
-            }
-            if released {
-                let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
-                ctx.resolved_environments.secret_changed(&namespace, &name);
             }
             secret.metadata.managed_fields = None;
             let a = to_envs.unbounded_send(Ok(secret.clone())).is_ok();
@@ -309,11 +310,16 @@ pub(crate) fn secret_changed(ctx: &Context, secret: &SecretMeta) -> bool {
             ctx.resolved_environments.secret_changed(&namespace, &name);
             false
         }
-        Seen::Foreign => {
-            ctx.resolved_environments.secret_changed(&namespace, &name);
-            true
-        }
+        Seen::Foreign => foreign_change(ctx, secret),
     }
+}
+
+/// Someone else changed a Secret: what was read from it is stale, and so may be a read in
+/// flight. Its users get a pass.
+fn foreign_change(ctx: &Context, secret: &SecretMeta) -> bool {
+    let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+    ctx.resolved_environments.secret_changed(&namespace, &name);
+    true
 }
 
 /// Runs both controllers for one scope until `shutdown` fires.
